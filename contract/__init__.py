@@ -1,0 +1,58 @@
+"""The on-disk contract between `training` (which writes models) and `service` (which serves them).
+
+A model repository is laid out TensorFlow Serving style::
+
+    models/<name>/<version>/            version: a positive integer, no leading zeros
+        saved_model.pb, variables/...   a SavedModel with the `serving_default` signature
+        metadata.json                   `Metadata`, including golden probes
+
+The signature takes float32 `[None, 784]` raw pixel intensities in 0..255 (MNIST's own scale; the
+model divides by 255 itself) and returns float32 `[None, 10]` softmax probabilities.
+Directories whose names are not versions (staging folders start with ".") are never served.
+"""
+
+from contract.layout import (
+    METADATA_FILENAME,
+    MODEL_NAME_PATTERN,
+    is_model_name,
+    list_models,
+    list_versions,
+    parse_version,
+    savedmodel_digest,
+)
+from contract.metadata import (
+    IMAGE_PIXELS,
+    INPUT_NAME,
+    NUM_CLASSES,
+    OUTPUT_NAME,
+    PIXEL_MAX,
+    PIXEL_MIN,
+    SIGNATURE_KEY,
+    DatasetInfo,
+    GoldenProbes,
+    Metadata,
+    read_metadata,
+    write_metadata,
+)
+
+__all__ = [
+    "IMAGE_PIXELS",
+    "INPUT_NAME",
+    "METADATA_FILENAME",
+    "MODEL_NAME_PATTERN",
+    "NUM_CLASSES",
+    "OUTPUT_NAME",
+    "PIXEL_MAX",
+    "PIXEL_MIN",
+    "SIGNATURE_KEY",
+    "DatasetInfo",
+    "GoldenProbes",
+    "Metadata",
+    "is_model_name",
+    "list_models",
+    "list_versions",
+    "parse_version",
+    "read_metadata",
+    "savedmodel_digest",
+    "write_metadata",
+]

@@ -1,0 +1,72 @@
+"""`metadata.json`: what a published version is, how it was made, and the probes that prove it."""
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from contract.layout import METADATA_FILENAME
+
+SIGNATURE_KEY = "serving_default"
+INPUT_NAME = "pixels"
+OUTPUT_NAME = "probabilities"
+IMAGE_PIXELS = 784
+NUM_CLASSES = 10
+PIXEL_MIN = 0.0
+PIXEL_MAX = 255.0
+
+
+class DatasetInfo(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    source: str
+    split_seed: int
+    train_size: int
+    validation_size: int
+    test_size: int
+    test_indices_sha256: str = Field(description="SHA-256 of the test rows' indices, as int64")
+
+
+class GoldenProbes(BaseModel):
+    """Inputs with the outputs the exported SavedModel gave for them, as one batch."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    inputs: list[list[float]]
+    outputs: list[list[float]]
+
+    @model_validator(mode="after")
+    def _shapes_match(self) -> "GoldenProbes":
+        if len(self.inputs) != len(self.outputs) or len(self.inputs) < 2:
+            raise ValueError("probes need at least 2 inputs and exactly one output per input")
+        if any(len(row) != IMAGE_PIXELS for row in self.inputs):
+            raise ValueError(f"every probe input must have {IMAGE_PIXELS} pixels")
+        if any(len(row) != NUM_CLASSES for row in self.outputs):
+            raise ValueError(f"every probe output must have {NUM_CLASSES} probabilities")
+        return self
+
+
+class Metadata(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    name: str
+    version: int
+    network: str
+    layers: list[str]
+    hyperparameters: dict[str, Any]
+    dataset: DatasetInfo
+    metrics: dict[str, float]
+    tensorflow_version: str
+    keras_version: str
+    created_at: str
+    savedmodel_sha256: str
+    input_scale: str = f"raw pixel intensities, {PIXEL_MIN:g} to {PIXEL_MAX:g}"
+    probes: GoldenProbes
+
+
+def read_metadata(version_dir: Path) -> Metadata:
+    return Metadata.model_validate_json((version_dir / METADATA_FILENAME).read_bytes())
+
+
+def write_metadata(version_dir: Path, metadata: Metadata) -> None:
+    (version_dir / METADATA_FILENAME).write_text(metadata.model_dump_json(indent=2) + "\n")

@@ -1,0 +1,1 @@
+"""Train batch-normalized MNIST networks and publish them as verified SavedModels."""

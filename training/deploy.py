@@ -1,0 +1,6 @@
+"""Placeholder replaced below."""
+import argparse
+
+
+def add_deploy_parser(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    return None

@@ -1,0 +1,278 @@
+"""Export a trained model as a SavedModel, verify it, and publish it atomically as the next version.
+
+A version is exported into a hidden staging folder beside the published ones, verified there, and
+renamed into place only when every check passes. The rename is atomic, so a reader of `models/`
+sees either no version or a complete one; a failed or killed run leaves only a staging folder,
+which the next export removes.
+"""
+
+import fcntl
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from contract import (
+    IMAGE_PIXELS,
+    INPUT_NAME,
+    NUM_CLASSES,
+    OUTPUT_NAME,
+    PIXEL_MAX,
+    SIGNATURE_KEY,
+    GoldenProbes,
+    Metadata,
+    is_model_name,
+    list_versions,
+    savedmodel_digest,
+    write_metadata,
+)
+from training.config import Hyperparameters
+from training.data import Digits, Splits
+from training.networks import Network
+
+RELOAD_TOLERANCE = 1e-6
+BATCH_OF_ONE_TOLERANCE = 1e-6
+MIN_BATCH_STATISTICS_GAP = 1e-3
+FROZEN_CALLS = 1000
+REPEATED_CALLS = 100
+STAGING_PREFIX = ".staging-"
+
+Serve = Callable[[np.ndarray], np.ndarray]
+
+
+class ExportError(Exception):
+    """The export was refused; nothing was published."""
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    passed: bool
+    detail: str
+
+
+def export_savedmodel(model: keras.Model, directory: Path) -> None:
+    """Write `model` as a SavedModel whose only signature runs it in inference mode."""
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    # NOTE: training=False on purpose: BN must normalise with the moving statistics it saved,
+    # never with the statistics of whatever batch a server happens to send.
+    archive.add_endpoint(
+        name="serve",
+        fn=lambda pixels: {OUTPUT_NAME: model(pixels, training=False)},
+        input_signature=[tf.TensorSpec([None, IMAGE_PIXELS], tf.float32, name=INPUT_NAME)],
+    )
+    archive.write_out(str(directory), verbose=False)
+
+
+def load_signature(directory: Path) -> tuple[object, Serve]:
+    """The loaded SavedModel (keep it alive) and a numpy-in, numpy-out call of its signature."""
+    loaded = tf.saved_model.load(str(directory))
+    signature = loaded.signatures[SIGNATURE_KEY]
+
+    def serve(x: np.ndarray) -> np.ndarray:
+        return signature(**{INPUT_NAME: tf.constant(x, tf.float32)})[OUTPUT_NAME].numpy()
+
+    return loaded, serve
+
+
+def probe_inputs(test: Digits) -> np.ndarray:
+    """One held-out digit of each class, plus an all-black and an all-white image."""
+    rows = [test.x[np.flatnonzero(test.y == label)[0]] for label in range(NUM_CLASSES)]
+    rows += [np.zeros(IMAGE_PIXELS, np.float32), np.full(IMAGE_PIXELS, PIXEL_MAX, np.float32)]
+    return np.stack(rows).astype(np.float32)
+
+
+def verify_export(model: keras.Model, directory: Path, probes: np.ndarray) -> list[CheckResult]:
+    """The five export checks; the SavedModel in `directory` is fit to publish only if all pass."""
+    loaded, serve = load_signature(directory)
+    return [
+        check_reload_matches_keras(model, directory, probes),
+        check_bn_statistics(model, loaded),
+        check_statistics_frozen(loaded, serve, probes),
+        check_batch_of_one(model, serve, probes),
+        check_repeatable(serve, probes),
+    ]
+
+
+def check_reload_matches_keras(model: keras.Model, directory: Path, probes: np.ndarray) -> CheckResult:
+    """1. A fresh process loads the SavedModel, as the server will, and reproduces Keras inference."""
+    expected = np.asarray(model(probes, training=False))
+    with tempfile.TemporaryDirectory() as tmp:
+        inputs, outputs = Path(tmp, "inputs.npy"), Path(tmp, "outputs.npy")
+        np.save(inputs, probes)
+        proc = subprocess.run(
+            [sys.executable, "-m", "training.reload_probe", str(directory), str(inputs), str(outputs)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if proc.returncode != 0:
+            return CheckResult("reload", False, f"fresh process failed: {proc.stderr.strip()[-500:]}")
+        served = np.load(outputs)
+    gap = float(np.abs(served - expected).max())
+    return CheckResult("reload", gap <= RELOAD_TOLERANCE, f"max |reloaded - keras| = {gap:.2e}")
+
+
+def check_bn_statistics(model: keras.Model, loaded: object) -> CheckResult:
+    """2. Each BN layer's moving mean and variance were saved as trained, and were trained at all."""
+    saved = {v.name: v.numpy() for v in loaded.variables}  # type: ignore[attr-defined]
+    layers = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    if not layers:
+        return CheckResult("bn_statistics", True, "no BatchNormalization layers")
+    for layer in layers:
+        for variable, initial in ((layer.moving_mean, 0.0), (layer.moving_variance, 1.0)):
+            key = f"{variable.path}:0"
+            if key not in saved:
+                return CheckResult("bn_statistics", False, f"{key} is missing from the SavedModel")
+            trained = np.asarray(variable)
+            if not np.array_equal(saved[key], trained):
+                return CheckResult("bn_statistics", False, f"{key} differs from the trained value")
+            if np.allclose(trained, initial):
+                return CheckResult("bn_statistics", False, f"{key} is still at its initial {initial:g}")
+    return CheckResult("bn_statistics", True, f"{len(layers)} BN layers saved with trained statistics")
+
+
+def check_statistics_frozen(loaded: object, serve: Serve, probes: np.ndarray) -> CheckResult:
+    """3. Serving calls leave every variable of the SavedModel unchanged."""
+    variables = loaded.variables  # type: ignore[attr-defined]
+    before = [v.numpy().copy() for v in variables]
+    for i in range(FROZEN_CALLS):
+        serve(probes[: 2 + i % (len(probes) - 1)])
+    changed = [v.name for v, b in zip(variables, before, strict=True) if not np.array_equal(v.numpy(), b)]
+    if changed:
+        return CheckResult("frozen", False, f"{FROZEN_CALLS} serving calls changed {', '.join(changed)}")
+    return CheckResult("frozen", True, f"{len(before)} variables unchanged after {FROZEN_CALLS} calls")
+
+
+def check_batch_of_one(model: keras.Model, serve: Serve, probes: np.ndarray) -> CheckResult:
+    """4. A row alone equals the same row in a batch, and not what batch statistics would give."""
+    in_batch = serve(probes)
+    gap = max(float(np.abs(serve(probes[i : i + 1])[0] - in_batch[i]).max()) for i in range(len(probes)))
+    if gap > BATCH_OF_ONE_TOLERANCE:
+        return CheckResult("batch_of_one", False, f"batch of one differs from in-batch by {gap:.2e}")
+    if not any(isinstance(layer, keras.layers.BatchNormalization) for layer in model.layers):
+        return CheckResult("batch_of_one", True, f"alone vs in batch: {gap:.2e}; no BN layers")
+    # A clone, so that running BN in training mode cannot move the real model's statistics.
+    clone = keras.models.clone_model(model)
+    clone.set_weights(model.get_weights())
+    batch_statistics = np.asarray(clone(probes, training=True))
+    distance = float(np.abs(batch_statistics - in_batch).max())
+    if distance < MIN_BATCH_STATISTICS_GAP:
+        return CheckResult("batch_of_one", False, f"served outputs match batch statistics ({distance:.2e})")
+    return CheckResult(
+        "batch_of_one", True, f"alone vs in batch: {gap:.2e}; distance to batch statistics: {distance:.2f}"
+    )
+
+
+def check_repeatable(serve: Serve, probes: np.ndarray) -> CheckResult:
+    """5. The same batch of one, served repeatedly, gives the same bits every time."""
+    one = probes[:1]
+    first = serve(one)
+    for _ in range(REPEATED_CALLS - 1):
+        if not np.array_equal(serve(one), first):
+            return CheckResult("repeatable", False, "a batch of one gave different bits on a repeat")
+    return CheckResult("repeatable", True, f"{REPEATED_CALLS} calls bit-identical")
+
+
+@dataclass
+class StagedVersion:
+    """A verified export, waiting in its staging folder to be published or discarded."""
+
+    model_dir: Path
+    path: Path
+    metadata: Metadata
+    checks: list[CheckResult]
+
+    def publish(self) -> int:
+        """Rename the staging folder into place as the next version; return that version."""
+        with _publish_lock(self.model_dir):
+            versions = list_versions(self.model_dir)
+            version = max(versions, default=0) + 1
+            self.metadata = self.metadata.model_copy(update={"version": version})
+            write_metadata(self.path, self.metadata)
+            os.rename(self.path, self.model_dir / str(version))
+        return version
+
+
+@contextmanager
+def staged_export(
+    result_model: keras.Model,
+    *,
+    network: Network,
+    hp: Hyperparameters,
+    splits: Splits,
+    metrics: dict[str, float],
+    models_dir: Path,
+    name: str,
+) -> Iterator[StagedVersion]:
+    """Export and verify into a staging folder; whatever is not published is removed on exit."""
+    if not is_model_name(name):
+        raise ExportError(f"invalid model name {name!r}: use lowercase letters, digits, '-' and '_'")
+    model_dir = models_dir / name
+    model_dir.mkdir(parents=True, exist_ok=True)
+    _remove_abandoned_staging(model_dir)
+    staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=model_dir))
+    try:
+        export_savedmodel(result_model, staging)
+        probes = probe_inputs(splits.test)
+        checks = verify_export(result_model, staging, probes)
+        failed = [c for c in checks if not c.passed]
+        if failed:
+            raise ExportError("export verification failed: " + "; ".join(f"{c.name}: {c.detail}" for c in failed))
+        _, serve = load_signature(staging)
+        metadata = Metadata(
+            name=name,
+            version=0,
+            network=network.name,
+            layers=network.layers(),
+            hyperparameters=hp.as_dict(),
+            dataset=splits.info,
+            metrics=metrics,
+            tensorflow_version=tf.__version__,
+            keras_version=keras.__version__,
+            created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            savedmodel_sha256=savedmodel_digest(staging),
+            probes=GoldenProbes(inputs=probes.tolist(), outputs=serve(probes).tolist()),
+        )
+        yield StagedVersion(model_dir, staging, metadata, checks)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+@contextmanager
+def _publish_lock(model_dir: Path) -> Iterator[None]:
+    with (model_dir / ".publish.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _remove_abandoned_staging(model_dir: Path) -> None:
+    """Remove staging folders whose exporting process no longer runs (it crashed or was killed)."""
+    for path in model_dir.glob(f"{STAGING_PREFIX}*"):
+        pid = path.name.removeprefix(STAGING_PREFIX).split("-", 1)[0]
+        if pid.isdigit() and not _process_alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

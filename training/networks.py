@@ -1,0 +1,107 @@
+"""The networks this project trains, each addressable by name.
+
+The article's three batch-normalized MLPs, their no-BN controls, and the default recipe. Every
+network starts by rescaling raw 0..255 pixels to 0..1, so the scaling travels inside the SavedModel.
+"""
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import keras
+
+from contract import IMAGE_PIXELS, INPUT_NAME, NUM_CLASSES
+
+BnPlacement = Literal["after", "before", "none"]
+DropoutOrder = Literal["after_bn", "before_bn"]
+
+
+@dataclass(frozen=True)
+class Network:
+    """An MLP: hidden widths, where BN sits relative to ReLU, and where dropout sits relative to BN."""
+
+    name: str
+    hidden: tuple[int, ...]
+    bn: BnPlacement = "after"
+    dropout_order: DropoutOrder = "after_bn"
+    description: str = ""
+    defaults: dict[str, float | int | bool] = field(default_factory=dict)
+
+    def layers(self) -> list[str]:
+        """A readable list of the layers, as recorded in metadata.json."""
+        parts = ["Rescaling(1/255)"]
+        for width in self.hidden:
+            if self.bn == "before":
+                parts += [f"Dense({width})", "BN", "ReLU"]
+            else:
+                parts.append(f"Dense({width}, relu)")
+                if self.bn == "after":
+                    parts.append("BN")
+        parts.append(f"Dense({NUM_CLASSES}, softmax)")
+        return parts
+
+
+NETWORKS: dict[str, Network] = {
+    n.name: n
+    for n in (
+        Network("bn-128-64", (128, 64), description="article: 2 BN layers, Adam at 0.001"),
+        Network(
+            "bn-256-128-64",
+            (256, 128, 64),
+            description="article: 3 BN layers, Adam at 0.01",
+            defaults={"learning_rate": 0.01},
+        ),
+        Network("bn-256-128", (256, 128), description="article: 2 BN layers, Adam at 0.001"),
+        Network("plain-128-64", (128, 64), bn="none", description="control for bn-128-64"),
+        Network(
+            "plain-256-128-64",
+            (256, 128, 64),
+            bn="none",
+            description="control for bn-256-128-64",
+            defaults={"learning_rate": 0.01},
+        ),
+        Network("plain-256-128", (256, 128), bn="none", description="control for bn-256-128"),
+        Network(
+            "bn-512-256-aug",
+            (512, 256),
+            description="default recipe: wider, dropout after BN, shifted digits, cosine decay",
+            defaults={"epochs": 60, "dropout": 0.25, "augment": True, "cosine_decay": True},
+        ),
+    )
+}
+DEFAULT_NETWORK = "bn-512-256-aug"
+
+
+def build_model(network: Network, *, dropout: float, momentum: float, epsilon: float) -> keras.Model:
+    """The Keras model for `network`, uncompiled."""
+    inputs = keras.Input((IMAGE_PIXELS,), name=INPUT_NAME)
+    x = keras.layers.Rescaling(1.0 / 255.0)(inputs)
+    for width in network.hidden:
+        x = _hidden_block(x, width, network, dropout=dropout, momentum=momentum, epsilon=epsilon)
+    outputs = keras.layers.Dense(NUM_CLASSES, activation="softmax")(x)
+    return keras.Model(inputs, outputs, name=network.name)
+
+
+def _hidden_block(
+    x: keras.KerasTensor,
+    width: int,
+    network: Network,
+    *,
+    dropout: float,
+    momentum: float,
+    epsilon: float,
+) -> keras.KerasTensor:
+    def bn(t: keras.KerasTensor) -> keras.KerasTensor:
+        return keras.layers.BatchNormalization(momentum=momentum, epsilon=epsilon)(t)
+
+    def drop(t: keras.KerasTensor) -> keras.KerasTensor:
+        return keras.layers.Dropout(dropout)(t) if dropout > 0 else t
+
+    if network.bn == "before":
+        x = keras.layers.Activation("relu")(bn(keras.layers.Dense(width)(x)))
+        return drop(x)
+    x = keras.layers.Dense(width, activation="relu")(x)
+    if network.bn == "none":
+        return drop(x)
+    if network.dropout_order == "before_bn":
+        return bn(drop(x))
+    return drop(bn(x))

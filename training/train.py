@@ -1,0 +1,116 @@
+"""Fit one network, reproducibly, and measure it on held-out digits."""
+
+import math
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from training.config import Hyperparameters
+from training.data import Digits, Splits
+from training.networks import Network, build_model
+
+MAX_SHIFT_PIXELS = 2
+
+
+@dataclass
+class TrainResult:
+    model: keras.Model
+    history: dict[str, list[float]]
+    metrics: dict[str, float]
+
+
+def make_deterministic(seed: int) -> None:
+    """Seed Python, NumPy and TensorFlow, and make TensorFlow's kernels deterministic."""
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
+def run(network: Network, hp: Hyperparameters, splits: Splits, *, verbose: int = 0) -> TrainResult:
+    """Train `network` on `splits.train`, validate each epoch, and evaluate on `splits.test`."""
+    make_deterministic(hp.seed)
+    model = build_model(network, dropout=hp.dropout, momentum=hp.bn_momentum, epsilon=hp.bn_epsilon)
+    steps_per_epoch = math.ceil(len(splits.train) / hp.batch_size)
+    learning_rate: float | keras.optimizers.schedules.LearningRateSchedule = hp.learning_rate
+    if hp.cosine_decay:
+        learning_rate = keras.optimizers.schedules.CosineDecay(hp.learning_rate, hp.epochs * steps_per_epoch)
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=hp.label_smoothing),
+        metrics=["accuracy"],
+    )
+    batches = _Batches(splits.train, hp.batch_size, seed=hp.seed, augment=hp.augment)
+    fit = model.fit(
+        batches,
+        epochs=hp.epochs,
+        validation_data=(splits.validation.x, _one_hot(splits.validation.y)),
+        verbose=verbose,
+    )
+    history = {k: [float(v) for v in values] for k, values in fit.history.items()}
+    return TrainResult(model, history, evaluate(model, splits))
+
+
+def evaluate(model: keras.Model, splits: Splits) -> dict[str, float]:
+    """Inference-mode accuracy and loss on the validation and test digits."""
+    metrics: dict[str, float] = {}
+    for prefix, digits in (("validation", splits.validation), ("test", splits.test)):
+        probabilities = np.asarray(model.predict(digits.x, batch_size=256, verbose=0))
+        accuracy, loss = score(probabilities, digits.y)
+        metrics[f"{prefix}_accuracy"] = accuracy
+        metrics[f"{prefix}_loss"] = loss
+    return metrics
+
+
+def score(probabilities: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """(accuracy, mean cross-entropy) of predicted probabilities against integer labels."""
+    accuracy = float((probabilities.argmax(axis=1) == labels).mean())
+    picked = probabilities[np.arange(len(labels)), labels].astype(np.float64)
+    loss = float(-np.log(np.clip(picked, 1e-12, 1.0)).mean())
+    return accuracy, loss
+
+
+def _one_hot(labels: np.ndarray) -> np.ndarray:
+    return np.eye(10, dtype=np.float32)[labels]
+
+
+class _Batches(keras.utils.PyDataset):  # type: ignore[misc]
+    """Shuffled mini-batches, optionally with each digit shifted by up to two pixels.
+
+    Randomness comes from (seed, epoch), so two runs with the same seed see the same batches.
+    """
+
+    def __init__(self, digits: Digits, batch_size: int, *, seed: int, augment: bool) -> None:
+        super().__init__()
+        self._digits = digits
+        self._batch_size = batch_size
+        self._seed = seed
+        self._augment = augment
+        self._epoch = 0
+        self._order = self._shuffle()
+
+    def __len__(self) -> int:
+        return math.ceil(len(self._digits) / self._batch_size)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        rows = self._order[index * self._batch_size : (index + 1) * self._batch_size]
+        x = self._digits.x[rows]
+        if self._augment:
+            rng = np.random.default_rng((self._seed, self._epoch, index))
+            x = _shift(x, rng)
+        return x, _one_hot(self._digits.y[rows])
+
+    def on_epoch_end(self) -> None:
+        self._epoch += 1
+        self._order = self._shuffle()
+
+    def _shuffle(self) -> np.ndarray:
+        return np.random.default_rng((self._seed, self._epoch)).permutation(len(self._digits))
+
+
+def _shift(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    m = MAX_SHIFT_PIXELS
+    images = np.pad(x.reshape(-1, 28, 28), ((0, 0), (m, m), (m, m)))
+    offsets = rng.integers(0, 2 * m + 1, size=(len(x), 2))
+    shifted = np.stack([img[dy : dy + 28, dx : dx + 28] for img, (dy, dx) in zip(images, offsets, strict=True)])
+    return shifted.reshape(len(x), -1)
