@@ -201,6 +201,8 @@ class StagedVersion:
             version = max(versions, default=0) + 1
             self.metadata = self.metadata.model_copy(update={"version": version})
             write_metadata(self.path, self.metadata)
+            # mkdtemp makes the folder private; a served version must be readable by the server's user.
+            self.path.chmod(0o755)
             os.rename(self.path, self.model_dir / str(version))
         return version
 
