@@ -83,12 +83,16 @@ def load_embedded() -> Digits:
 
 def load_npz(path: Path) -> tuple[Digits, Digits]:
     """Keras's `mnist.npz`: (train, test)."""
+    keys = ("x_train", "y_train", "x_test", "y_test")
     try:
         with np.load(path, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in ("x_train", "y_train", "x_test", "y_test")}
-    except KeyError as e:
-        raise DataError(f"{path}: missing array {e}; expected x_train, y_train, x_test, y_test") from e
+            missing = [k for k in keys if k not in f.files]
+            if missing:
+                raise DataError(f"{path}: missing array '{missing[0]}'; expected {', '.join(keys)}")
+            arrays = {k: f[k] for k in keys}
     except (OSError, ValueError) as e:
+        if isinstance(e, DataError):
+            raise
         raise DataError(f"{path}: not a readable .npz file ({e})") from e
     train = validate(arrays["x_train"], arrays["y_train"], f"{path} (train)")
     test = validate(arrays["x_test"], arrays["y_test"], f"{path} (test)")

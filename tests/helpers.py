@@ -1,0 +1,29 @@
+"""Helpers that several test modules share."""
+
+from pathlib import Path
+
+from contract import list_versions
+from training.config import hyperparameters_for
+from training.data import Splits
+from training.export import staged_export
+from training.networks import NETWORKS
+from training.train import TrainResult
+
+
+def publish(result: TrainResult, splits: Splits, root: Path, name: str) -> int:
+    network = NETWORKS["bn-128-64"]
+    with staged_export(
+        result.model,
+        network=network,
+        hp=hyperparameters_for(network, epochs=2, batch_size=32),
+        splits=splits,
+        metrics=result.metrics,
+        models_dir=root,
+        name=name,
+    ) as staged:
+        return staged.publish()
+
+
+def newest_version(root: Path, name: str) -> Path:
+    versions = list_versions(root / name)
+    return versions[max(versions)]

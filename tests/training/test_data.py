@@ -1,0 +1,160 @@
+import gzip
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from training.data import (
+    IDX_FILES,
+    DataError,
+    Digits,
+    load_idx_dir,
+    load_npz,
+    load_splits,
+    read_idx,
+    split,
+    validate,
+)
+
+
+def _fake_mnist(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8), (np.arange(n) % 10).astype(np.uint8)
+
+
+def _write_idx(path: Path, array: np.ndarray, *, compress: bool) -> None:
+    header = struct.pack(">II", 2051, len(array)) + struct.pack(">II", 28, 28) if array.ndim == 3 else struct.pack(
+        ">II", 2049, len(array)
+    )
+    data = header + array.tobytes()
+    if compress:
+        path = path.with_name(path.name + ".gz")
+        path.write_bytes(gzip.compress(data))
+    else:
+        path.write_bytes(data)
+
+
+def _write_idx_dir(directory: Path, *, compress: bool) -> None:
+    x_train, y_train = _fake_mnist(50)
+    x_test, y_test = _fake_mnist(20, seed=1)
+    arrays = {"train_images": x_train, "train_labels": y_train, "test_images": x_test, "test_labels": y_test}
+    for key, stem in IDX_FILES.items():
+        _write_idx(directory / stem, arrays[key], compress=compress)
+
+
+def test_load_embedded_gives_500_real_digits_per_class(embedded: Digits) -> None:
+    assert embedded.x.shape == (5000, 784)
+    assert embedded.x.dtype == np.float32
+    assert np.bincount(embedded.y).tolist() == [500] * 10
+    assert embedded.x.max() == 255
+
+
+def test_split_is_stratified_disjoint_and_seeded(embedded: Digits) -> None:
+    first = split(embedded, seed=3, source="embedded")
+    again = split(embedded, seed=3, source="embedded")
+    other = split(embedded, seed=4, source="embedded")
+    assert (first.info.train_size, first.info.validation_size, first.info.test_size) == (3500, 500, 1000)
+    assert np.bincount(first.test.y).tolist() == [100] * 10
+    assert first.info == again.info
+    assert np.array_equal(first.train.x, again.train.x)
+    assert first.info.test_indices_sha256 != other.info.test_indices_sha256
+    rows = {row.tobytes() for row in first.test.x}
+    assert not any(row.tobytes() in rows for row in first.train.x[:500])
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_load_idx_dir_reads_plain_and_gzipped_files(tmp_path: Path, compress: bool) -> None:
+    _write_idx_dir(tmp_path, compress=compress)
+    train, test = load_idx_dir(tmp_path)
+    x_train, y_train = _fake_mnist(50)
+    assert np.array_equal(train.x, x_train.reshape(50, 784).astype(np.float32))
+    assert np.array_equal(train.y, y_train)
+    assert len(test) == 20
+
+
+def test_load_splits_from_idx_dir_keeps_the_given_test_set(tmp_path: Path) -> None:
+    _write_idx_dir(tmp_path, compress=True)
+    splits = load_splits(str(tmp_path), seed=0)
+    assert splits.info.test_size == 20
+    assert splits.info.train_size + splits.info.validation_size == 50
+
+
+def test_read_idx_rejects_a_bad_magic_number(tmp_path: Path) -> None:
+    path = tmp_path / "bad"
+    path.write_bytes(struct.pack(">II", 1234, 0))
+    with pytest.raises(DataError, match=r"bad: magic number 1234"):
+        read_idx(path)
+
+
+def test_read_idx_rejects_a_truncated_file(tmp_path: Path) -> None:
+    path = tmp_path / "labels"
+    path.write_bytes(struct.pack(">II", 2049, 10) + bytes(5))
+    with pytest.raises(DataError, match=r"labels: header promises 10 bytes of data, file has 5"):
+        read_idx(path)
+
+
+def test_read_idx_rejects_a_corrupt_gzip(tmp_path: Path) -> None:
+    path = tmp_path / "images.gz"
+    path.write_bytes(b"not gzip at all")
+    with pytest.raises(DataError, match=r"images.gz: cannot read"):
+        read_idx(path)
+
+
+def test_load_idx_dir_names_the_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="no train-images-idx3-ubyte"):
+        load_idx_dir(tmp_path)
+
+
+def test_load_npz_reads_the_keras_format(tmp_path: Path) -> None:
+    x_train, y_train = _fake_mnist(30)
+    x_test, y_test = _fake_mnist(10, seed=1)
+    path = tmp_path / "mnist.npz"
+    np.savez(path, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
+    train, test = load_npz(path)
+    assert train.x.shape == (30, 784) and test.x.shape == (10, 784)
+    assert np.array_equal(test.y, y_test)
+
+
+@pytest.mark.parametrize(
+    ("arrays", "message"),
+    [
+        ({"x_train": np.zeros((3, 28, 28))}, "missing array 'y_train'"),
+        (
+            {"x_train": np.zeros((3, 27, 27)), "y_train": np.zeros(3), "x_test": np.zeros((1, 784)), "y_test": [0]},
+            r"images have shape \(3, 27, 27\)",
+        ),
+        (
+            {"x_train": np.zeros((3, 784)), "y_train": [0, 1, 12], "x_test": np.zeros((1, 784)), "y_test": [0]},
+            "labels must be within 0..9",
+        ),
+        (
+            {"x_train": np.full((3, 784), 300.0), "y_train": [0, 1, 2], "x_test": np.zeros((1, 784)), "y_test": [0]},
+            "pixel values must be finite and within 0..255",
+        ),
+    ],
+)
+def test_load_npz_rejects_corrupt_contents(tmp_path: Path, arrays: dict[str, object], message: str) -> None:
+    path = tmp_path / "mnist.npz"
+    np.savez(path, **arrays)
+    with pytest.raises(DataError, match=message):
+        load_npz(path)
+
+
+def test_load_npz_rejects_a_file_that_is_not_npz(tmp_path: Path) -> None:
+    path = tmp_path / "mnist.npz"
+    path.write_text("hello")
+    with pytest.raises(DataError, match="not a readable .npz file"):
+        load_npz(path)
+
+
+def test_validate_rejects_mismatched_counts_and_float_labels() -> None:
+    with pytest.raises(DataError, match="3 images but 2 labels"):
+        validate(np.zeros((3, 784)), np.zeros(2, np.int64), "here")
+    with pytest.raises(DataError, match="labels have dtype float64"):
+        validate(np.zeros((2, 784)), np.zeros(2), "here")
+
+
+def test_load_splits_rejects_an_unknown_spec() -> None:
+    with pytest.raises(DataError, match="no-such-file.csv: expected 'embedded'"):
+        load_splits("no-such-file.csv", seed=0)
