@@ -37,9 +37,7 @@ def list_versions(model_dir: Path) -> dict[int, Path]:
 def savedmodel_digest(version_dir: Path) -> str:
     """SHA-256 over every file of the SavedModel (paths and contents), metadata.json excluded."""
     digest = hashlib.sha256()
-    files = sorted(
-        p for p in version_dir.rglob("*") if p.is_file() and p.name != METADATA_FILENAME
-    )
+    files = sorted(p for p in version_dir.rglob("*") if p.is_file() and p.name != METADATA_FILENAME)
     for path in files:
         digest.update(path.relative_to(version_dir).as_posix().encode() + b"\0")
         with path.open("rb") as f:

@@ -120,4 +120,3 @@ class DynamicBatcher:
             if not p.future.done():
                 p.future.set_result(out[start:end])
             start = end
-

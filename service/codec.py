@@ -58,13 +58,17 @@ def pixels(value: Any, *, field: str, max_batch: int) -> np.ndarray:
         raise InvalidInput(f"'{field}' has {len(value)} images; the maximum batch size is {max_batch}")
     for i, row in enumerate(value):
         _check_row(row, f"{field}[{i}]")
-    return _in_range(np.array(value, dtype=np.float32), field)
+    with np.errstate(over="ignore"):  # a huge number becomes inf, which the range check refuses
+        x = np.array(value, dtype=np.float32)
+    return _in_range(x, field)
 
 
 def image(value: Any, *, field: str) -> np.ndarray:
     """One image, a list of 784 numbers in 0..255, as float32 `[1, 784]`."""
     _check_row(value, field)
-    return _in_range(np.array([value], dtype=np.float32), field)
+    with np.errstate(over="ignore"):
+        x = np.array([value], dtype=np.float32)
+    return _in_range(x, field)
 
 
 def pixels_from_array(array: np.ndarray, *, field: str, max_batch: int) -> np.ndarray:
@@ -110,8 +114,7 @@ def _in_range(x: np.ndarray, field: str) -> np.ndarray:
         return x
     i, j = np.argwhere(~((x >= PIXEL_MIN) & (x <= PIXEL_MAX)))[0]
     raise InvalidInput(
-        f"{field}[{i}][{j}] is {x[i, j]:g}; pixel values must be raw intensities within "
-        f"{PIXEL_MIN:g}..{PIXEL_MAX:g}"
+        f"{field}[{i}][{j}] is {x[i, j]:g}; pixel values must be raw intensities within {PIXEL_MIN:g}..{PIXEL_MAX:g}"
     )
 
 

@@ -224,7 +224,9 @@ class ModelManager:
         )
         return True
 
-    def _load_and_check(self, name: str, version: int, path: Path, max_rows: int) -> tuple[LoadedModel, SelfCheckReport]:
+    def _load_and_check(
+        self, name: str, version: int, path: Path, max_rows: int
+    ) -> tuple[LoadedModel, SelfCheckReport]:
         model = LoadedModel.load(name, version, path)
         return model, model.self_check(repeats=self._settings.self_check_repeats, max_rows=max_rows)
 

@@ -23,20 +23,28 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
-            "mnist_requests", "HTTP requests by route and status", ["endpoint", "method", "status"],
+            "mnist_requests",
+            "HTTP requests by route and status",
+            ["endpoint", "method", "status"],
             registry=self.registry,
         )
         self.latency = Histogram(
-            "mnist_request_duration_seconds", "Time from request start to response end", ["endpoint"],
-            buckets=LATENCY_BUCKETS, registry=self.registry,
+            "mnist_request_duration_seconds",
+            "Time from request start to response end",
+            ["endpoint"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
         )
         self.batch_size = Histogram(
             "mnist_batch_size", "Rows per model call", buckets=BATCH_BUCKETS, registry=self.registry
         )
         self.shed = Counter("mnist_shed_requests", "Requests refused with 503 at capacity", registry=self.registry)
         self.version_state = Gauge(
-            "mnist_model_version_state", "1 for the state each model version is in", ["model", "version", "state"],
-            registry=self.registry, multiprocess_mode="livemax",
+            "mnist_model_version_state",
+            "1 for the state each model version is in",
+            ["model", "version", "state"],
+            registry=self.registry,
+            multiprocess_mode="livemax",
         )
 
     def observe_request(self, endpoint: str, method: str, status: int, seconds: float) -> None:

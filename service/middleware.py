@@ -79,14 +79,19 @@ class RequestContextMiddleware:
         if self.access_log:
             logger.info(
                 "request",
-                extra={"method": scope["method"], "path": scope["path"], "status": status, "ms": round(seconds * 1000, 3)},
+                extra={
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "status": status,
+                    "ms": round(seconds * 1000, 3),
+                },
             )
 
 
 def _client_request_id(scope: Scope) -> str | None:
     for key, value in scope["headers"]:
         if key == REQUEST_ID_HEADER:
-            text = value.decode("latin-1")
+            text: str = value.decode("latin-1")
             if 0 < len(text) <= _MAX_CLIENT_ID and text.isprintable():
                 return text
     return None

@@ -76,7 +76,7 @@ class LoadedModel:
             raise SelfCheckFailed(f"SavedModel files do not match the SHA-256 in metadata.json ({digest[:12]}…)")
         try:
             loaded = tf.saved_model.load(str(path))
-        except Exception as e:  # noqa: BLE001 - TensorFlow raises many types for a bad SavedModel
+        except Exception as e:
             raise SelfCheckFailed(f"SavedModel did not load: {type(e).__name__}: {e}") from e
         signature = loaded.signatures.get(SIGNATURE_KEY)
         if signature is None:

@@ -7,10 +7,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 import pytest
 
+from tests.helpers import publish
 from training.config import hyperparameters_for
 from training.data import Digits, Splits, load_embedded, split
 from training.networks import NETWORKS
-from tests.helpers import publish
 from training.train import TrainResult, run
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -42,7 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(handler=_train)
 
     evaluate = commands.add_parser("evaluate", help="measure a published version on its held-out digits")
-    evaluate.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR, help="model repository (default: models)")
+    evaluate.add_argument(
+        "--models-dir", type=Path, default=DEFAULT_MODELS_DIR, help="model repository (default: models)"
+    )
     evaluate.add_argument("--name", default=DEFAULT_MODEL_NAME, help="model name (default: mnist)")
     evaluate.add_argument("--version", type=int, help="version to evaluate (default: the latest)")
     evaluate.add_argument("--data", default="embedded", help="embedded, keras, a .npz file or a folder of IDX files")
@@ -61,7 +63,9 @@ def _add_training_arguments(parser: argparse.ArgumentParser) -> None:
         "network", nargs="?", default=DEFAULT_NETWORK, choices=sorted(NETWORKS), help=f"default: {DEFAULT_NETWORK}"
     )
     parser.add_argument("--name", default=DEFAULT_MODEL_NAME, help="model name to publish under (default: mnist)")
-    parser.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR, help="model repository (default: models)")
+    parser.add_argument(
+        "--models-dir", type=Path, default=DEFAULT_MODELS_DIR, help="model repository (default: models)"
+    )
     parser.add_argument(
         "--data",
         default="embedded",
@@ -75,7 +79,9 @@ def _add_training_arguments(parser: argparse.ArgumentParser) -> None:
         if isinstance(default, bool):
             hp.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=f"base default: {default}")
         else:
-            hp.add_argument(flag, type=type(default), default=None, metavar=name.upper(), help=f"base default: {default}")
+            hp.add_argument(
+                flag, type=type(default), default=None, metavar=name.upper(), help=f"base default: {default}"
+            )
     parser.add_argument("--quiet", action="store_true", help="no per-epoch progress")
 
 
@@ -99,8 +105,10 @@ def train_and_stage(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         splits = load_splits(args.data, seed=hp.seed)
     except DataError as e:
         raise CliError(str(e)) from e
-    print(f"training {network.name} on {splits.info.source}: {splits.info.train_size} train, "
-          f"{splits.info.validation_size} validation, {splits.info.test_size} test digits")
+    print(
+        f"training {network.name} on {splits.info.source}: {splits.info.train_size} train, "
+        f"{splits.info.validation_size} validation, {splits.info.test_size} test digits"
+    )
     result = run(network, hp, splits, verbose=0 if args.quiet else 2)
     return network, hp, splits, result
 
@@ -140,8 +148,13 @@ def _train(args: argparse.Namespace) -> int:
     network, hp, splits, result = train_and_stage(args)
     try:
         with staged_export(
-            result.model, network=network, hp=hp, splits=splits, metrics=result.metrics,
-            models_dir=args.models_dir, name=args.name,
+            result.model,
+            network=network,
+            hp=hp,
+            splits=splits,
+            metrics=result.metrics,
+            models_dir=args.models_dir,
+            name=args.name,
         ) as staged:
             for check in staged.checks:
                 print(f"  check {check.name:14} ok   {check.detail}")
@@ -150,8 +163,10 @@ def _train(args: argparse.Namespace) -> int:
         raise CliError(f"{e}; nothing was published") from e
     m = result.metrics
     print(f"published {args.name} version {version} at {args.models_dir / args.name / str(version)}")
-    print(f"  test accuracy {m['test_accuracy']:.4f}  test loss {m['test_loss']:.4f}  "
-          f"validation accuracy {m['validation_accuracy']:.4f}  ({time.monotonic() - started:.0f}s)")
+    print(
+        f"  test accuracy {m['test_accuracy']:.4f}  test loss {m['test_loss']:.4f}  "
+        f"validation accuracy {m['validation_accuracy']:.4f}  ({time.monotonic() - started:.0f}s)"
+    )
     return 0
 
 
@@ -176,6 +191,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     _, serve = load_signature(versions[version])
     accuracy, loss = score(serve(splits.test.x), splits.test.y)
     print(f"{args.name} version {version} on {len(splits.test)} held-out digits of {splits.info.source}")
-    print(f"  accuracy {accuracy:.4f}  loss {loss:.4f}  (recorded at export: "
-          f"{metadata.metrics.get('test_accuracy', float('nan')):.4f})")
+    print(
+        f"  accuracy {accuracy:.4f}  loss {loss:.4f}  (recorded at export: "
+        f"{metadata.metrics.get('test_accuracy', float('nan')):.4f})"
+    )
     return 0

@@ -113,7 +113,7 @@ def load_keras_download() -> tuple[Digits, Digits]:
 
     try:
         (x_train, y_train), (x_test, y_test) = keras.datasets.mnist.load_data()
-    except Exception as e:  # noqa: BLE001 - any download failure means the same thing here
+    except Exception as e:
         raise DataError(f"keras.datasets.mnist.load_data() failed: {e}") from e
     return validate(x_train, y_train, "keras mnist (train)"), validate(x_test, y_test, "keras mnist (test)")
 

@@ -81,7 +81,8 @@ def load_signature(directory: Path) -> tuple[object, Serve]:
     signature = loaded.signatures[SIGNATURE_KEY]
 
     def serve(x: np.ndarray) -> np.ndarray:
-        return signature(**{INPUT_NAME: tf.constant(x, tf.float32)})[OUTPUT_NAME].numpy()
+        out: np.ndarray = signature(**{INPUT_NAME: tf.constant(x, tf.float32)})[OUTPUT_NAME].numpy()
+        return out
 
     return loaded, serve
 
@@ -203,7 +204,7 @@ class StagedVersion:
             write_metadata(self.path, self.metadata)
             # mkdtemp makes the folder private; a served version must be readable by the server's user.
             self.path.chmod(0o755)
-            os.rename(self.path, self.model_dir / str(version))
+            self.path.rename(self.model_dir / str(version))
         return version
 
 

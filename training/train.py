@@ -71,7 +71,8 @@ def score(probabilities: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
 
 
 def _one_hot(labels: np.ndarray) -> np.ndarray:
-    return np.eye(10, dtype=np.float32)[labels]
+    one_hot: np.ndarray = np.eye(10, dtype=np.float32)[labels]
+    return one_hot
 
 
 class _Batches(keras.utils.PyDataset):  # type: ignore[misc]
@@ -113,4 +114,5 @@ def _shift(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     images = np.pad(x.reshape(-1, 28, 28), ((0, 0), (m, m), (m, m)))
     offsets = rng.integers(0, 2 * m + 1, size=(len(x), 2))
     shifted = np.stack([img[dy : dy + 28, dx : dx + 28] for img, (dy, dx) in zip(images, offsets, strict=True)])
-    return shifted.reshape(len(x), -1)
+    result: np.ndarray = shifted.reshape(len(x), -1)
+    return result

@@ -1,6 +1,7 @@
 """What routes share: the manager, the settings, and the JSON body and response helpers."""
 
 import hmac
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 from fastapi import Depends, Request, Response
@@ -42,7 +43,7 @@ async def json_body(request: Request, settings: Settings) -> dict[str, Any]:
     return codec.json_object(codec.parse_json(await request.body(), max_depth=settings.max_json_depth))
 
 
-def json_response(content: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
+def json_response(content: Any, status_code: int = 200, headers: Mapping[str, str] | None = None) -> Response:
     return Response(codec.dumps(content), status_code=status_code, media_type="application/json", headers=headers)
 
 

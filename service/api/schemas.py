@@ -6,7 +6,7 @@ validate 784 numbers per image one by one; these models describe the same rules 
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from contract import IMAGE_PIXELS, NUM_CLASSES, PIXEL_MAX, PIXEL_MIN
 
@@ -45,7 +45,7 @@ _SEVEN = """
 ............................
 ............................
 """
-EXAMPLE_IMAGE: list[float] = [255.0 if c == "#" else 0.0 for c in _SEVEN.replace("\n", "")]
+EXAMPLE_IMAGE: list[JsonValue] = [255.0 if c == "#" else 0.0 for c in _SEVEN.replace("\n", "")]
 
 
 class ErrorResponse(BaseModel):
@@ -153,6 +153,8 @@ def json_request_body(model: type[BaseModel]) -> dict[str, Any]:
     return {
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": model.model_json_schema(ref_template="#/components/schemas/{model}")}},
+            "content": {
+                "application/json": {"schema": model.model_json_schema(ref_template="#/components/schemas/{model}")}
+            },
         }
     }

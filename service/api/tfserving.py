@@ -24,12 +24,12 @@ from service.errors import BadRequest, InvalidInput, NotFound
 from service.manager import ModelManager, VersionState, VersionStatus
 
 router = APIRouter(prefix="/v1/models", tags=["tensorflow-serving"])
-_PREDICT = {
+_PREDICT: dict[str, Any] = {
     "response_model": None,
     "responses": {200: {"model": TfServingPredictResponse}, **ERROR_RESPONSES},
     "openapi_extra": json_request_body(TfServingPredictRequest),
 }
-_STATUS = {"response_model": None, "responses": {200: {"model": TfServingStatusResponse}, **ERROR_RESPONSES}}
+_STATUS: dict[str, Any] = {"response_model": None, "responses": {200: {"model": TfServingStatusResponse}, **ERROR_RESPONSES}}
 
 
 @router.get("/{name}", **_STATUS)
@@ -125,7 +125,10 @@ def _metadata(manager: ModelManager, name: str, version: int | None) -> Response
     def tensor(tensor_name: str, width: int) -> dict[str, Any]:
         return {
             "dtype": "DT_FLOAT",
-            "tensor_shape": {"dim": [{"size": "-1", "name": ""}, {"size": str(width), "name": ""}], "unknown_rank": False},
+            "tensor_shape": {
+                "dim": [{"size": "-1", "name": ""}, {"size": str(width), "name": ""}],
+                "unknown_rank": False,
+            },
             "name": f"{SIGNATURE_KEY}_{tensor_name}:0",
         }
 

@@ -21,7 +21,7 @@ from service.manager import ModelManager
 
 router = APIRouter(prefix="/v2", tags=["open-inference-protocol"])
 HEADER_LENGTH = "inference-header-content-length"
-_INFER = {
+_INFER: dict[str, Any] = {
     "response_model": None,
     "responses": {200: {"model": V2InferResponse}, **ERROR_RESPONSES},
     "openapi_extra": json_request_body(V2InferRequest),
@@ -31,7 +31,9 @@ _INFER = {
 @router.get("")
 async def server_metadata() -> Response:
     """Server name, version and protocol extensions."""
-    return json_response({"name": "bn-mnist-serving", "version": service.__version__, "extensions": ["binary_tensor_data"]})
+    return json_response(
+        {"name": "bn-mnist-serving", "version": service.__version__, "extensions": ["binary_tensor_data"]}
+    )
 
 
 @router.get("/health/live")

@@ -24,8 +24,10 @@ def _fake_mnist(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _write_idx(path: Path, array: np.ndarray, *, compress: bool) -> None:
-    header = struct.pack(">II", 2051, len(array)) + struct.pack(">II", 28, 28) if array.ndim == 3 else struct.pack(
-        ">II", 2049, len(array)
+    header = (
+        struct.pack(">II", 2051, len(array)) + struct.pack(">II", 28, 28)
+        if array.ndim == 3
+        else struct.pack(">II", 2049, len(array))
     )
     data = header + array.tobytes()
     if compress:

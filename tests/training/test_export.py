@@ -78,9 +78,7 @@ def test_bn_check_fails_for_untrained_statistics(tiny_trained: TrainResult, tmp_
     assert not result.passed and "still at its initial 0" in result.detail
 
 
-def test_bn_check_fails_when_saved_statistics_differ_from_trained(
-    tiny_trained: TrainResult, tmp_path: Path
-) -> None:
+def test_bn_check_fails_when_saved_statistics_differ_from_trained(tiny_trained: TrainResult, tmp_path: Path) -> None:
     model = _copy(tiny_trained.model)
     export_savedmodel(model, tmp_path)
     bn = next(layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization))
@@ -146,9 +144,7 @@ def test_publish_writes_metadata_and_increasing_versions(
     assert not list((tmp_path / "m").glob(".staging-*"))
 
 
-def test_a_refused_export_leaves_nothing_behind(
-    tiny_splits: Splits, tmp_path: Path
-) -> None:
+def test_a_refused_export_leaves_nothing_behind(tiny_splits: Splits, tmp_path: Path) -> None:
     untrained = TrainResult(build_model(NETWORKS["bn-128-64"], dropout=0, momentum=0.99, epsilon=1e-3), {}, {})
     with pytest.raises(ExportError, match="bn_statistics: .* still at its initial"):
         publish(untrained, tiny_splits, tmp_path, "m")

@@ -24,8 +24,9 @@ def test_bn_placement_and_dropout_order_change_the_layer_order() -> None:
     assert kinds[:6] == ["InputLayer", "Rescaling", "Dense", "BatchNormalization", "Dropout", "Dense"]
     from dataclasses import replace
 
-    before = build_model(replace(NETWORKS["bn-128-64"], bn="before", dropout_order="before_bn"), dropout=0.1,
-                         momentum=0.9, epsilon=1e-3)
+    before = build_model(
+        replace(NETWORKS["bn-128-64"], bn="before", dropout_order="before_bn"), dropout=0.1, momentum=0.9, epsilon=1e-3
+    )
     kinds = [type(layer).__name__ for layer in before.layers]
     assert kinds[:6] == ["InputLayer", "Rescaling", "Dense", "BatchNormalization", "Activation", "Dropout"]
 

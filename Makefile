@@ -1,0 +1,52 @@
+# Every command in README.md is a target here.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: setup run test test-fast lint train deploy experiments experiments-quick bench docker lock clean
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "needs $(PYTHON) on the PATH"; exit 1; }
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[training,serving,dev]"
+	touch $(STAMP)
+
+setup: $(STAMP)  ## create .venv with everything installed
+
+run: setup  ## serve the default model on http://127.0.0.1:8000
+	$(PY) -m service
+
+test: setup  ## the whole suite, Docker test included (installs and starts the engine when root)
+	scripts/system-deps.sh
+	$(PY) -m pytest
+
+test-fast: setup  ## the suite without Docker and the slow reliability tests
+	$(PY) -m pytest -m "not docker and not slow"
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+train: setup  ## retrain the default model and publish it as the next version of models/mnist
+	$(PY) -m training train
+
+deploy: setup  ## train, gate, publish and wait for the server at $(SERVER) to serve it
+	$(PY) -m training deploy --server $(or $(SERVER),http://127.0.0.1:8000)
+
+experiments: setup  ## the full BN experiment grid: docs/experiments.md and docs/*.png
+	$(PY) -m training experiments
+
+experiments-quick: setup
+	$(PY) -m training experiments --quick --out /tmp/experiments-quick
+
+bench: setup  ## the side-by-side benchmark: BENCHMARKS.md
+	$(PY) -m bench
+
+docker:  ## build the image (see docs/docker.md for offline builds)
+	DOCKER_BUILDKIT=1 docker build -t bn-mnist-serving .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

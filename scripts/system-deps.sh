@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# What the test suite needs from outside Python: a Docker engine (Debian's docker.io) and debootstrap,
+# to build the stand-in base image offline. Installs them when running as root with apt; starts dockerd
+# when it is not running. Without them the Docker test skips and says why; nothing else needs them.
+set -uo pipefail
+
+need=()
+command -v dockerd >/dev/null || need+=(docker.io)
+command -v debootstrap >/dev/null || need+=(debootstrap)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing ${need[*]}"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null \
+      || echo "could not install ${need[*]}; the Docker test will skip"
+  else
+    echo "missing ${need[*]} and not root with apt; the Docker test will skip"
+  fi
+fi
+
+# Debian's client talks to Debian's engine; a newer client earlier on the PATH wants a buildx plugin.
+if command -v dockerd >/dev/null && ! /usr/bin/docker info >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "starting dockerd"
+    nohup dockerd >/tmp/dockerd.log 2>&1 &
+    for _ in $(seq 1 30); do /usr/bin/docker info >/dev/null 2>&1 && break; sleep 1; done
+    /usr/bin/docker info >/dev/null 2>&1 || echo "dockerd did not start (see /tmp/dockerd.log); the Docker test will skip"
+  fi
+fi
+exit 0

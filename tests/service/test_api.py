@@ -1,0 +1,300 @@
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pytest
+from fastapi.testclient import TestClient
+
+from contract import read_metadata
+from service.app import create_app
+from service.config import Settings
+
+ROW = [0.0] * 784
+DEFAULT_VERSION = Path(__file__).parents[2] / "models" / "mnist" / "1"
+PROBES = read_metadata(DEFAULT_VERSION).probes
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[TestClient]:
+    settings = Settings(
+        model_dir=DEFAULT_VERSION.parents[1],
+        poll_interval_s=0,
+        max_batch_size=16,
+        admin_token="s3cret",
+        access_log=False,
+    )
+    with TestClient(create_app(settings)) as c:
+        yield c
+
+
+def _post(client: TestClient, path: str, body: bytes, content_type: str | None = "application/json"):  # type: ignore[no-untyped-def]
+    headers = {"content-type": content_type} if content_type else {}
+    return client.post(path, content=body, headers=headers)
+
+
+def test_predict_one_image(client: TestClient) -> None:
+    response = client.post("/predict", json={"image": PROBES.inputs[7]})
+    assert response.status_code == 200
+    body = response.json()
+    assert body["model"] == "mnist" and body["version"] == 1
+    (prediction,) = body["predictions"]
+    assert prediction["digit"] == 7
+    assert prediction["probability"] == max(prediction["probabilities"])
+    assert np.float32(prediction["probabilities"][7]) == np.float32(PROBES.outputs[7][7])
+    assert len(response.headers["x-request-id"]) == 32
+
+
+def test_predict_a_batch_matches_the_golden_probes(client: TestClient) -> None:
+    body = client.post("/predict", json={"images": PROBES.inputs[:10], "model": "mnist", "version": 1}).json()
+    assert [p["digit"] for p in body["predictions"]] == list(range(10))
+    got = np.asarray([p["probabilities"] for p in body["predictions"]], np.float32)
+    assert np.abs(got - np.asarray(PROBES.outputs[:10], np.float32)).max() <= 1e-6
+
+
+def test_request_id_from_the_client_is_echoed(client: TestClient) -> None:
+    response = client.post("/predict", json={"image": ROW}, headers={"x-request-id": "abc-123"})
+    assert response.headers["x-request-id"] == "abc-123"
+
+
+IMAGE_784 = orjson.dumps(ROW)
+ERROR_CATALOGUE = [
+    (b"{not json", "application/json", 400, "malformed JSON"),
+    (b'{"image": ' + IMAGE_784 + b"}", "text/plain", 415, "expected Content-Type application/json"),
+    (b'{"image": ' + IMAGE_784 + b"}", "application/x-www-form-urlencoded", 415, "got application/x-www-form"),
+    (b"{}", "application/json", 422, "send exactly one of 'image'"),
+    (b'{"images": [' + orjson.dumps(ROW[:-1]) + b"]}", "application/json", 422, "expected 784 pixel values, got 783"),
+    (b'{"image": ' + orjson.dumps([*ROW, 0]) + b"}", "application/json", 422, "expected 784 pixel values, got 785"),
+    (
+        b'{"image": ' + orjson.dumps(["0"] * 784) + b"}",
+        "application/json",
+        422,
+        r"image\[0\] must be a number, got a string",
+    ),
+    (b'{"image": ' + orjson.dumps([None] * 784) + b"}", "application/json", 422, "got null"),
+    (b'{"image": ' + orjson.dumps([False] * 784) + b"}", "application/json", 422, "got a boolean"),
+    (b'{"images": [[' + IMAGE_784 + b"]]}", "application/json", 422, r"images\[0\]: expected 784 pixel values, got 1"),
+    (b'{"image": [NaN' + b", 0" * 783 + b"]}", "application/json", 400, "NaN and Infinity are not JSON numbers"),
+    (b'{"image": [Infinity' + b", 0" * 783 + b"]}", "application/json", 400, "NaN and Infinity"),
+    (b'{"image": [-Infinity' + b", 0" * 783 + b"]}", "application/json", 400, "NaN and Infinity"),
+    (b'{"image": [256' + b", 0" * 783 + b"]}", "application/json", 422, "is 256; pixel values must be raw intensities"),
+    (b'{"image": [-1' + b", 0" * 783 + b"]}", "application/json", 422, "is -1"),
+    (b'{"image": [1e308' + b", 0" * 783 + b"]}", "application/json", 422, "is inf"),
+    (b'{"images": []}', "application/json", 422, "empty batch"),
+    (
+        b'{"images": ' + orjson.dumps([ROW] * 17) + b"}",
+        "application/json",
+        422,
+        "17 images; the maximum batch size is 16",
+    ),
+    (
+        b'{"image": ' + IMAGE_784 + b', "model": "nope"}',
+        "application/json",
+        404,
+        "unknown model 'nope'; available: mnist",
+    ),
+    (b'{"image": ' + IMAGE_784 + b', "model": 7}', "application/json", 422, "'model' must be a string"),
+    (b'{"image": ' + IMAGE_784 + b', "version": 9}', "application/json", 404, "has no version 9; available: 1"),
+    (b'{"image": ' + IMAGE_784 + b', "version": 1.5}', "application/json", 422, "'version' must be a positive integer"),
+    (b'{"image": ' + IMAGE_784 + b', "version": "one"}', "application/json", 422, "version must be a positive integer"),
+    (
+        b'{"image": ' + IMAGE_784 + b', "version": true}',
+        "application/json",
+        422,
+        "'version' must be a positive integer",
+    ),
+    (b'{"image": ' + IMAGE_784 + b', "extra": 1}', "application/json", 422, "unknown field"),
+    (b"[" * 100 + b"]" * 100, "application/json", 400, "nested more than 32 levels"),
+    (b"", "application/json", 400, "request body is empty"),
+    (b"[1, 2]", "application/json", 422, "expected a JSON object, got a list"),
+]
+
+
+@pytest.mark.parametrize(("body", "content_type", "status", "message"), ERROR_CATALOGUE)
+def test_bad_predict_requests_get_a_clear_4xx_and_the_next_request_works(
+    client: TestClient, body: bytes, content_type: str, status: int, message: str
+) -> None:
+    response = _post(client, "/predict", body, content_type)
+    assert response.status_code == status
+    assert re.search(message, response.json()["error"]), response.json()
+    follow_up = client.post("/predict", json={"image": PROBES.inputs[3]})
+    assert follow_up.status_code == 200 and follow_up.json()["predictions"][0]["digit"] == 3
+
+
+def test_an_oversized_body_gets_413(client: TestClient) -> None:
+    response = _post(client, "/predict", b'{"image": [' + b"0," * (3 * 1024 * 1024) + b"0]}")
+    assert response.status_code == 413 and "exceeds the limit" in response.json()["error"]
+
+
+def test_wrong_method_and_unknown_path_are_json_errors(client: TestClient) -> None:
+    assert client.get("/predict").status_code == 405
+    response = client.get("/nope")
+    assert response.status_code == 404 and response.json() == {"error": "Not Found"}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"instances": PROBES.inputs[:2]},
+        {"instances": [{"pixels": row} for row in PROBES.inputs[:2]]},
+        {"signature_name": "serving_default", "instances": PROBES.inputs[:2]},
+    ],
+)
+def test_tf_serving_row_format(client: TestClient, body: dict[str, object]) -> None:
+    response = client.post("/v1/models/mnist:predict", json=body)
+    assert response.status_code == 200
+    predictions = np.asarray(response.json()["predictions"], np.float32)
+    assert predictions.shape == (2, 10) and predictions.argmax(axis=1).tolist() == [0, 1]
+
+
+@pytest.mark.parametrize("inputs", [PROBES.inputs[:2], {"pixels": PROBES.inputs[:2]}])
+def test_tf_serving_columnar_format(client: TestClient, inputs: object) -> None:
+    response = client.post("/v1/models/mnist/versions/1:predict", json={"inputs": inputs})
+    assert response.status_code == 200
+    assert np.asarray(response.json()["outputs"]).argmax(axis=1).tolist() == [0, 1]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "message"),
+    [
+        ("/v1/models/mnist:predict", {"instances": [ROW], "signature_name": "other"}, 400, "unknown signature_name"),
+        ("/v1/models/mnist:predict", {"instances": [ROW], "inputs": [ROW]}, 422, "exactly one of 'instances'"),
+        ("/v1/models/mnist:predict", {"instances": [{"x": ROW}]}, 422, "must name exactly one input, 'pixels'"),
+        ("/v1/models/nope:predict", {"instances": [ROW]}, 404, "unknown model 'nope'"),
+        (
+            "/v1/models/mnist/versions/x:predict",
+            {"instances": [ROW]},
+            422,
+            "version must be a positive integer, got 'x'",
+        ),
+        ("/v1/models/mnist/versions/01:predict", {"instances": [ROW]}, 422, "got '01'"),
+        ("/v1/models/%2e%2e:predict", {"instances": [ROW]}, 404, r"unknown model '\.\.'"),
+    ],
+)
+def test_tf_serving_errors(client: TestClient, path: str, body: object, status: int, message: str) -> None:
+    response = client.post(path, json=body)
+    assert response.status_code == status and re.search(message, response.json()["error"])
+
+
+def test_tf_serving_status_and_metadata(client: TestClient) -> None:
+    assert client.get("/v1/models/mnist").json() == {
+        "model_version_status": [
+            {"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
+        ]
+    }
+    assert client.get("/v1/models/mnist/versions/1").status_code == 200
+    assert client.get("/v1/models/mnist/versions/2").status_code == 404
+    metadata = client.get("/v1/models/mnist/metadata").json()
+    signature = metadata["metadata"]["signature_def"]["signature_def"]["serving_default"]
+    assert signature["inputs"]["pixels"]["tensor_shape"]["dim"][1]["size"] == "784"
+    assert metadata["model_spec"]["version"] == "1"
+
+
+def test_v2_health_metadata_and_json_infer(client: TestClient) -> None:
+    assert client.get("/v2/health/live").json() == {"live": True}
+    assert client.get("/v2/health/ready").status_code == 200
+    assert client.get("/v2/models/mnist/ready").status_code == 200
+    assert client.get("/v2/models/mnist/versions/1/ready").status_code == 200
+    assert client.get("/v2").json()["extensions"] == ["binary_tensor_data"]
+    metadata = client.get("/v2/models/mnist").json()
+    assert metadata["inputs"][0] == {"name": "pixels", "datatype": "FP32", "shape": [-1, 784]}
+    flat = [v for row in PROBES.inputs[:2] for v in row]
+    body = {"id": "r1", "inputs": [{"name": "pixels", "shape": [2, 784], "datatype": "FP32", "data": flat}]}
+    response = client.post("/v2/models/mnist/infer", json=body).json()
+    assert response["id"] == "r1" and response["model_version"] == "1"
+    (output,) = response["outputs"]
+    assert output["shape"] == [2, 10]
+    assert np.asarray(output["data"]).reshape(2, 10).argmax(axis=1).tolist() == [0, 1]
+
+
+def test_v2_binary_tensors_in_and_out(client: TestClient) -> None:
+    x = np.asarray(PROBES.inputs[:3], np.float32)
+    header = orjson.dumps(
+        {
+            "inputs": [
+                {"name": "pixels", "shape": [3, 784], "datatype": "FP32", "parameters": {"binary_data_size": x.nbytes}}
+            ],
+            "outputs": [{"name": "probabilities", "parameters": {"binary_data": True}}],
+        }
+    )
+    response = client.post(
+        "/v2/models/mnist/infer",
+        content=header + x.tobytes(),
+        headers={"Inference-Header-Content-Length": str(len(header)), "content-type": "application/octet-stream"},
+    )
+    assert response.status_code == 200
+    split = int(response.headers["inference-header-content-length"])
+    head = orjson.loads(response.content[:split])
+    assert head["outputs"][0]["parameters"]["binary_data_size"] == 3 * 10 * 4
+    probabilities = np.frombuffer(response.content[split:], "<f4").reshape(3, 10)
+    assert np.abs(probabilities - np.asarray(PROBES.outputs[:3], np.float32)).max() <= 1e-6
+
+
+@pytest.mark.parametrize(
+    ("tensor", "message"),
+    [
+        ({"name": "x", "shape": [1, 784], "datatype": "FP32", "data": ROW}, "unknown input 'x'"),
+        ({"name": "pixels", "shape": [1, 784], "datatype": "INT8", "data": ROW}, "datatype FP32"),
+        ({"name": "pixels", "shape": [1, 783], "datatype": "FP32", "data": ROW}, r"shape \[N, 784\]"),
+        ({"name": "pixels", "shape": [2, 784], "datatype": "FP32", "data": ROW}, "but 784 values"),
+        ({"name": "pixels", "shape": [0, 784], "datatype": "FP32", "data": []}, "empty batch"),
+        ({"name": "pixels", "shape": [1, 784], "datatype": "FP32", "data": [*ROW[:-1], 300]}, "is 300"),
+    ],
+)
+def test_v2_errors(client: TestClient, tensor: dict[str, object], message: str) -> None:
+    response = client.post("/v2/models/mnist/infer", json={"inputs": [tensor]})
+    assert response.status_code == 422 and re.search(message, response.json()["error"])
+
+
+def test_v2_binary_size_mismatch_is_refused(client: TestClient) -> None:
+    header = orjson.dumps(
+        {
+            "inputs": [
+                {"name": "pixels", "shape": [1, 784], "datatype": "FP32", "parameters": {"binary_data_size": 3136}}
+            ]
+        }
+    )
+    response = client.post(
+        "/v2/models/mnist/infer",
+        content=header + b"\0" * 100,
+        headers={"Inference-Header-Content-Length": str(len(header))},
+    )
+    assert response.status_code == 422 and "binary_data_size must equal the 100 bytes sent" in response.json()["error"]
+
+
+def test_health_readiness_models_and_metrics(client: TestClient) -> None:
+    assert client.get("/healthz").json() == {"status": "alive"}
+    assert client.get("/readyz").json() == {"status": "ready"}
+    listing = client.get("/models").json()["models"]["mnist"][0]
+    assert listing["state"] == "AVAILABLE" and listing["batching"] == "batched"
+    client.post("/predict", json={"image": ROW})
+    metrics = client.get("/metrics").text
+    assert 'mnist_requests_total{endpoint="/predict",method="POST",status="200"}' in metrics
+    assert "mnist_request_duration_seconds_bucket" in metrics and "mnist_batch_size_count" in metrics
+    assert 'mnist_model_version_state{model="mnist",state="AVAILABLE",version="1"} 1.0' in metrics
+
+
+def test_admin_needs_the_bearer_token(client: TestClient) -> None:
+    assert client.post("/admin/reload").status_code == 401
+    assert client.post("/admin/reload", headers={"authorization": "Bearer wrong"}).status_code == 401
+    response = client.post("/admin/reload", headers={"authorization": "Bearer s3cret"})
+    assert response.status_code == 200 and response.json()["models"]["mnist"][0]["state"] == "AVAILABLE"
+
+
+def test_admin_is_off_without_a_token() -> None:
+    settings = Settings(model_dir=DEFAULT_VERSION.parents[1], poll_interval_s=0, access_log=False)
+    with TestClient(create_app(settings)) as c:
+        response = c.post("/admin/reload", headers={"authorization": "Bearer "})
+        assert response.status_code == 403 and "admin API is disabled" in response.json()["error"]
+        assert "access-control-allow-origin" not in c.get("/healthz", headers={"origin": "http://x"}).headers
+
+
+def test_docs_and_openapi_examples_work(client: TestClient) -> None:
+    assert client.get("/docs").status_code == 200
+    schema = client.get("/openapi.json").json()
+    body = schema["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    example = body["examples"][0]
+    response = client.post("/predict", json=example)
+    assert response.status_code == 200 and response.json()["predictions"][0]["digit"] == 7
+    assert "V2Tensor" in schema["components"]["schemas"]

@@ -1,0 +1,150 @@
+import asyncio
+import shutil
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from contract import read_metadata, write_metadata
+from service.config import Settings
+from service.errors import NotFound
+from service.manager import ModelManager, VersionState
+from service.metrics import Metrics
+
+DEFAULT_VERSION = Path(__file__).parents[2] / "models" / "mnist" / "1"
+
+
+def _add_version(repo: Path, version: int, source: Path = DEFAULT_VERSION) -> Path:
+    target = repo / "mnist" / str(version)
+    shutil.copytree(source, target)
+    return target
+
+
+def _corrupt_probes(path: Path) -> None:
+    metadata = read_metadata(path)
+    outputs = [[1.0 - p for p in row] for row in metadata.probes.outputs]
+    write_metadata(
+        path, metadata.model_copy(update={"probes": metadata.probes.model_copy(update={"outputs": outputs})})
+    )
+
+
+@pytest.fixture
+async def manager_factory(default_repo: Path) -> AsyncIterator:  # type: ignore[type-arg]
+    managers: list[ModelManager] = []
+    with ThreadPoolExecutor(1) as executor:
+
+        async def make(**overrides: object) -> ModelManager:
+            settings = Settings(model_dir=default_repo, poll_interval_s=0, self_check_repeats=5, **overrides)
+            manager = ModelManager(settings, executor=executor, metrics=Metrics())
+            await manager.start()
+            managers.append(manager)
+            return manager
+
+        yield make
+        for manager in managers:
+            await manager.stop()
+
+
+def _states(manager: ModelManager) -> dict[int, str]:
+    return {s.version: s.state.value for s in manager.status("mnist")}
+
+
+async def test_start_serves_the_default_model(manager_factory) -> None:  # type: ignore[no-untyped-def]
+    manager = await manager_factory()
+    assert manager.ready()
+    assert _states(manager) == {1: "AVAILABLE"}
+
+
+async def test_a_new_version_takes_new_requests_and_the_policy_keeps_two(default_repo: Path, manager_factory) -> None:  # type: ignore[no-untyped-def]
+    manager = await manager_factory(versions_to_keep=2)
+    for version in (2, 3):
+        _add_version(default_repo, version)
+    await manager.reload()
+    assert _states(manager) == {3: "AVAILABLE", 2: "AVAILABLE", 1: "END"}
+    x = np.zeros((1, 784), np.float32)
+    assert (await manager.predict("mnist", None, x)).version == 3
+    assert (await manager.predict("mnist", 2, x)).version == 2
+    with pytest.raises(NotFound, match="has no version 1; available: 2, 3"):
+        await manager.predict("mnist", 1, x)
+
+
+async def test_a_failing_version_never_serves_and_the_last_good_one_does(default_repo: Path, manager_factory) -> None:  # type: ignore[no-untyped-def]
+    manager = await manager_factory(versions_to_keep=1)
+    _corrupt_probes(_add_version(default_repo, 2))
+    await manager.reload()
+    states = {s.version: s for s in manager.status("mnist")}
+    assert states[2].state is VersionState.FAILED and "golden probes differ" in states[2].error
+    assert states[1].state is VersionState.AVAILABLE
+    assert (await manager.predict("mnist", None, np.zeros((2, 784), np.float32))).version == 1
+    with pytest.raises(NotFound, match="version 2 of model 'mnist' is not served: golden probes"):
+        manager.resolve("mnist", 2)
+
+
+async def test_removing_a_version_unloads_it(default_repo: Path, manager_factory) -> None:  # type: ignore[no-untyped-def]
+    manager = await manager_factory()
+    path = _add_version(default_repo, 2)
+    await manager.reload()
+    shutil.rmtree(path)
+    await manager.reload()
+    assert _states(manager) == {2: "END", 1: "AVAILABLE"}
+
+
+async def test_an_unreadable_repository_keeps_what_is_loaded(default_repo: Path, manager_factory) -> None:  # type: ignore[no-untyped-def]
+    manager = await manager_factory()
+    default_repo.rename(default_repo.with_name("moved"))
+    try:
+        await manager.reload()
+        assert manager.repository_error is not None and "cannot read model repository" in manager.repository_error
+        assert (await manager.predict("mnist", None, np.zeros((1, 784), np.float32))).version == 1
+    finally:
+        default_repo.with_name("moved").rename(default_repo)
+    await manager.reload()
+    assert manager.repository_error is None
+
+
+async def test_unload_and_load_a_version(default_repo: Path, manager_factory) -> None:  # type: ignore[no-untyped-def]
+    manager = await manager_factory()
+    _add_version(default_repo, 2)
+    await manager.reload()
+    await manager.unload("mnist", 2)
+    await manager.reload()  # a rescan does not bring it back
+    assert (await manager.predict("mnist", None, np.zeros((1, 784), np.float32))).version == 1
+    await manager.load("mnist", 2)
+    assert (await manager.predict("mnist", None, np.zeros((1, 784), np.float32))).version == 2
+
+
+async def test_a_hot_swap_under_load_fails_nothing_and_labels_every_answer(
+    default_repo: Path,
+    tiny_repo: Path,
+    manager_factory,  # type: ignore[no-untyped-def]
+) -> None:
+    manager = await manager_factory(versions_to_keep=1)
+    x = np.asarray(read_metadata(DEFAULT_VERSION).probes.inputs[:3], np.float32)
+    expected = {1: (await manager.predict("mnist", None, x)).probabilities}
+    tiny = tiny_repo / "tiny" / "1"
+    answers = []
+
+    async def client() -> None:
+        for _ in range(40):
+            answers.append(await manager.predict("mnist", None, x))
+            await asyncio.sleep(0)
+
+    clients = [asyncio.ensure_future(client()) for _ in range(8)]
+    await asyncio.sleep(0.01)
+    _add_version(default_repo, 2, source=tiny)
+    await manager.reload()
+    await asyncio.gather(*clients)
+    expected[2] = (await manager.predict("mnist", 2, x)).probabilities
+    assert not np.array_equal(expected[1], expected[2])
+    assert {a.version for a in answers} <= {1, 2} and len(answers) == 320
+    for answer in answers:
+        assert np.array_equal(answer.probabilities, expected[answer.version])
+    assert _states(manager) == {2: "AVAILABLE", 1: "END"}
+
+
+async def test_unknown_model_names_what_exists(manager_factory) -> None:  # type: ignore[no-untyped-def]
+    manager = await manager_factory()
+    with pytest.raises(NotFound, match="unknown model '../etc'; available: mnist"):
+        manager.resolve("../etc")

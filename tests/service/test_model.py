@@ -1,0 +1,110 @@
+import shutil
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from contract import read_metadata, savedmodel_digest, write_metadata
+from service.model import BatchingMode, LoadedModel, SelfCheckFailed
+from tests.helpers import newest_version
+from training.export import export_savedmodel
+from training.train import TrainResult
+
+
+@pytest.fixture(scope="module")
+def default_model() -> LoadedModel:
+    path = Path(__file__).parents[2] / "models" / "mnist" / "1"
+    return LoadedModel.load("mnist", 1, path)
+
+
+def test_default_model_passes_its_self_check_in_batched_mode(default_model: LoadedModel) -> None:
+    report = default_model.self_check(repeats=20, max_rows=64)
+    assert report.mode is BatchingMode.BATCHED
+    assert report.probe_max_error <= 1e-5
+    assert len(report.checks) == 3
+
+
+def test_predict_gives_a_row_the_same_bits_alone_and_in_any_batch(default_model: LoadedModel) -> None:
+    probes = np.asarray(default_model.metadata.probes.inputs, np.float32)
+    alone = [default_model.predict(probes[i : i + 1])[0] for i in range(len(probes))]
+    rng = np.random.default_rng(1)
+    for size in (2, 3, 7, 40, 100):
+        rows = rng.integers(0, len(probes), size)
+        batch = default_model.predict(probes[rows])
+        for position, row in enumerate(rows):
+            assert np.array_equal(batch[position].view(np.uint32), alone[row].view(np.uint32))
+
+
+def test_a_raw_batch_of_one_differs_which_is_why_predict_pads(default_model: LoadedModel) -> None:
+    probes = np.asarray(default_model.metadata.probes.inputs, np.float32)
+    raw_alone = default_model._call(probes[:1])[0]
+    in_batch = default_model._call(probes[:2])[0]
+    # If this ever fails, TensorFlow stopped using a separate M=1 kernel; padding is then harmless.
+    assert not np.array_equal(raw_alone, in_batch)
+    assert np.abs(raw_alone - in_batch).max() < 1e-6
+
+
+def test_isolated_mode_is_also_batch_invariant(default_model: LoadedModel) -> None:
+    probes = np.asarray(default_model.metadata.probes.inputs, np.float32)
+    default_model.mode = BatchingMode.ISOLATED
+    try:
+        assert np.array_equal(default_model.predict(probes)[3], default_model.predict(probes[3:4])[0])
+    finally:
+        default_model.mode = BatchingMode.BATCHED
+
+
+def test_corrupt_golden_probes_refuse_the_version(default_repo: Path) -> None:
+    path = default_repo / "mnist" / "1"
+    metadata = read_metadata(path)
+    outputs = [row[:] for row in metadata.probes.outputs]
+    outputs[0][0] += 0.01
+    write_metadata(
+        path, metadata.model_copy(update={"probes": metadata.probes.model_copy(update={"outputs": outputs})})
+    )
+    model = LoadedModel.load("mnist", 1, path)
+    with pytest.raises(SelfCheckFailed, match="golden probes differ by 1.0"):
+        model.self_check(repeats=5, max_rows=8)
+
+
+def test_unfrozen_bn_statistics_are_caught_by_the_probes(
+    tiny_repo: Path, tiny_trained: TrainResult, tmp_path: Path
+) -> None:
+    good = newest_version(tiny_repo, "tiny")
+    bad = tmp_path / "tiny" / "1"
+    bad.parent.mkdir()
+    model = keras.models.clone_model(tiny_trained.model)
+    model.set_weights(tiny_trained.model.get_weights())
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.moving_mean.assign(np.zeros(layer.moving_mean.shape))
+            layer.moving_variance.assign(np.ones(layer.moving_variance.shape))
+    export_savedmodel(model, bad)
+    metadata = read_metadata(good)
+    write_metadata(bad, metadata.model_copy(update={"savedmodel_sha256": savedmodel_digest(bad)}))
+    with pytest.raises(SelfCheckFailed, match="golden probes differ"):
+        LoadedModel.load("tiny", 1, bad).self_check(repeats=5, max_rows=8)
+
+
+def test_tampered_files_fail_the_digest(default_repo: Path) -> None:
+    path = default_repo / "mnist" / "1"
+    (path / "saved_model.pb").write_bytes((path / "saved_model.pb").read_bytes() + b"\0")
+    with pytest.raises(SelfCheckFailed, match="do not match the SHA-256"):
+        LoadedModel.load("mnist", 1, path)
+
+
+def test_missing_metadata_refuses_the_version(default_repo: Path) -> None:
+    path = default_repo / "mnist" / "1"
+    (path / "metadata.json").unlink()
+    with pytest.raises(SelfCheckFailed, match="metadata.json unreadable"):
+        LoadedModel.load("mnist", 1, path)
+
+
+def test_a_folder_that_is_not_a_savedmodel_is_refused(default_repo: Path) -> None:
+    path = default_repo / "mnist" / "1"
+    shutil.rmtree(path / "variables")
+    (path / "saved_model.pb").write_bytes(b"garbage")
+    metadata = read_metadata(path)
+    write_metadata(path, metadata.model_copy(update={"savedmodel_sha256": savedmodel_digest(path)}))
+    with pytest.raises(SelfCheckFailed, match="SavedModel did not load"):
+        LoadedModel.load("mnist", 1, path)
