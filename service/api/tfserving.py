@@ -29,7 +29,10 @@ _PREDICT: dict[str, Any] = {
     "responses": {200: {"model": TfServingPredictResponse}, **ERROR_RESPONSES},
     "openapi_extra": json_request_body(TfServingPredictRequest),
 }
-_STATUS: dict[str, Any] = {"response_model": None, "responses": {200: {"model": TfServingStatusResponse}, **ERROR_RESPONSES}}
+_STATUS: dict[str, Any] = {
+    "response_model": None,
+    "responses": {200: {"model": TfServingStatusResponse}, **ERROR_RESPONSES},
+}
 
 
 @router.get("/{name}", **_STATUS)
