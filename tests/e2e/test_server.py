@@ -1,0 +1,140 @@
+"""The committed default model, served by a real uvicorn process, through real clients."""
+
+import shutil
+import signal
+import subprocess
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import tritonclient.http as triton
+
+from contract import read_metadata
+from tests.e2e.server import REPO_ROOT, ServerProcess
+from training.data import load_splits
+from training.export import load_signature
+
+pytestmark = pytest.mark.e2e
+DEFAULT_VERSION = REPO_ROOT / "models" / "mnist" / "1"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    logs = tmp_path_factory.mktemp("logs") / "server.log"
+    with ServerProcess(REPO_ROOT / "models", logs, poll_interval_s=0) as process:
+        yield process
+
+
+@pytest.fixture(scope="module")
+def held_out() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The default model's held-out test digits, and its offline outputs for them."""
+    metadata = read_metadata(DEFAULT_VERSION)
+    splits = load_splits("embedded", seed=metadata.dataset.split_seed)
+    assert splits.info == metadata.dataset
+    _, serve = load_signature(DEFAULT_VERSION)
+    return splits.test.x, splits.test.y, serve(splits.test.x)
+
+
+def test_predictions_over_http_match_offline_outputs_and_recorded_accuracy(
+    server: ServerProcess, held_out: tuple[np.ndarray, np.ndarray, np.ndarray]
+) -> None:
+    x, y, offline = held_out
+    served = []
+    with httpx.Client(base_url=server.url) as client:
+        for start in range(0, len(x), 100):
+            response = client.post("/predict", json={"images": x[start : start + 100].tolist()})
+            assert response.status_code == 200
+            served += [p["probabilities"] for p in response.json()["predictions"]]
+    probabilities = np.asarray(served, np.float32)
+    assert np.array_equal(probabilities.view(np.uint32), offline.view(np.uint32))
+    accuracy = float((probabilities.argmax(axis=1) == y).mean())
+    assert accuracy == pytest.approx(read_metadata(DEFAULT_VERSION).metrics["test_accuracy"], abs=1e-9)
+    assert accuracy >= 0.96
+
+
+def test_concurrent_clients_get_bit_identical_rows(
+    server: ServerProcess, held_out: tuple[np.ndarray, np.ndarray, np.ndarray]
+) -> None:
+    x, _, offline = held_out
+
+    def client(seed: int) -> list[tuple[list[int], np.ndarray]]:
+        rng = np.random.default_rng(seed)
+        answers = []
+        with httpx.Client(base_url=server.url) as http:
+            for _ in range(25):
+                rows = rng.integers(0, len(x), size=int(rng.integers(1, 4))).tolist()
+                body = {"image": x[rows[0]].tolist()} if len(rows) == 1 else {"images": x[rows].tolist()}
+                response = http.post("/predict", json=body)
+                assert response.status_code == 200
+                got = np.asarray([p["probabilities"] for p in response.json()["predictions"]], np.float32)
+                answers.append((rows, got))
+        return answers
+
+    with ThreadPoolExecutor(16) as pool:
+        results = [answer for answers in pool.map(client, range(16)) for answer in answers]
+    assert len(results) == 400
+    for rows, got in results:
+        assert np.array_equal(got.view(np.uint32), offline[rows].view(np.uint32))
+    metrics = httpx.get(f"{server.url}/metrics").text
+    batched = [line for line in metrics.splitlines() if line.startswith("mnist_batch_size_bucket")]
+    assert batched, "batch size histogram missing"
+
+
+@pytest.mark.parametrize("binary", [False, True])
+def test_the_triton_client_works_with_json_and_binary_tensors(
+    server: ServerProcess, held_out: tuple[np.ndarray, np.ndarray, np.ndarray], binary: bool
+) -> None:
+    x, _, offline = held_out
+    client = triton.InferenceServerClient(url=server.url.removeprefix("http://"))
+    assert client.is_server_live() and client.is_server_ready()
+    assert client.is_model_ready("mnist")
+    metadata = client.get_model_metadata("mnist")
+    assert metadata["inputs"][0]["shape"] == [-1, 784]
+    tensor = triton.InferInput("pixels", [5, 784], "FP32")
+    tensor.set_data_from_numpy(x[:5], binary_data=binary)
+    output = triton.InferRequestedOutput("probabilities", binary_data=binary)
+    result = client.infer("mnist", [tensor], outputs=[output], model_version="1")
+    probabilities = result.as_numpy("probabilities")
+    assert probabilities.shape == (5, 10)
+    assert np.array_equal(probabilities.view(np.uint32), offline[:5].view(np.uint32))
+    assert result.get_response()["model_version"] == "1"
+    client.close()
+
+
+def test_tf_serving_rest_forms_from_its_documentation(
+    server: ServerProcess, held_out: tuple[np.ndarray, np.ndarray, np.ndarray]
+) -> None:
+    x, _, offline = held_out
+    with httpx.Client(base_url=server.url) as client:
+        status = client.get("/v1/models/mnist").json()
+        assert status["model_version_status"][0]["state"] == "AVAILABLE"
+        rows = client.post("/v1/models/mnist:predict", json={"instances": x[:3].tolist()}).json()
+        named = client.post(
+            "/v1/models/mnist/versions/1:predict",
+            json={"signature_name": "serving_default", "instances": [{"pixels": r} for r in x[:3].tolist()]},
+        ).json()
+        columnar = client.post("/v1/models/mnist:predict", json={"inputs": {"pixels": x[:3].tolist()}}).json()
+    for answer in (rows["predictions"], named["predictions"], columnar["outputs"]):
+        assert np.array_equal(np.asarray(answer, np.float32), offline[:3])
+
+
+def test_the_readme_curl_example_works(server: ServerProcess) -> None:
+    if shutil.which("curl") is None:
+        pytest.skip("curl is not installed")
+    readme = (REPO_ROOT / "README.md").read_text()
+    command = next(line for line in readme.splitlines() if line.startswith("curl") and "/predict" in line)
+    command = command.replace("http://127.0.0.1:8000", server.url)
+    out = subprocess.run(["bash", "-c", command], cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout
+    assert '"digit":7' in out
+
+
+def test_the_server_shuts_down_cleanly_on_sigterm(tmp_path: Path) -> None:
+    with ServerProcess(REPO_ROOT / "models", tmp_path / "log", poll_interval_s=0) as process:
+        assert httpx.get(f"{process.url}/healthz").status_code == 200
+        # uvicorn finishes its shutdown, then re-raises SIGTERM so the exit status names the signal.
+        assert process.stop() == -signal.SIGTERM
+    logs = process.logs()
+    assert "version unloaded" in logs and "Application shutdown complete" in logs
