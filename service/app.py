@@ -34,7 +34,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         _configure_tensorflow(settings)
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="model") as executor:
-            manager = ModelManager(settings, executor=executor, metrics=metrics)
+            manager = ModelManager(settings, executor=executor if settings.model_thread else None, metrics=metrics)
             app.state.manager = manager
             await manager.start()
             logger.info("serving", extra={"models": manager.model_names(), "ready": manager.ready()})

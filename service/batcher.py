@@ -1,9 +1,13 @@
 """Dynamic batching: concurrent requests for one model version share one model call.
 
-The batcher runs in the event loop; the model runs in a worker thread. While the model computes one
-batch, new requests queue up, and the next call takes them all (up to `max_rows`). So a lone request
-waits for nobody, and under load the batches grow by themselves. `max_wait_s` can hold a batch open
-a little longer to gather more rows. The queue is bounded: past `max_queue_rows`, requests are shed.
+While the model computes one batch, new requests queue up, and the next call takes them all (up to
+`max_rows`). So a lone request waits for nobody, and under load the batches grow by themselves.
+`max_wait_s` can hold a batch open a little longer to gather more rows. The queue is bounded: past
+`max_queue_rows`, requests are shed at once.
+
+The model runs on the event loop itself unless an executor is given. NOTE: for a model this small,
+TensorFlow's per-call Python overhead holds the GIL for most of the call, so a worker thread buys
+little overlap and costs a thread hand-off per batch; bench/ measures both.
 """
 
 import asyncio
@@ -30,7 +34,7 @@ class DynamicBatcher:
     def __init__(
         self,
         predict: Predict,
-        executor: Executor,
+        executor: Executor | None,
         *,
         max_rows: int,
         max_wait_s: float,
@@ -80,6 +84,8 @@ class DynamicBatcher:
     async def _run(self) -> None:
         while True:
             await self._wakeup.wait()
+            if self._executor is None:
+                await asyncio.sleep(0)  # let requests that arrived during the last call join this one
             if not self._queue:
                 if self._closing:
                     return
@@ -104,9 +110,11 @@ class DynamicBatcher:
 
     async def _compute(self, batch: list[_Pending]) -> None:
         x = batch[0].x if len(batch) == 1 else np.concatenate([p.x for p in batch])
-        loop = asyncio.get_running_loop()
         try:
-            out = await loop.run_in_executor(self._executor, self._predict, x)
+            if self._executor is None:
+                out = self._predict(x)
+            else:
+                out = await asyncio.get_running_loop().run_in_executor(self._executor, self._predict, x)
         except Exception as e:  # noqa: BLE001 - the error belongs to the requests, not the worker
             for p in batch:
                 if not p.future.done():

@@ -25,6 +25,7 @@ class Settings(BaseSettings):
     batch_max_rows: int = Field(64, ge=2, description="dynamic batching: most rows in one model call")
     batch_max_wait_ms: float = Field(0.0, ge=0, description="dynamic batching: wait this long for more rows")
     queue_max_rows: int = Field(4096, ge=1, description="rows waiting per model version before shedding with 503")
+    model_thread: bool = Field(False, description="run the model in a worker thread instead of on the event loop")
     request_timeout_s: float = Field(10.0, gt=0, description="a request still waiting for the model then gets 504")
 
     versions_to_keep: int = Field(2, ge=1, description="serve the newest N healthy versions of each model")

@@ -60,7 +60,7 @@ _Fingerprint = tuple[int, int]
 
 
 class ModelManager:
-    def __init__(self, settings: Settings, *, executor: Executor, metrics: Metrics) -> None:
+    def __init__(self, settings: Settings, *, executor: Executor | None, metrics: Metrics) -> None:
         self._settings = settings
         self._executor = executor
         self._metrics = metrics

@@ -12,19 +12,21 @@ from service.errors import Forbidden, InvalidInput, Unauthorized
 from service.manager import ModelManager
 
 
-def get_manager(request: Request) -> ModelManager:
+# NOTE: dependencies are `async def` on purpose: FastAPI runs a plain `def` one in a worker thread,
+# two thread hops per request on the hot path.
+async def get_manager(request: Request) -> ModelManager:
     manager: ModelManager = request.app.state.manager
     return manager
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
 async def require_admin(request: Request) -> None:
     """Admin routes need `Authorization: Bearer <MNIST_ADMIN_TOKEN>`; without a token they are off."""
-    settings = get_settings(request)
+    settings: Settings = request.app.state.settings
     if settings.admin_token is None:
         raise Forbidden("the admin API is disabled; set MNIST_ADMIN_TOKEN to enable it")
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
