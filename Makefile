@@ -42,7 +42,9 @@ experiments: setup  ## the full BN experiment grid: docs/experiments.md and docs
 experiments-quick: setup
 	$(PY) -m training experiments --quick --out /tmp/experiments-quick
 
-bench: setup  ## the side-by-side benchmark: BENCHMARKS.md
+bench: setup  ## the side-by-side benchmark: BENCHMARKS.md (installs MLServer in its own venv first)
+	test -x bench/.venv-mlserver/bin/mlserver || { $(PYTHON) -m venv bench/.venv-mlserver && \
+		bench/.venv-mlserver/bin/pip install --quiet "mlserver==1.7.*" tensorflow==2.21.0 "uvloop<0.22"; }
 	$(PY) -m bench
 
 docker:  ## build the image (see docs/docker.md for offline builds)

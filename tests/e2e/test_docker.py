@@ -1,0 +1,142 @@
+"""The real image: build it, run it, serve through all three protocols, deploy into it, stop it.
+
+No image registry is reachable here, so the base image is made from Debian packages with debootstrap
+and passed as BASE_IMAGE; pip inside the build trusts the host's CA bundle through the pip_ca secret.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.e2e.server import REPO_ROOT, free_port
+
+pytestmark = [pytest.mark.docker, pytest.mark.e2e]
+
+DOCKER = shutil.which("docker", path="/usr/bin") or shutil.which("docker") or "docker"
+BASE_IMAGE = "bn-mnist-base:bookworm"
+IMAGE = "bn-mnist-serving:test"
+HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+DEBIAN_MIRROR = os.environ.get("DEBIAN_MIRROR", "http://deb.debian.org/debian")
+STOP_GRACE_S = 30
+
+
+def _docker(*args: str, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "DOCKER_BUILDKIT": "1"}
+    return subprocess.run([DOCKER, *args], capture_output=True, text=True, check=check, timeout=timeout, env=env)
+
+
+@pytest.fixture(scope="module")
+def image(tmp_path_factory: pytest.TempPathFactory) -> str:
+    if shutil.which(DOCKER) is None or _docker("info", check=False).returncode != 0:
+        pytest.skip("no Docker engine could be reached (scripts/system-deps.sh starts one when run as root)")
+    if _docker("image", "inspect", BASE_IMAGE, check=False).returncode != 0:
+        _build_base_image(tmp_path_factory.mktemp("rootfs"))
+    build = ["build", "--build-arg", f"BASE_IMAGE={BASE_IMAGE}", "-t", IMAGE]
+    if HOST_CA_BUNDLE.exists():
+        build += ["--secret", f"id=pip_ca,src={HOST_CA_BUNDLE}"]
+    result = _docker(*build, str(REPO_ROOT), check=False, timeout=1500)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return IMAGE
+
+
+def _build_base_image(rootfs: Path) -> None:
+    """A stand-in for python:3.11-slim: Debian bookworm's own Python 3.11, imported as an image."""
+    if shutil.which("debootstrap") is None:
+        pytest.skip("debootstrap is needed to build a base image without a registry")
+    subprocess.run(
+        ["debootstrap", "--variant=minbase", "--include=python3,python3-venv,ca-certificates",
+         "bookworm", str(rootfs), DEBIAN_MIRROR],
+        check=True, capture_output=True, timeout=900,
+    )
+    tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
+    subprocess.run([DOCKER, "import", "-", BASE_IMAGE], stdin=tar.stdout, check=True, capture_output=True)
+    assert tar.wait() == 0
+
+
+@pytest.fixture(scope="module")
+def container(image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, Path]]:
+    models = tmp_path_factory.mktemp("mounted") / "models"
+    shutil.copytree(REPO_ROOT / "models", models, ignore=shutil.ignore_patterns(".*"))
+    port = free_port()
+    run = _docker(
+        "run", "-d", "-p", f"127.0.0.1:{port}:8000", "-v", f"{models}:/models",
+        "-e", "MNIST_POLL_INTERVAL_S=1", "--stop-timeout", str(STOP_GRACE_S), image,
+    )
+    container_id = run.stdout.strip()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(url, container_id)
+        yield container_id, url, models
+    finally:
+        _docker("rm", "-f", container_id, check=False)
+
+
+def _wait_ready(url: str, container_id: str) -> None:
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    logs = _docker("logs", container_id, check=False)
+    pytest.fail(f"container not ready:\n{logs.stdout[-3000:]}{logs.stderr[-3000:]}")
+
+
+def test_hadolint_passes() -> None:
+    hadolint = Path(sys.executable).parent / "hadolint"
+    result = subprocess.run([str(hadolint), str(REPO_ROOT / "Dockerfile")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
+
+
+def test_the_container_serves_all_three_protocols(container: tuple[str, str, Path]) -> None:
+    _, url, _ = container
+    seven = (REPO_ROOT / "docs" / "examples" / "seven.json").read_bytes()
+    pixels = json.loads(seven)["image"]
+    with httpx.Client(base_url=url) as client:
+        predict = client.post("/predict", content=seven, headers={"content-type": "application/json"}).json()
+        assert predict["predictions"][0]["digit"] == 7
+        tf_serving = client.post("/v1/models/mnist:predict", json={"instances": [pixels]}).json()
+        assert max(range(10), key=lambda d: tf_serving["predictions"][0][d]) == 7
+        v2 = client.post(
+            "/v2/models/mnist/infer",
+            json={"inputs": [{"name": "pixels", "shape": [1, 784], "datatype": "FP32", "data": pixels}]},
+        ).json()
+        assert max(range(10), key=lambda d: v2["outputs"][0]["data"][d]) == 7
+
+
+def test_deploy_into_the_mounted_repository_serves_without_restart(container: tuple[str, str, Path]) -> None:
+    container_id, url, models = container
+    started_at = _docker("inspect", "-f", "{{.State.StartedAt}}", container_id).stdout
+    deploy = subprocess.run(
+        [sys.executable, "-m", "training", "deploy", "bn-128-64", "--epochs", "3", "--quiet",
+         "--models-dir", str(models), "--server", url, "--min-accuracy", "0.5", "--tolerance", "0.2"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
+    )
+    assert deploy.returncode == 0, deploy.stdout[-3000:] + deploy.stderr[-3000:]
+    assert "deployed mnist version 2" in deploy.stdout
+    answer = httpx.post(f"{url}/predict", json={"image": [0.0] * 784}).json()
+    assert answer["version"] == 2
+    assert _docker("inspect", "-f", "{{.State.StartedAt}}", container_id).stdout == started_at
+
+
+def test_docker_stop_exits_cleanly_within_the_grace_period(container: tuple[str, str, Path]) -> None:
+    container_id, _, _ = container
+    started = time.monotonic()
+    _docker("stop", container_id, timeout=STOP_GRACE_S + 30)
+    elapsed = time.monotonic() - started
+    state = _docker("inspect", "-f", "{{.State.ExitCode}} {{.State.OOMKilled}}", container_id).stdout.split()
+    logs = _docker("logs", container_id, check=False)
+    assert elapsed < STOP_GRACE_S, f"took {elapsed:.1f}s"
+    # uvicorn re-raises SIGTERM after a clean shutdown: 128 + 15.
+    assert state == ["143", "false"]
+    assert "Application shutdown complete" in logs.stdout + logs.stderr
