@@ -80,24 +80,62 @@ def _servers(mlserver_venv: Path | None) -> list[Server]:
     single = {"image": IMAGE}
     v2 = {"inputs": [{"name": "pixels", "shape": [1, 784], "datatype": "FP32", "data": IMAGE}]}
     servers = [
-        Server("this service (/predict)", [python, "-m", "service"], "/predict", single, "/readyz",
-               env={"MNIST_POLL_INTERVAL_S": "0", "MNIST_MODEL_DIR": str(ROOT / "models")}),
-        Server("this service (v2 infer)", [python, "-m", "service"], "/v2/models/mnist/infer", v2, "/readyz",
-               env={"MNIST_POLL_INTERVAL_S": "0", "MNIST_MODEL_DIR": str(ROOT / "models")}),
-        Server("FastAPI + Keras model.predict", _uvicorn(python, "bench.servers.keras_predict:app"), "/predict",
-               single, "/ready"),
-        Server("FastAPI + SavedModel per request", _uvicorn(python, "bench.servers.savedmodel_direct:app"),
-               "/predict", single, "/ready"),
-        Server("raw ASGI + orjson, no model (limit)", _uvicorn(python, "bench.servers.raw_asgi:app"), "/predict",
-               single, "/"),
+        Server(
+            "this service (/predict)",
+            [python, "-m", "service"],
+            "/predict",
+            single,
+            "/readyz",
+            env={"MNIST_POLL_INTERVAL_S": "0", "MNIST_MODEL_DIR": str(ROOT / "models")},
+        ),
+        Server(
+            "this service (v2 infer)",
+            [python, "-m", "service"],
+            "/v2/models/mnist/infer",
+            v2,
+            "/readyz",
+            env={"MNIST_POLL_INTERVAL_S": "0", "MNIST_MODEL_DIR": str(ROOT / "models")},
+        ),
+        Server(
+            "FastAPI + Keras model.predict",
+            _uvicorn(python, "bench.servers.keras_predict:app"),
+            "/predict",
+            single,
+            "/ready",
+        ),
+        Server(
+            "FastAPI + SavedModel per request",
+            _uvicorn(python, "bench.servers.savedmodel_direct:app"),
+            "/predict",
+            single,
+            "/ready",
+        ),
+        Server(
+            "raw ASGI + orjson, no model (limit)",
+            _uvicorn(python, "bench.servers.raw_asgi:app"),
+            "/predict",
+            single,
+            "/",
+        ),
     ]
     if mlserver_venv is not None:
         mlserver = mlserver_venv / "bin" / "mlserver"
         if not mlserver.exists():
-            sys.exit(f"MLServer is not installed; run: python3.11 -m venv {mlserver_venv} && "
-                     f"{mlserver_venv}/bin/pip install 'mlserver==1.7.*' tensorflow==2.21.0 'uvloop<0.22' (or pass --no-mlserver)")
-        servers.insert(4, Server("MLServer 1.7, adaptive batching", [str(mlserver), "start", "{workdir}"],
-                                 "/v2/models/mnist/infer", v2, "/v2/health/ready"))
+            sys.exit(
+                f"MLServer is not installed; run: python3.11 -m venv {mlserver_venv} && "
+                f"{mlserver_venv}/bin/pip install 'mlserver==1.7.*' tensorflow==2.21.0 'uvloop<0.22' "
+                "(or pass --no-mlserver)"
+            )
+        servers.insert(
+            4,
+            Server(
+                "MLServer 1.7, adaptive batching",
+                [str(mlserver), "start", "{workdir}"],
+                "/v2/models/mnist/infer",
+                v2,
+                "/v2/health/ready",
+            ),
+        )
     return servers
 
 
@@ -113,8 +151,14 @@ def _measure(server: Server, duration: float) -> tuple[float, float, list[Result
         body = workdir / "body.json"
         body.write_text(json.dumps(server.body))
         command = [part.format(port=port, workdir=workdir) for part in server.command]
-        env = {**os.environ, "MNIST_PORT": str(port), "MNIST_ACCESS_LOG": "false", "TF_CPP_MIN_LOG_LEVEL": "2",
-               "PYTHONPATH": str(ROOT), **server.env}
+        env = {
+            **os.environ,
+            "MNIST_PORT": str(port),
+            "MNIST_ACCESS_LOG": "false",
+            "TF_CPP_MIN_LOG_LEVEL": "2",
+            "PYTHONPATH": str(ROOT),
+            **server.env,
+        }
         started = time.monotonic()
         log = (workdir / "server.log").open("wb")
         proc = subprocess.Popen(command, cwd=server.cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -136,17 +180,21 @@ def _measure(server: Server, duration: float) -> tuple[float, float, list[Result
 
 
 def _write_mlserver_settings(workdir: Path, port: int) -> None:
-    (workdir / "settings.json").write_text(json.dumps(
-        {"http_port": port, "grpc_port": _free_port(), "metrics_port": _free_port(), "debug": False}
-    ))
+    (workdir / "settings.json").write_text(
+        json.dumps({"http_port": port, "grpc_port": _free_port(), "metrics_port": _free_port(), "debug": False})
+    )
     shutil.copy(ROOT / "bench" / "mlserver_runtime" / "runtime.py", workdir / "runtime.py")
-    (workdir / "model-settings.json").write_text(json.dumps({
-        "name": "mnist",
-        "implementation": "runtime.SavedModelRuntime",
-        "max_batch_size": 64,
-        "max_batch_time": 0.001,
-        "parameters": {"uri": str(MODEL)},
-    }))
+    (workdir / "model-settings.json").write_text(
+        json.dumps(
+            {
+                "name": "mnist",
+                "implementation": "runtime.SavedModelRuntime",
+                "max_batch_size": 64,
+                "max_batch_time": 0.001,
+                "parameters": {"uri": str(MODEL)},
+            }
+        )
+    )
 
 
 def _wait_ready(url: str, proc: subprocess.Popen[bytes], started: float) -> float:
@@ -164,13 +212,30 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], started: float) -> floa
 
 def _load(url: str, body: Path, concurrency: int, duration: float) -> Result:
     out = subprocess.run(
-        ["hey", "-z", f"{duration}s", "-c", str(concurrency), "-m", "POST", "-T", "application/json",
-         "-D", str(body), url],
-        capture_output=True, text=True, check=True,
+        [
+            "hey",
+            "-z",
+            f"{duration}s",
+            "-c",
+            str(concurrency),
+            "-m",
+            "POST",
+            "-T",
+            "application/json",
+            "-D",
+            str(body),
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     statuses = {int(code): int(n) for code, n in re.findall(r"\[(\d{3})\]\s+(\d+) responses", out)}
-    failed = sum(int(n) for n in re.findall(r"\]\s*(\d+)\s*$", out.split("Error distribution:")[1], re.M)) \
-        if "Error distribution:" in out else 0
+    failed = (
+        sum(int(n) for n in re.findall(r"\]\s*(\d+)\s*$", out.split("Error distribution:")[1], re.M))
+        if "Error distribution:" in out
+        else 0
+    )
     ok = statuses.get(200, 0)
     return Result(
         concurrency=concurrency,
@@ -207,8 +272,14 @@ def _free_port() -> int:
 
 
 def _report(results: dict[str, tuple[float, float, list[Result]]], args: argparse.Namespace) -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
     lines = [
         "# Benchmarks",
         "",
@@ -224,8 +295,10 @@ def _report(results: dict[str, tuple[float, float, list[Result]]], args: argpars
     for name, (cold, rss, rows) in results.items():
         for i, r in enumerate(rows):
             head = f"| {name} | {cold:.1f} s | {rss:.0f} MiB" if i == 0 else "| | |"
-            lines.append(f"{head} | {r.concurrency} | {r.requests} | {r.errors} | {r.rps:,.0f} | "
-                         f"{r.p50_ms:.2f} | {r.p99_ms:.2f} |")
+            lines.append(
+                f"{head} | {r.concurrency} | {r.requests} | {r.errors} | {r.rps:,.0f} | "
+                f"{r.p50_ms:.2f} | {r.p99_ms:.2f} |"
+            )
     lines += ["", *_verdicts(results), ""]
     return "\n".join(lines)
 
@@ -243,13 +316,17 @@ def _verdicts(results: dict[str, tuple[float, float, list[Result]]]) -> list[str
     for c in (16, 64):
         parts = [f"c={c}: {by_c[c].rps / raw_c[c].rps:.0%} of the raw limit (bar 60%)"]
         if direct:
-            parts.append(f"{by_c[c].rps / {r.concurrency: r for r in direct[2]}[c].rps:.1f}x the per-request "
-                         "SavedModel server (bar 4x)")
+            parts.append(
+                f"{by_c[c].rps / {r.concurrency: r for r in direct[2]}[c].rps:.1f}x the per-request "
+                "SavedModel server (bar 4x)"
+            )
         if mlserver:
             parts.append(f"{by_c[c].rps / {r.concurrency: r for r in mlserver[2]}[c].rps:.1f}x MLServer (bar >1x)")
         lines.append("- " + "; ".join(parts) + f"; errors {by_c[c].errors}.")
-    lines.append(f"- c=1: p50 {by_c[1].p50_ms:.2f} ms is {by_c[1].p50_ms / raw_c[1].p50_ms:.1f}x the raw limit's "
-                 f"{raw_c[1].p50_ms:.2f} ms (bar 2x).")
+    lines.append(
+        f"- c=1: p50 {by_c[1].p50_ms:.2f} ms is {by_c[1].p50_ms / raw_c[1].p50_ms:.1f}x the raw limit's "
+        f"{raw_c[1].p50_ms:.2f} ms (bar 2x)."
+    )
     return lines
 
 

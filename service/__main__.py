@@ -46,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=int(settings.graceful_shutdown_s),
+        limit_concurrency=settings.max_connections,
     )
     return 0
 

@@ -1,5 +1,6 @@
 """`create_app(settings)`: the FastAPI application, its lifespan, and its error handlers."""
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -37,6 +38,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             manager = ModelManager(settings, executor=executor if settings.model_thread else None, metrics=metrics)
             app.state.manager = manager
             await manager.start()
+            # NOTE: TensorFlow leaves hundreds of thousands of long-lived Python objects; a full
+            # collection walking them all stalls the event loop for tens of milliseconds. Freezing
+            # them out of the collector's view removes those pauses from the latency tail.
+            gc.freeze()
             logger.info("serving", extra={"models": manager.model_names(), "ready": manager.ready()})
             try:
                 yield
@@ -62,6 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         RequestContextMiddleware,
         metrics=metrics,
         max_body_bytes=settings.max_body_bytes,
+        body_timeout_s=settings.body_timeout_s,
         access_log=settings.access_log,
     )
     app.openapi = lambda: _openapi_with_shared_schemas(app)  # type: ignore[method-assign]

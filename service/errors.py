@@ -29,6 +29,10 @@ class NotFound(ServiceError):
     status_code = 404
 
 
+class RequestTimeout(ServiceError):
+    status_code = 408
+
+
 class PayloadTooLarge(ServiceError):
     status_code = 413
 

@@ -1,8 +1,13 @@
-"""Pure ASGI middleware for every request: an id, a body-size limit, metrics and an access log.
+"""Pure ASGI middleware for every request: an id, body limits, metrics and an access log.
+
+Body limits: a declared Content-Length over the maximum is refused before reading; a streamed
+(chunked) body is counted as it arrives; a body that trickles in slower than `body_timeout_s` gets
+408; and compressed bodies are refused, so there is no decompression bomb to defuse.
 
 Pure ASGI rather than Starlette's BaseHTTPMiddleware, which costs a task and a stream per request.
 """
 
+import asyncio
 import logging
 import time
 import uuid
@@ -10,7 +15,7 @@ import uuid
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.codec import dumps
-from service.errors import PayloadTooLarge
+from service.errors import PayloadTooLarge, RequestTimeout, ServiceError, UnsupportedMediaType
 from service.logs import request_id
 from service.metrics import Metrics
 
@@ -21,10 +26,13 @@ logger = logging.getLogger("service.access")
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, *, metrics: Metrics, max_body_bytes: int, access_log: bool) -> None:
+    def __init__(
+        self, app: ASGIApp, *, metrics: Metrics, max_body_bytes: int, body_timeout_s: float, access_log: bool
+    ) -> None:
         self.app = app
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
+        self.body_timeout_s = body_timeout_s
         self.access_log = access_log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -36,21 +44,31 @@ class RequestContextMiddleware:
         token = request_id.set(rid)
         status = 500
 
-        declared = _content_length(scope)
-        if declared is not None and declared > self.max_body_bytes:
-            status = PayloadTooLarge.status_code
-            await _send_error(send, status, self._too_large(), rid)
+        refusal = self._refuse_early(scope)
+        if refusal is not None:
+            status = refusal.status_code
+            await _send_error(send, status, refusal.message, rid)
             self._record(scope, status, started)
             request_id.reset(token)
             return
 
         received = 0
+        deadline: float | None = None
+        body_done = False
 
         async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
+            nonlocal received, deadline, body_done
+            if body_done:  # after the body, receive() only waits for a disconnect: no deadline
+                return await receive()
+            deadline = deadline or asyncio.get_running_loop().time() + self.body_timeout_s
+            try:
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
+            except TimeoutError:
+                raise RequestTimeout(f"request body not received within {self.body_timeout_s:g}s") from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
+                body_done = not message.get("more_body", False)
                 if received > self.max_body_bytes:
                     raise PayloadTooLarge(self._too_large())
             return message
@@ -67,6 +85,16 @@ class RequestContextMiddleware:
         finally:
             self._record(scope, status, started)
             request_id.reset(token)
+
+    def _refuse_early(self, scope: Scope) -> ServiceError | None:
+        for key, value in scope["headers"]:
+            if key == b"content-length" and value.isdigit() and int(value) > self.max_body_bytes:
+                return PayloadTooLarge(self._too_large())
+            if key == b"content-encoding" and value.strip().lower() not in (b"", b"identity"):
+                return UnsupportedMediaType(
+                    f"Content-Encoding {value.decode('latin-1')} is not accepted; send the body uncompressed"
+                )
+        return None
 
     def _too_large(self) -> str:
         return f"request body exceeds the limit of {self.max_body_bytes} bytes"
@@ -94,13 +122,6 @@ def _client_request_id(scope: Scope) -> str | None:
             text: str = value.decode("latin-1")
             if 0 < len(text) <= _MAX_CLIENT_ID and text.isprintable():
                 return text
-    return None
-
-
-def _content_length(scope: Scope) -> int | None:
-    for key, value in scope["headers"]:
-        if key == b"content-length":
-            return int(value) if value.isdigit() else None
     return None
 
 

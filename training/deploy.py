@@ -47,7 +47,10 @@ def add_deploy_parser(commands: "argparse._SubParsersAction[argparse.ArgumentPar
         help=f"how far below the served version's accuracy a new one may be (default: {DEFAULT_TOLERANCE})",
     )
     parser.add_argument(
-        "--wait", type=float, default=DEFAULT_WAIT_S, help=f"seconds to wait for the server (default: {DEFAULT_WAIT_S:g})"
+        "--wait",
+        type=float,
+        default=DEFAULT_WAIT_S,
+        help=f"seconds to wait for the server (default: {DEFAULT_WAIT_S:g})",
     )
     parser.add_argument(
         "--admin-token",

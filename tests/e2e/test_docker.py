@@ -52,9 +52,17 @@ def _build_base_image(rootfs: Path) -> None:
     if shutil.which("debootstrap") is None:
         pytest.skip("debootstrap is needed to build a base image without a registry")
     subprocess.run(
-        ["debootstrap", "--variant=minbase", "--include=python3,python3-venv,ca-certificates",
-         "bookworm", str(rootfs), DEBIAN_MIRROR],
-        check=True, capture_output=True, timeout=900,
+        [
+            "debootstrap",
+            "--variant=minbase",
+            "--include=python3,python3-venv,ca-certificates",
+            "bookworm",
+            str(rootfs),
+            DEBIAN_MIRROR,
+        ],
+        check=True,
+        capture_output=True,
+        timeout=900,
     )
     tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
     subprocess.run([DOCKER, "import", "-", BASE_IMAGE], stdin=tar.stdout, check=True, capture_output=True)
@@ -67,8 +75,17 @@ def container(image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     shutil.copytree(REPO_ROOT / "models", models, ignore=shutil.ignore_patterns(".*"))
     port = free_port()
     run = _docker(
-        "run", "-d", "-p", f"127.0.0.1:{port}:8000", "-v", f"{models}:/models",
-        "-e", "MNIST_POLL_INTERVAL_S=1", "--stop-timeout", str(STOP_GRACE_S), image,
+        "run",
+        "-d",
+        "-p",
+        f"127.0.0.1:{port}:8000",
+        "-v",
+        f"{models}:/models",
+        "-e",
+        "MNIST_POLL_INTERVAL_S=1",
+        "--stop-timeout",
+        str(STOP_GRACE_S),
+        image,
     )
     container_id = run.stdout.strip()
     url = f"http://127.0.0.1:{port}"
@@ -118,9 +135,28 @@ def test_deploy_into_the_mounted_repository_serves_without_restart(container: tu
     container_id, url, models = container
     started_at = _docker("inspect", "-f", "{{.State.StartedAt}}", container_id).stdout
     deploy = subprocess.run(
-        [sys.executable, "-m", "training", "deploy", "bn-128-64", "--epochs", "3", "--quiet",
-         "--models-dir", str(models), "--server", url, "--min-accuracy", "0.5", "--tolerance", "0.2"],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "training",
+            "deploy",
+            "bn-128-64",
+            "--epochs",
+            "3",
+            "--quiet",
+            "--models-dir",
+            str(models),
+            "--server",
+            url,
+            "--min-accuracy",
+            "0.5",
+            "--tolerance",
+            "0.2",
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert deploy.returncode == 0, deploy.stdout[-3000:] + deploy.stderr[-3000:]
     assert "deployed mnist version 2" in deploy.stdout

@@ -1,0 +1,95 @@
+"""Load from `hey`, and the server's own count of what it answered, to find anything lost between."""
+
+import re
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+SEVEN = Path(__file__).resolve().parents[2] / "docs" / "examples" / "seven.json"
+
+
+@dataclass
+class Load:
+    statuses: dict[int, int] = field(default_factory=dict)
+    errors: dict[str, int] = field(default_factory=dict)
+    latencies_ms: dict[int, list[float]] = field(default_factory=dict)
+
+    @property
+    def answered(self) -> int:
+        return sum(self.statuses.values())
+
+    @property
+    def failed(self) -> int:
+        """Answers other than 200 and 503, plus connection-level errors."""
+        return sum(n for s, n in self.statuses.items() if s not in (200, 503)) + sum(self.errors.values())
+
+    def percentile(self, status: int, q: float) -> float:
+        values = self.latencies_ms.get(status, [])
+        return float(np.percentile(values, q)) if values else float("nan")
+
+
+def hey_command(url: str, concurrency: int, seconds: float, *, csv: bool = False) -> list[str]:
+    command = [
+        "hey",
+        "-z",
+        f"{seconds}s",
+        "-c",
+        str(concurrency),
+        "-m",
+        "POST",
+        "-T",
+        "application/json",
+        "-D",
+        str(SEVEN),
+        "-t",
+        "30",
+    ]
+    return [*command, *(["-o", "csv"] if csv else []), f"{url}/predict"]
+
+
+def parse_summary(out: str) -> Load:
+    load = Load()
+    load.statuses = {int(s): int(n) for s, n in re.findall(r"\[(\d{3})\]\s+(\d+) responses", out)}
+    if "Error distribution:" in out:
+        for n, message in re.findall(r"\[(\d+)\]\s+(.*)", out.split("Error distribution:")[1]):
+            kind = message.rsplit(":", 1)[-1].strip()
+            load.errors[kind] = load.errors.get(kind, 0) + int(n)
+    return load
+
+
+def parse_csv(out: str) -> Load:
+    load = Load()
+    for line in out.splitlines()[1:]:
+        parts = line.split(",")
+        if len(parts) < 8:
+            continue
+        status = int(parts[6])
+        load.statuses[status] = load.statuses.get(status, 0) + 1
+        load.latencies_ms.setdefault(status, []).append(float(parts[0]) * 1000)
+    return load
+
+
+def run_hey(url: str, concurrency: int, seconds: float, *, csv: bool = False) -> Load:
+    out = subprocess.run(
+        hey_command(url, concurrency, seconds, csv=csv),
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=seconds + 120,
+    ).stdout
+    return parse_csv(out) if csv else parse_summary(out)
+
+
+def server_answers(url: str) -> dict[int, int]:
+    """Responses to POST /predict the server itself counted, by status."""
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    pattern = r'mnist_requests_total\{endpoint="/predict",method="POST",status="(\d+)"\} ([\d.e+]+)'
+    return {int(s): int(float(n)) for s, n in re.findall(pattern, text)}
+
+
+def rss_mib(pid: int) -> float:
+    match = re.search(r"VmRSS:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text())
+    return int(match.group(1)) / 1024 if match else float("nan")

@@ -1,0 +1,287 @@
+"""Faults, hostile input and overload against real server processes, with figures for RELIABILITY.md."""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+
+from contract import read_metadata, write_metadata
+from tests.e2e.server import REPO_ROOT, ServerProcess
+from tests.reliability.conftest import Scale
+from tests.reliability.load import Load, hey_command, parse_summary, rss_mib, run_hey, server_answers
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+Record = Callable[..., None]
+ROW = [0.0] * 784
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    shutil.copytree(REPO_ROOT / "models" / "mnist", tmp_path / "models" / "mnist", ignore=shutil.ignore_patterns(".*"))
+    return tmp_path / "models"
+
+
+def _under_load(url: str, concurrency: int, seconds: float, during: Callable[[], None], at: float) -> Load:
+    """Run hey for `seconds`, calling `during()` `at` seconds in."""
+    proc = subprocess.Popen(hey_command(url, concurrency, seconds), stdout=subprocess.PIPE, text=True)
+    time.sleep(at)
+    during()
+    out, _ = proc.communicate(timeout=seconds + 120)
+    return parse_summary(out)
+
+
+def _lost(client: Load, server: dict[int, int], before: dict[int, int]) -> int:
+    answered_by_server = sum(server.values()) - sum(before.values())
+    return answered_by_server - client.answered
+
+
+def test_hostile_input_gets_its_status_and_never_a_5xx(repo: Path, tmp_path: Path, record: Record) -> None:
+    cases: list[tuple[str, bytes, dict[str, str], int]] = [
+        ("malformed JSON", b'{"image": [1,', {}, 400),
+        ("NaN literal", b'{"image": [NaN]}', {}, 400),
+        ("huge number", b'{"image": [1e999]}', {}, 400),
+        ("out-of-range number", b'{"image": [1e300' + b",0" * 783 + b"]}", {}, 422),
+        ("integer beyond 64 bits", b'{"image": [' + b"9" * 400 + b"]}", {}, 400),
+        ("deep nesting", b"[" * 5000 + b"]" * 5000, {}, 400),
+        ("duplicate keys (last wins)", b'{"image": [1], "image": ' + str(ROW).encode() + b"}", {}, 200),
+        ("wrong content type", b"image=1", {"content-type": "application/x-www-form-urlencoded"}, 415),
+        ("gzip body", b"\x1f\x8b\x08\x00", {"content-encoding": "gzip"}, 415),
+        ("oversize declared body", b"x" * (4 * 1024 * 1024 + 1), {}, 413),
+        ("783 pixels", b'{"image": ' + str(ROW[:-1]).encode() + b"}", {}, 422),
+        ("string pixels", b'{"image": ' + str(["1"] * 784).replace("'", '"').encode() + b"}", {}, 422),
+        ("empty batch", b'{"images": []}', {}, 422),
+        ("unknown model", b'{"image": ' + str(ROW).encode() + b', "model": "../../etc/passwd"}', {}, 404),
+    ]
+    with (
+        ServerProcess(repo, tmp_path / "log", poll_interval_s=0, body_timeout_s=1) as server,
+        httpx.Client(base_url=server.url, timeout=30) as client,
+    ):
+        statuses = []
+        for name, body, headers, expected in cases:
+            response = client.post("/predict", content=body, headers={"content-type": "application/json", **headers})
+            statuses.append(response.status_code)
+            assert response.status_code == expected, (name, response.text[:200])
+            assert client.post("/predict", json={"image": ROW}).status_code == 200
+        for path in ("/v1/models/..%2F..%2Fetc:predict", "/v1/models/%2Fetc%2Fpasswd/metadata", "/v2/models/../infer"):
+            assert (
+                client.request(
+                    "POST" if "predict" in path or "infer" in path else "GET", path, json={"instances": [ROW]}
+                ).status_code
+                == 404
+            )
+        assert client.get("/predict").status_code == 405
+        assert client.put("/v2/models/mnist/infer").status_code == 405
+        chunked = client.post(
+            "/predict", content=iter([b"[" * 1000] * 5000), headers={"content-type": "application/json"}
+        )
+        assert chunked.status_code == 413
+        slow = _slow_body(server.port)
+        assert slow.startswith(b"HTTP/1.1 408"), slow[:100]
+        assert client.post("/predict", json={"image": ROW}).status_code == 200
+        assert server.proc is not None and server.proc.poll() is None
+    record(
+        "every hostile request gets its documented 4xx; the next valid one gets 200; the worker survives",
+        cases=len(cases) + 7,
+        server_errors=sum(s >= 500 for s in statuses),
+        slowloris_status=408,
+    )
+
+
+def _slow_body(port: int) -> bytes:
+    """Send headers promising a body, then a byte, then nothing: a slowloris body."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(
+            b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
+        )
+        return sock.recv(4096)
+
+
+def test_soak_at_64_connections(repo: Path, tmp_path: Path, scale: Scale, record: Record) -> None:
+    with ServerProcess(repo, tmp_path / "log", poll_interval_s=0, access_log="false") as server:
+        assert server.proc is not None
+        run_hey(server.url, 64, 3)  # warm-up, so start-up allocations do not count as growth
+        samples: list[float] = []
+        stop = threading.Event()
+
+        def sample() -> None:
+            while not stop.wait(1):
+                samples.append(rss_mib(server.proc.pid))  # type: ignore[union-attr]
+
+        sampler = threading.Thread(target=sample)
+        before = server_answers(server.url)
+        start_rss = rss_mib(server.proc.pid)
+        sampler.start()
+        load = run_hey(server.url, 64, scale.soak_s)
+        stop.set()
+        sampler.join()
+        lost = _lost(load, server_answers(server.url), before)
+    half = len(samples) // 2
+    growth = float(np.mean(samples[half:]) - np.mean(samples[:half])) if half else 0.0
+    assert load.failed == 0 and lost == 0
+    assert growth < 20, f"RSS grew {growth:.1f} MiB between the halves of the soak"
+    record(
+        f"{scale.soak_s:g} s at 64 connections: no errors, nothing lost, no memory growth",
+        requests=load.answered,
+        errors=load.failed,
+        lost=lost,
+        rss_start_mib=start_rss,
+        rss_end_mib=samples[-1],
+        rss_growth_second_half_mib=growth,
+    )
+
+
+def test_sigterm_mid_load_loses_nothing_accepted(repo: Path, tmp_path: Path, scale: Scale, record: Record) -> None:
+    server = ServerProcess(repo, tmp_path / "log", poll_interval_s=0)
+    server.start()
+    before = server_answers(server.url)
+    counted: dict[int, int] = {}
+
+    def terminate() -> None:
+        counted.update(server_answers(server.url))
+        server.stop(signal.SIGTERM)
+
+    load = _under_load(server.url, 16, scale.fault_s, terminate, at=scale.fault_s / 3)
+    logs = server.logs()
+    answered_by_server = sum(1 for line in logs.splitlines() if '"path":"/predict"' in line)
+    lost = answered_by_server - load.answered
+    assert "Application shutdown complete" in logs
+    assert "Cancel" not in logs  # uvicorn cancels requests only when the grace period runs out
+    assert lost == 0
+    record(
+        "SIGTERM under load: the server drains, every request it accepted is answered",
+        answered=load.answered,
+        refused_after_close=sum(load.errors.values()),
+        lost=lost,
+        before_signal=sum(counted.values()) - sum(before.values()),
+    )
+
+
+def test_kill_9_of_one_worker_fails_only_its_requests(repo: Path, tmp_path: Path, scale: Scale, record: Record) -> None:
+    with ServerProcess(repo, tmp_path / "log", poll_interval_s=0, workers=2, access_log="false") as server:
+        assert server.proc is not None
+        time.sleep(5)  # both workers loaded and self-checked
+        children = subprocess.run(["pgrep", "-P", str(server.proc.pid)], capture_output=True, text=True).stdout
+        workers = [int(p) for p in children.split() if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()]
+        assert len(workers) == 2, workers
+        victim = workers[0]
+        load = _under_load(server.url, 16, scale.fault_s, lambda: os.kill(victim, signal.SIGKILL), at=scale.fault_s / 3)
+        after = run_hey(server.url, 8, 2)
+    assert load.answered > 0 and load.failed <= 16, load
+    assert after.failed == 0 and after.statuses.get(200, 0) > 0
+    record(
+        "kill -9 of one of two workers: only its in-flight requests fail, service continues",
+        answered=load.answered,
+        failed=load.failed,
+        in_flight_bound=16,
+        errors_after=after.failed,
+    )
+
+
+def test_a_version_swapped_mid_load_fails_nothing(repo: Path, tmp_path: Path, scale: Scale, record: Record) -> None:
+    with ServerProcess(repo, tmp_path / "log", poll_interval_s=0.5, versions_to_keep=1, access_log="false") as server:
+        before = server_answers(server.url)
+        load = _under_load(
+            server.url, 16, scale.fault_s, lambda: shutil.copytree(repo / "mnist" / "1", repo / "mnist" / "2"), at=1
+        )
+        lost = _lost(load, server_answers(server.url), before)
+        served = httpx.post(f"{server.url}/predict", json={"image": ROW}).json()["version"]
+    assert load.failed == 0 and lost == 0 and served == 2
+    record(
+        "a new version swapped in under load: no errors, the new version serves",
+        requests=load.answered,
+        errors=load.failed,
+        lost=lost,
+        served_after=served,
+    )
+
+
+def test_a_corrupt_version_mid_load_never_serves(repo: Path, tmp_path: Path, scale: Scale, record: Record) -> None:
+    def publish_corrupt() -> None:
+        staging = repo / "mnist" / ".staging-corrupt"
+        shutil.copytree(repo / "mnist" / "1", staging)
+        metadata = read_metadata(staging)
+        outputs = [[1.0 - p for p in row] for row in metadata.probes.outputs]
+        write_metadata(
+            staging, metadata.model_copy(update={"probes": metadata.probes.model_copy(update={"outputs": outputs})})
+        )
+        staging.rename(repo / "mnist" / "2")
+
+    with ServerProcess(repo, tmp_path / "log", poll_interval_s=0.5, access_log="false") as server:
+        before = server_answers(server.url)
+        load = _under_load(server.url, 16, scale.fault_s, publish_corrupt, at=1)
+        lost = _lost(load, server_answers(server.url), before)
+        status = httpx.get(f"{server.url}/v1/models/mnist").json()["model_version_status"]
+        served = httpx.post(f"{server.url}/predict", json={"image": ROW}).json()["version"]
+    refused = next(s for s in status if s["version"] == "2")
+    assert load.failed == 0 and lost == 0 and served == 1
+    assert refused["state"] == "END" and "golden probes differ" in refused["status"]["error_message"]
+    record(
+        "a corrupt version published under load: never serves, no errors, the old version answers",
+        requests=load.answered,
+        errors=load.failed,
+        lost=lost,
+        served_after=served,
+    )
+
+
+def test_an_unreadable_repository_keeps_serving(repo: Path, tmp_path: Path, record: Record) -> None:
+    with (
+        ServerProcess(repo, tmp_path / "log", poll_interval_s=0, admin_token="t") as server,
+        httpx.Client(base_url=server.url) as client,
+    ):
+        repo.rename(tmp_path / "gone")
+        reload = client.post("/admin/reload", headers={"authorization": "Bearer t"}).json()
+        load = run_hey(server.url, 8, 2)
+        (tmp_path / "gone").rename(repo)
+    assert "cannot read model repository" in reload["repository_error"]
+    assert reload["models"]["mnist"][0]["state"] == "AVAILABLE"
+    assert load.failed == 0
+    record(
+        "the repository unreadable at reload: loaded versions keep serving, status shows the error",
+        requests=load.answered,
+        errors=load.failed,
+    )
+
+
+def test_overload_sheds_with_503_and_recovers(repo: Path, tmp_path: Path, scale: Scale, record: Record) -> None:
+    settings: dict[str, Any] = {"poll_interval_s": 0, "queue_max_rows": 32, "access_log": "false"}
+    with ServerProcess(repo, tmp_path / "log", **settings) as server:
+        before = server_answers(server.url)
+        overload = run_hey(server.url, 256, scale.overload_s, csv=True)
+        lost = _lost(overload, server_answers(server.url), before)
+        retry_after = None
+        recovered = run_hey(server.url, 4, 3)
+        with httpx.Client(base_url=server.url) as client:
+            for _ in range(200):
+                response = client.post("/predict", json={"image": ROW})
+                if response.status_code == 503:
+                    retry_after = response.headers.get("retry-after")
+                    break
+    shed = overload.statuses.get(503, 0)
+    p99 = overload.percentile(200, 99)
+    assert overload.failed == 0 and lost == 0
+    assert shed > 0, overload.statuses
+    assert p99 < 1000, f"accepted p99 {p99:.0f} ms"
+    assert recovered.failed == 0 and recovered.statuses.get(503, 0) == 0
+    record(
+        "256 connections against a 32-row queue: sheds with 503, accepted p99 bounded, full recovery",
+        answered=overload.answered,
+        ok=overload.statuses.get(200, 0),
+        shed_503=shed,
+        errors=overload.failed,
+        lost=lost,
+        accepted_p50_ms=overload.percentile(200, 50),
+        accepted_p99_ms=p99,
+        errors_after=recovered.failed,
+        retry_after=retry_after or "n/a (not shedding at c=1)",
+    )
