@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test test-fast lint train deploy experiments experiments-quick bench docker lock clean
+.PHONY: setup run test test-fast lint train deploy experiments experiments-quick bench reliability docker lock clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "needs $(PYTHON) on the PATH"; exit 1; }
@@ -46,6 +46,12 @@ bench: setup  ## the side-by-side benchmark: BENCHMARKS.md (installs MLServer in
 	test -x bench/.venv-mlserver/bin/mlserver || { $(PYTHON) -m venv bench/.venv-mlserver && \
 		bench/.venv-mlserver/bin/pip install --quiet "mlserver==1.7.*" tensorflow==2.21.0 "uvloop<0.22"; }
 	$(PY) -m bench
+
+reliability: setup  ## the reliability suite at full size (60 s soak): RELIABILITY.md
+	RELIABILITY_SCALE=full $(PY) -m pytest tests/reliability --reliability-report RELIABILITY.md
+
+lock: setup  ## regenerate requirements/serving.txt, the image's pinned dependencies
+	$(PY) scripts/lock-serving.py
 
 docker:  ## build the image (see docs/docker.md for offline builds)
 	DOCKER_BUILDKIT=1 docker build -t bn-mnist-serving .

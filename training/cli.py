@@ -5,9 +5,14 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from training.config import HYPERPARAMETER_NAMES, Hyperparameters
-from training.networks import DEFAULT_NETWORK, NETWORKS
+from training.networks import DEFAULT_NETWORK, NETWORKS, Network
+
+if TYPE_CHECKING:
+    from training.data import Splits
+    from training.train import TrainResult
 
 DEFAULT_MODELS_DIR = Path("models")
 DEFAULT_MODEL_NAME = "mnist"
@@ -89,8 +94,8 @@ def hyperparameter_overrides(args: argparse.Namespace) -> dict[str, object]:
     return {name: getattr(args, name) for name in HYPERPARAMETER_NAMES}
 
 
-def train_and_stage(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    """Train as the arguments say; return (network, hyperparameters, splits, result)."""
+def train_and_stage(args: argparse.Namespace) -> tuple[Network, Hyperparameters, "Splits", "TrainResult"]:
+    """Train as the arguments say; return the network, its hyperparameters, the data and the result."""
     from training.config import hyperparameters_for
     from training.data import DataError, load_splits
     from training.train import run

@@ -27,7 +27,14 @@ def make_deterministic(seed: int) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
-def run(network: Network, hp: Hyperparameters, splits: Splits, *, verbose: int = 0) -> TrainResult:
+def run(
+    network: Network,
+    hp: Hyperparameters,
+    splits: Splits,
+    *,
+    verbose: int = 0,
+    callbacks: list[keras.callbacks.Callback] | None = None,
+) -> TrainResult:
     """Train `network` on `splits.train`, validate each epoch, and evaluate on `splits.test`."""
     make_deterministic(hp.seed)
     model = build_model(network, dropout=hp.dropout, momentum=hp.bn_momentum, epsilon=hp.bn_epsilon)
@@ -46,6 +53,7 @@ def run(network: Network, hp: Hyperparameters, splits: Splits, *, verbose: int =
         epochs=hp.epochs,
         validation_data=(splits.validation.x, _one_hot(splits.validation.y)),
         verbose=verbose,
+        callbacks=callbacks,
     )
     history = {k: [float(v) for v in values] for k, values in fit.history.items()}
     return TrainResult(model, history, evaluate(model, splits))

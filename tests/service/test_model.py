@@ -108,3 +108,20 @@ def test_a_folder_that_is_not_a_savedmodel_is_refused(default_repo: Path) -> Non
     write_metadata(path, metadata.model_copy(update={"savedmodel_sha256": savedmodel_digest(path)}))
     with pytest.raises(SelfCheckFailed, match="SavedModel did not load"):
         LoadedModel.load("mnist", 1, path)
+
+
+class _KernelSwitchingModel(LoadedModel):
+    """Pretends that batches of more than two rows run through a kernel with other rounding."""
+
+    def _call(self, x: np.ndarray) -> np.ndarray:
+        out = super()._call(x)
+        return np.nextafter(out, np.float32(1)) if len(x) > 2 else out
+
+
+def test_self_check_falls_back_to_isolated_mode_when_batching_changes_bits() -> None:
+    path = Path(__file__).parents[2] / "models" / "mnist" / "1"
+    model = _KernelSwitchingModel.load("mnist", 1, path)
+    report = model.self_check(repeats=5, max_rows=16)
+    assert report.mode is BatchingMode.ISOLATED and model.mode is BatchingMode.ISOLATED
+    probes = np.asarray(model.metadata.probes.inputs, np.float32)
+    assert np.array_equal(model.predict(probes)[4], model.predict(probes[4:5])[0])

@@ -1,0 +1,88 @@
+"""`python -m training deploy` against a real local server."""
+
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from contract import list_versions
+from tests.e2e.server import REPO_ROOT, ServerProcess
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[ServerProcess, Path]]:
+    models = tmp_path / "models"
+    shutil.copytree(REPO_ROOT / "models" / "mnist", models / "mnist", ignore=shutil.ignore_patterns(".*"))
+    with ServerProcess(models, tmp_path / "server.log", poll_interval_s=1, admin_token="tok") as server:
+        yield server, models
+
+
+def _deploy(server: ServerProcess, models: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "training",
+            "deploy",
+            "bn-128-64",
+            "--quiet",
+            "--models-dir",
+            str(models),
+            "--server",
+            server.url,
+            *args,
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+
+def test_the_gate_refuses_a_model_worse_than_the_served_one(served: tuple[ServerProcess, Path]) -> None:
+    server, models = served
+    result = _deploy(server, models, "--epochs", "1", "--min-accuracy", "0.5")
+    assert result.returncode == 1
+    assert "gate refused" in result.stderr and "below the served version 1" in result.stderr
+    assert "vs served version 1 on the same digits: 0.9710" in result.stdout
+    assert list(list_versions(models / "mnist")) == [1]
+    assert httpx.post(f"{server.url}/predict", json={"image": [0.0] * 784}).json()["version"] == 1
+
+
+def test_the_gate_refuses_a_model_under_the_floor(served: tuple[ServerProcess, Path]) -> None:
+    server, models = served
+    result = _deploy(server, models, "--epochs", "1", "--min-accuracy", "0.999")
+    assert result.returncode == 1 and "below the floor 0.9990" in result.stderr
+    assert list(list_versions(models / "mnist")) == [1]
+
+
+def test_a_passing_model_goes_live_without_a_restart(served: tuple[ServerProcess, Path]) -> None:
+    server, models = served
+    result = _deploy(
+        server, models, "--epochs", "2", "--min-accuracy", "0.5", "--tolerance", "0.5", "--admin-token", "tok"
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    for step in range(1, 8):
+        assert f"[{step}/7]" in result.stdout
+    assert "deployed mnist version 2 (was 1)" in result.stdout
+    assert httpx.post(f"{server.url}/predict", json={"image": [0.0] * 784}).json()["version"] == 2
+
+
+def test_an_unreachable_server_stops_before_training(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "training", "deploy", "--models-dir", str(tmp_path), "--server", "http://127.0.0.1:9"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 1 and "cannot reach the server" in result.stderr
+    assert not any(tmp_path.iterdir())

@@ -1,0 +1,50 @@
+"""Schemathesis generates requests from the live OpenAPI document of a real server."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.server import REPO_ROOT, ServerProcess
+
+pytestmark = pytest.mark.e2e
+CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"
+
+
+def test_generated_requests_get_no_server_error_and_conforming_responses(tmp_path: Path) -> None:
+    schemathesis = Path(sys.executable).parent / "schemathesis"
+    if not schemathesis.exists():
+        pytest.skip("schemathesis is not installed")
+    models = tmp_path / "models"
+    shutil.copytree(REPO_ROOT / "models" / "mnist", models / "mnist", ignore=shutil.ignore_patterns(".*"))
+    with ServerProcess(models, tmp_path / "server.log", poll_interval_s=0, access_log="false") as server:
+        result = subprocess.run(
+            [
+                str(schemathesis),
+                "run",
+                f"{server.url}/openapi.json",
+                "--checks",
+                CHECKS,
+                "--max-examples",
+                "25",
+                "--seed",
+                "1",
+                "--workers",
+                "1",
+                "--phases",
+                "examples,coverage,fuzzing",
+                "--request-timeout",
+                "20",
+                "--suppress-health-check",
+                "all",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=False,
+        )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-6000:]
+    assert "No issues found" in output or "passed" in output.lower(), output[-3000:]
