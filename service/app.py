@@ -2,7 +2,7 @@
 
 import gc
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any
@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException
 import service
 from service.api import ops, predict, tfserving, v2
 from service.api.deps import json_response
+from service.api.hot import HotRouteMiddleware
 from service.config import Settings
 from service.errors import Overloaded, ServiceError
 from service.logs import configure_logging
@@ -56,9 +57,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.metrics = metrics
-    for router in (predict.router, tfserving.router, v2.router, ops.router, ops.admin):
+    routers = [predict.router, tfserving.router, v2.router, ops.router, ops.admin]
+    for router in routers:
         app.include_router(router)
-    _add_error_handlers(app, metrics)
+
+    def format_error(exc: ServiceError) -> Response:
+        if isinstance(exc, Overloaded):
+            metrics.shed.inc()
+        if exc.status_code >= 500:
+            logger.warning("request failed", extra={"status": exc.status_code, "error": exc.message})
+        return json_response({"error": exc.message}, exc.status_code, exc.headers)
+
+    _add_error_handlers(app, format_error)
+    # Added first, so it runs innermost: after the request middleware and CORS, before FastAPI's own.
+    app.add_middleware(HotRouteMiddleware, fastapi_app=app, routers=routers, format_error=format_error)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"], allow_headers=["*"]
@@ -84,14 +96,10 @@ def _configure_tensorflow(settings: Settings) -> None:
         logger.warning("TensorFlow was already initialised in this process; its thread settings stand")
 
 
-def _add_error_handlers(app: FastAPI, metrics: Metrics) -> None:
+def _add_error_handlers(app: FastAPI, format_error: Callable[[ServiceError], Response]) -> None:
     @app.exception_handler(ServiceError)
     async def service_error(request: Request, exc: ServiceError) -> Response:
-        if isinstance(exc, Overloaded):
-            metrics.shed.inc()
-        if exc.status_code >= 500:
-            logger.warning("request failed", extra={"status": exc.status_code, "error": exc.message})
-        return json_response({"error": exc.message}, exc.status_code, exc.headers)
+        return format_error(exc)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:

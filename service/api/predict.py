@@ -7,6 +7,7 @@ from fastapi import APIRouter, Request, Response
 
 from service import codec
 from service.api.deps import ManagerDep, SettingsDep, json_body, json_response, optional_version
+from service.api.hot import hot
 from service.api.schemas import ERROR_RESPONSES, PredictRequest, PredictResponse, json_request_body
 from service.config import Settings
 from service.errors import InvalidInput
@@ -21,6 +22,7 @@ _FIELDS = frozenset({"image", "images", "model", "version"})
     responses={200: {"model": PredictResponse}, **ERROR_RESPONSES},
     openapi_extra=json_request_body(PredictRequest),
 )
+@hot
 async def predict(request: Request, manager: ManagerDep, settings: SettingsDep) -> Response:
     """Classify one image (`image`) or a batch (`images`) of 784 raw pixel intensities, 0 to 255."""
     body = await json_body(request, settings)

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Request, Response
 from contract import IMAGE_PIXELS, INPUT_NAME, NUM_CLASSES, OUTPUT_NAME, SIGNATURE_KEY
 from service import codec
 from service.api.deps import ManagerDep, SettingsDep, json_body, json_response, parse_version
+from service.api.hot import hot
 from service.api.schemas import (
     ERROR_RESPONSES,
     TfServingPredictRequest,
@@ -64,12 +65,14 @@ async def version_metadata(name: str, version: str, manager: ManagerDep) -> Resp
 
 
 @router.post("/{name}:predict", **_PREDICT)
+@hot
 async def predict(name: str, request: Request, manager: ManagerDep, settings: SettingsDep) -> Response:
     """Predict with the newest available version."""
     return await _predict(request, manager, settings, name, None)
 
 
 @router.post("/{name}/versions/{version}:predict", **_PREDICT)
+@hot
 async def predict_version(
     name: str, version: str, request: Request, manager: ManagerDep, settings: SettingsDep
 ) -> Response:

@@ -14,6 +14,7 @@ import service
 from contract import IMAGE_PIXELS, INPUT_NAME, NUM_CLASSES, OUTPUT_NAME
 from service import codec
 from service.api.deps import ManagerDep, SettingsDep, json_response, parse_version
+from service.api.hot import hot
 from service.api.schemas import ERROR_RESPONSES, V2InferRequest, V2InferResponse, json_request_body
 from service.config import Settings
 from service.errors import BadRequest, InvalidInput, NotReady
@@ -93,12 +94,14 @@ async def model_config(name: str, manager: ManagerDep, settings: SettingsDep) ->
 
 
 @router.post("/models/{name}/infer", **_INFER)
+@hot
 async def infer(name: str, request: Request, manager: ManagerDep, settings: SettingsDep) -> Response:
     """Inference on the newest available version."""
     return await _infer(request, manager, settings, name, None)
 
 
 @router.post("/models/{name}/versions/{version}/infer", **_INFER)
+@hot
 async def infer_version(
     name: str, version: str, request: Request, manager: ManagerDep, settings: SettingsDep
 ) -> Response:
