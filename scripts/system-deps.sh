@@ -1,19 +1,21 @@
 #!/usr/bin/env bash
-# What the test suite needs from outside Python: a Docker engine (Debian's docker.io) and debootstrap,
-# to build the stand-in base image offline. Installs them when running as root with apt; starts dockerd
-# when it is not running. Without them the Docker test skips and says why; nothing else needs them.
+# What the test suite needs from outside Python: a Docker engine (Debian's docker.io), debootstrap (to
+# build the stand-in base image offline) and hey (the load generator of the reliability tests).
+# Installs them when running as root with apt; starts dockerd when it is not running. Without them,
+# the tests that need them skip and say why.
 set -uo pipefail
 
 need=()
 command -v dockerd >/dev/null || need+=(docker.io)
 command -v debootstrap >/dev/null || need+=(debootstrap)
+command -v hey >/dev/null || need+=(hey)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "installing ${need[*]}"
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null \
-      || echo "could not install ${need[*]}; the Docker test will skip"
+      || echo "could not install ${need[*]}; the tests that need them will skip"
   else
-    echo "missing ${need[*]} and not root with apt; the Docker test will skip"
+    echo "missing ${need[*]} and not root with apt; the tests that need them will skip"
   fi
 fi
 

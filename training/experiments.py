@@ -5,6 +5,7 @@ seeds; every verdict is computed from the measurements by a rule stated in the r
 """
 
 import argparse
+import itertools
 import json
 import time
 from collections.abc import Callable
@@ -48,23 +49,32 @@ def add_experiments_parser(commands: "argparse._SubParsersAction[argparse.Argume
     )
     parser.add_argument("--quick", action="store_true", help="2 seeds, 3 epochs, 600 digits: for tests (~1 min)")
     parser.add_argument("--out", type=Path, default=Path("docs"), help="folder for experiments.md and the plots")
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="train nothing: redo the verdicts, plots and report from OUT/experiments.json",
+    )
     parser.set_defaults(handler=_main)
 
 
 def _main(args: argparse.Namespace) -> int:
-    grid = GRIDS["quick" if args.quick else "full"]
-    started = time.monotonic()
-    results = measure(grid, _splits(grid), log=print)
-    wall = time.monotonic() - started
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "experiments.json").write_text(json.dumps(results, indent=1) + "\n")
+    data = args.out / "experiments.json"
+    if args.report_only:
+        results = json.loads(data.read_text())
+    else:
+        grid = GRIDS["quick" if args.quick else "full"]
+        started = time.monotonic()
+        results = measure(grid, _splits(grid), log=print)
+        results["wall_s"] = time.monotonic() - started
+        args.out.mkdir(parents=True, exist_ok=True)
+        data.write_text(json.dumps(results, indent=1) + "\n")
     found = verdicts(results)
     plot(results, args.out)
-    command = "python -m training experiments" + (" --quick" if args.quick else "")
-    (args.out / "experiments.md").write_text(report(results, found, wall_s=wall, command=command))
+    command = "python -m training experiments" + (" --quick" if results["grid"]["name"] == "quick" else "")
+    (args.out / "experiments.md").write_text(report(results, found, wall_s=results["wall_s"], command=command))
     for v in found:
         print(f"{v.claim}: {v.verdict}")
-    print(f"wrote {args.out / 'experiments.md'} in {wall:.0f}s")
+    print(f"wrote {args.out / 'experiments.md'} (measurements took {results['wall_s']:.0f}s)")
     return 0
 
 
@@ -203,50 +213,65 @@ def _epochs_to(runs: Runs, target: float) -> list[float]:
     ]
 
 
-def _better(a: list[float], b: list[float]) -> int:
-    """+1 if a's mean beats b's by more than their pooled std (and 0.5 points), -1 if worse, else 0."""
+def _better(a: list[float], b: list[float], floor: float = 0.005) -> int:
+    """+1 if a's mean is above b's by more than their pooled std (and `floor`), -1 if below, else 0."""
     (ma, sa), (mb, sb) = _mean_std(a), _mean_std(b)
-    margin = max(np.sqrt((sa**2 + sb**2) / 2), 0.005)
+    margin = max(float(np.sqrt((sa**2 + sb**2) / 2)), floor)
     return 1 if ma - mb > margin else -1 if mb - ma > margin else 0
 
 
-def _label(score: int) -> str:
-    return {1: "supported", -1: "not supported", 0: "mixed"}[score]
+def _claim(scores: list[int]) -> str:
+    """Supported: better somewhere, worse nowhere. Mixed: better somewhere, worse elsewhere.
+    Not supported: better nowhere (no measurable difference, or worse)."""
+    if 1 in scores:
+        return "mixed" if -1 in scores else "supported"
+    return "not supported"
+
+
+def _diverged(run: dict[str, Any]) -> bool:
+    return not np.isfinite(run["loss_curve"]).all() or run["val_accuracy"] < 0.5
+
+
+def _loss_spikes(run: dict[str, Any]) -> int:
+    """Epochs whose training loss rose by more than half over the epoch before."""
+    loss = run["loss_curve"]
+    return sum(1 for a, b in itertools.pairwise(loss) if b > 1.5 * a)
 
 
 def verdicts(results: dict[str, Any]) -> list[Verdict]:
     found = []
     bn, plain = results["curves"]["bn"], results["curves"]["plain"]
 
-    speed = []
-    for target in (0.90, 0.95):
-        e_bn, e_plain = _epochs_to(bn, target), _epochs_to(plain, target)
-        speed.append((target, np.mean(e_bn), np.mean(e_plain)))
-    faster = [b < p for _, b, p in speed]
+    speed = [(t, _epochs_to(bn, t), _epochs_to(plain, t)) for t in (0.90, 0.95)]
     found.append(
         Verdict(
             "1. BN speeds up convergence",
-            "supported" if all(faster) else "not supported" if not any(faster) else "mixed",
-            "; ".join(f"epochs to {t:.0%}: BN {b:.1f}, no BN {p:.1f}" for t, b, p in speed),
+            _claim([_better(p, b, floor=0.5) for _, b, p in speed]),  # fewer epochs is better
+            "; ".join(f"epochs to {t:.0%}: BN {_fmt(b, 1)}, no BN {_fmt(p, 1)}" for t, b, p in speed),
         )
     )
 
     lr = results["learning_rates"]
     rates = sorted({float(k.split("@")[1]) for k in lr})
-    scores = [
-        _better([r["val_accuracy"] for r in lr[f"bn@{x:g}"]], [r["val_accuracy"] for r in lr[f"plain@{x:g}"]])
-        for x in rates
-    ]
-    high = scores[-1]
+    acc = {k: [r["val_accuracy"] for r in v] for k, v in lr.items()}
+
+    def loss_from_best(kind: str) -> list[float]:
+        best = max(np.mean(acc[f"{kind}@{x:g}"]) for x in rates)
+        return [best - a for a in acc[f"{kind}@{rates[-1]:g}"]]
+
+    detail = "; ".join(f"lr {x:g}: BN {_fmt(acc[f'bn@{x:g}'])}%, no BN {_fmt(acc[f'plain@{x:g}'])}%" for x in rates)
+    trouble = "; ".join(
+        f"{name} diverged in {sum(_diverged(r) for k, v in lr.items() if k.startswith(kind) for r in v)} "
+        f"of {sum(len(v) for k, v in lr.items() if k.startswith(kind))} runs with "
+        f"{sum(_loss_spikes(r) for k, v in lr.items() if k.startswith(kind) for r in v)} loss spikes"
+        for kind, name in (("bn@", "BN"), ("plain@", "no BN"))
+    )
     found.append(
         Verdict(
             "2. BN tolerates higher learning rates",
-            _label(high if all(s >= 0 for s in scores) or high < 0 else 0),
-            "; ".join(
-                f"lr {x:g}: BN {_fmt([r['val_accuracy'] for r in lr[f'bn@{x:g}']])}%, no BN "
-                f"{_fmt([r['val_accuracy'] for r in lr[f'plain@{x:g}']])}%"
-                for x in rates
-            ),
+            _claim([_better(loss_from_best("plain"), loss_from_best("bn"))]),
+            f"accuracy lost from the best rate to {rates[-1]:g}: BN {_fmt(loss_from_best('bn'))} points, "
+            f"no BN {_fmt(loss_from_best('plain'))}; {detail}; {trouble}",
         )
     )
 
@@ -255,67 +280,71 @@ def verdicts(results: dict[str, Any]) -> list[Verdict]:
     found.append(
         Verdict(
             "3. BN regularizes (smaller train/validation gap)",
-            _label(_better(gap_plain, gap_bn)),
+            _claim([_better(gap_plain, gap_bn)]),
             f"gap with BN {_fmt(gap_bn)} points, without {_fmt(gap_plain)} points",
         )
     )
 
     bs = results["batch_sizes"]
     sizes = sorted({int(k.split("@")[1]) for k in bs})
-    acc = {k: [r["val_accuracy"] for r in v] for k, v in bs.items()}
+    by_size = {k: [r["val_accuracy"] for r in v] for k, v in bs.items()}
     small, ok = [s for s in sizes if s < 32], [s for s in sizes if s >= 32]
-    drop_bn = np.mean([np.mean(acc[f"bn@{s}"]) for s in ok]) - np.mean([np.mean(acc[f"bn@{s}"]) for s in small])
-    drop_plain = np.mean([np.mean(acc[f"plain@{s}"]) for s in ok]) - np.mean(
-        [np.mean(acc[f"plain@{s}"]) for s in small]
-    )
-    unstable = drop_bn > 0.01 and drop_bn > drop_plain
-    larger_better = [_better(acc[f"bn@{s}"], acc["bn@32"]) >= 0 for s in ok if s > 32]
+
+    def drop(kind: str) -> float:
+        return float(
+            np.mean([np.mean(by_size[f"{kind}@{s}"]) for s in ok])
+            - np.mean([np.mean(by_size[f"{kind}@{s}"]) for s in small])
+        )
+
+    unstable = drop("bn") > 0.01 and drop("bn") > drop("plain")
+    larger = [_better(by_size[f"bn@{s}"], by_size["bn@32"]) for s in ok if s > 32]
     found.append(
         Verdict(
             "4. Small mini-batches make BN unstable; 32 is a start, 64-128 often better",
-            "supported"
-            if unstable and all(larger_better)
-            else "not supported"
-            if not unstable and not any(larger_better)
-            else "mixed",
-            f"accuracy lost below batch 32: BN {drop_bn * 100:+.1f} points, no BN {drop_plain * 100:+.1f}; "
-            + "; ".join(f"batch {s}: BN {_fmt(acc[f'bn@{s}'])}%" for s in sizes),
+            _claim([1 if unstable else -1, max(larger, default=0) if min(larger, default=0) >= 0 else -1]),
+            f"accuracy lost below batch 32: BN {drop('bn') * 100:+.1f} points, no BN {drop('plain') * 100:+.1f}; "
+            + "; ".join(f"batch {s}: BN {_fmt(by_size[f'bn@{s}'])}%" for s in sizes),
         )
     )
 
     place = results["placement"]
-    place_scores = [
-        _better([r["val_accuracy"] for r in place[f"after@{x}"]], [r["val_accuracy"] for r in place[f"before@{x}"]])
-        for x in ("0.001", "0.01")
-    ]
+    place_rates = sorted({k.split("@")[1] for k in place}, key=float)
     found.append(
         Verdict(
             "5. BN after the activation beats BN before it",
-            _label(int(np.sign(sum(place_scores))) if len(set(place_scores)) == 1 else 0),
+            _claim(
+                [
+                    _better(
+                        [r["val_accuracy"] for r in place[f"after@{x}"]],
+                        [r["val_accuracy"] for r in place[f"before@{x}"]],
+                    )
+                    for x in place_rates
+                ]
+            ),
             "; ".join(
                 f"lr {x}: after {_fmt([r['val_accuracy'] for r in place[f'after@{x}']])}%, before "
                 f"{_fmt([r['val_accuracy'] for r in place[f'before@{x}']])}%"
-                for x in ("0.001", "0.01")
+                for x in place_rates
             ),
         )
     )
 
-    drop = results["dropout"]
-    after, first = [r["val_accuracy"] for r in drop["after_bn"]], [r["val_accuracy"] for r in drop["before_bn"]]
+    drop_order = results["dropout"]
+    after = [r["val_accuracy"] for r in drop_order["after_bn"]]
+    first = [r["val_accuracy"] for r in drop_order["before_bn"]]
     found.append(
         Verdict(
             "6. Dropout belongs after BN, not before it",
-            _label(_better(after, first)),
+            _claim([_better(after, first)]),
             f"dropout after BN {_fmt(after)}%, before BN {_fmt(first)}%",
         )
     )
 
     inf = results["inference"]
-    gap = np.mean(inf["inference"]) - np.mean(inf["training_batch_of_one"])
     found.append(
         Verdict(
             "7. Inference must use the running averages",
-            "supported" if gap > 0.10 else "not supported" if gap <= 0 else "mixed",
+            _claim([_better(inf["inference"], inf["training_batch_of_one"], floor=0.10)]),
             f"moving statistics {_fmt(inf['inference'])}%; statistics of a batch of one "
             f"{_fmt(inf['training_batch_of_one'])}%; of the whole test batch {_fmt(inf['training_full_batch'])}%",
         )
@@ -444,8 +473,10 @@ def report(results: dict[str, Any], found: list[Verdict], *, wall_s: float, comm
         "256-128 MLP with BN after each ReLU (`bn-256-128`) and its no-BN control (`plain-256-128`), "
         f"{grid['epochs']} epochs of batch 64 unless a row says otherwise. Raw numbers: `experiments.json`.",
         "",
-        "Verdict rule: a difference counts when the means differ by more than the pooled standard deviation "
-        "(and at least 0.5 points); *mixed* means the evidence goes both ways or the difference is within noise.",
+        "Verdict rule: a difference counts when the means differ by more than their pooled standard "
+        "deviation (and at least 0.5 points, or half an epoch). A claim is *supported* when the difference "
+        "it predicts shows in at least one condition and the opposite in none, *mixed* when both show, and "
+        "*not supported* when the predicted difference shows nowhere (no measurable effect, or the opposite).",
         "",
         "| claim | verdict | evidence |",
         "|---|---|---|",
