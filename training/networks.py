@@ -63,7 +63,8 @@ NETWORKS: dict[str, Network] = {
         Network(
             "bn-512-256-aug",
             (512, 256),
-            description="default recipe: wider, dropout after BN, shifted digits, cosine decay",
+            bn="before",
+            description="default recipe: wider, BN before ReLU, dropout after, shifted digits, cosine decay",
             defaults={"epochs": 60, "dropout": 0.25, "augment": True, "cosine_decay": True},
         ),
     )
