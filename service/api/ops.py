@@ -5,11 +5,11 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 
 from service.api.deps import AdminDep, ManagerDep, SettingsDep, json_response, parse_version
-from service.api.schemas import ERROR_RESPONSES
+from service.api.schemas import ADMIN_RESPONSES, ERROR_RESPONSES
 from service.errors import NotReady
 
 router = APIRouter(tags=["operations"])
-admin = APIRouter(prefix="/admin", tags=["admin"], dependencies=[AdminDep], responses=ERROR_RESPONSES)
+admin = APIRouter(prefix="/admin", tags=["admin"], dependencies=[AdminDep], responses=ADMIN_RESPONSES)
 
 
 @router.get("/healthz")

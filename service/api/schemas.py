@@ -148,6 +148,13 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+ADMIN_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **ERROR_RESPONSES,
+    401: {"model": ErrorResponse, "description": "Missing or wrong bearer token"},
+    403: {"model": ErrorResponse, "description": "The admin API is off (no MNIST_ADMIN_TOKEN)"},
+}
+
+
 def json_request_body(model: type[BaseModel]) -> dict[str, Any]:
     """`openapi_extra` documenting a JSON body that the route parses itself."""
     return {

@@ -189,7 +189,7 @@ def _input_pixels(payload: dict[str, Any], binary: bytes, settings: Settings) ->
 
 def _wants_binary_output(payload: dict[str, Any]) -> bool:
     outputs = payload.get("outputs")
-    if outputs is None:
+    if not outputs:  # absent or empty: every output, binary only if the request says so for all
         parameters = payload.get("parameters") or {}
         return isinstance(parameters, dict) and parameters.get("binary_data_output") is True
     if not isinstance(outputs, list) or not all(isinstance(o, dict) for o in outputs):

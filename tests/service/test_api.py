@@ -247,6 +247,18 @@ def test_v2_errors(client: TestClient, tensor: dict[str, object], message: str) 
     assert response.status_code == 422 and re.search(message, response.json()["error"])
 
 
+@pytest.mark.parametrize("extra", [{"outputs": []}, {"outputs": [], "parameters": {}}])
+def test_v2_empty_outputs_means_every_output(client: TestClient, extra: dict[str, object]) -> None:
+    tensor = {"name": "pixels", "shape": [1, 784], "datatype": "FP32", "data": ROW}
+    response = client.post("/v2/models/mnist/infer", json={"inputs": [tensor], **extra})
+    assert response.status_code == 200 and response.json()["outputs"][0]["name"] == "probabilities"
+
+
+def test_admin_errors_are_documented(client: TestClient) -> None:
+    responses = client.get("/openapi.json").json()["paths"]["/admin/reload"]["post"]["responses"]
+    assert {"401", "403"} <= set(responses)
+
+
 def test_v2_binary_size_mismatch_is_refused(client: TestClient) -> None:
     header = orjson.dumps(
         {
