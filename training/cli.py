@@ -4,6 +4,8 @@ import argparse
 import sys
 import time
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -12,6 +14,7 @@ from training.networks import DEFAULT_NETWORK, NETWORKS, Network
 
 if TYPE_CHECKING:
     from training.data import Splits
+    from training.export import StagedVersion
     from training.train import TrainResult
 
 DEFAULT_MODELS_DIR = Path("models")
@@ -94,8 +97,16 @@ def hyperparameter_overrides(args: argparse.Namespace) -> dict[str, object]:
     return {name: getattr(args, name) for name in HYPERPARAMETER_NAMES}
 
 
-def train_and_stage(args: argparse.Namespace) -> tuple[Network, Hyperparameters, "Splits", "TrainResult"]:
-    """Train as the arguments say; return the network, its hyperparameters, the data and the result."""
+@dataclass(frozen=True)
+class Trained:
+    network: Network
+    hp: Hyperparameters
+    splits: "Splits"
+    result: "TrainResult"
+
+
+def train_from_args(args: argparse.Namespace) -> Trained:
+    """Train as the arguments say: the network, its hyperparameters, the data."""
     from training.config import hyperparameters_for
     from training.data import DataError, load_splits
     from training.train import run
@@ -110,12 +121,27 @@ def train_and_stage(args: argparse.Namespace) -> tuple[Network, Hyperparameters,
         splits = load_splits(args.data, seed=hp.seed)
     except DataError as e:
         raise CliError(str(e)) from e
+    info = splits.info
     print(
-        f"training {network.name} on {splits.info.source}: {splits.info.train_size} train, "
-        f"{splits.info.validation_size} validation, {splits.info.test_size} test digits"
+        f"training {network.name} on {info.source}: {info.train_size} train, "
+        f"{info.validation_size} validation, {info.test_size} test digits"
     )
-    result = run(network, hp, splits, verbose=0 if args.quiet else 2)
-    return network, hp, splits, result
+    return Trained(network, hp, splits, run(network, hp, splits, verbose=0 if args.quiet else 2))
+
+
+def stage(args: argparse.Namespace, trained: Trained) -> AbstractContextManager["StagedVersion"]:
+    """Export and verify `trained` into a staging folder of the repository the arguments name."""
+    from training.export import staged_export
+
+    return staged_export(
+        trained.result.model,
+        network=trained.network,
+        hp=trained.hp,
+        splits=trained.splits,
+        metrics=trained.result.metrics,
+        models_dir=args.models_dir,
+        name=args.name,
+    )
 
 
 def _check_hyperparameters(hp: Hyperparameters) -> None:
@@ -147,26 +173,18 @@ def _list_networks(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from training.export import ExportError, staged_export
+    from training.export import ExportError
 
     started = time.monotonic()
-    network, hp, splits, result = train_and_stage(args)
+    trained = train_from_args(args)
     try:
-        with staged_export(
-            result.model,
-            network=network,
-            hp=hp,
-            splits=splits,
-            metrics=result.metrics,
-            models_dir=args.models_dir,
-            name=args.name,
-        ) as staged:
+        with stage(args, trained) as staged:
             for check in staged.checks:
                 print(f"  check {check.name:14} ok   {check.detail}")
             version = staged.publish()
     except ExportError as e:
         raise CliError(f"{e}; nothing was published") from e
-    m = result.metrics
+    m = trained.result.metrics
     print(f"published {args.name} version {version} at {args.models_dir / args.name / str(version)}")
     print(
         f"  test accuracy {m['test_accuracy']:.4f}  test loss {m['test_loss']:.4f}  "

@@ -71,8 +71,8 @@ def run_deploy(args: argparse.Namespace) -> int:
 
 
 def _deploy(args: argparse.Namespace) -> int:
-    from training.cli import train_and_stage
-    from training.export import ExportError, staged_export
+    from training.cli import stage, train_from_args
+    from training.export import ExportError
 
     started = time.monotonic()
     server = args.server.rstrip("/")
@@ -80,21 +80,13 @@ def _deploy(args: argparse.Namespace) -> int:
     served = _served_version(http, args.name)
     print(f"[1/7] server {server} serves {args.name} version {served if served else '(none)'}")
 
-    network, hp, splits, result = train_and_stage(args)
-    accuracy = result.metrics["test_accuracy"]
-    print(f"[2/7] trained {network.name}: held-out accuracy {accuracy:.4f}")
+    trained = train_from_args(args)
+    accuracy = trained.result.metrics["test_accuracy"]
+    print(f"[2/7] trained {trained.network.name}: held-out accuracy {accuracy:.4f}")
     try:
-        with staged_export(
-            result.model,
-            network=network,
-            hp=hp,
-            splits=splits,
-            metrics=result.metrics,
-            models_dir=args.models_dir,
-            name=args.name,
-        ) as staged:
+        with stage(args, trained) as staged:
             print(f"[3/7] export verified: {', '.join(c.name for c in staged.checks)}")
-            _gate(accuracy, served, args, splits.test.x, splits.test.y)
+            _gate(accuracy, served, args, trained.splits.test.x, trained.splits.test.y)
             version = staged.publish()
             probe, expected_digit = staged.metadata.probes.inputs[7], 7
     except ExportError as e:

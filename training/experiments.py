@@ -373,37 +373,21 @@ def plot(results: dict[str, Any], out: Path) -> None:
     ax.legend()
     save(fig, "bn_learning_curves.png")
 
-    fig, ax = plt.subplots(figsize=(6.4, 4))
-    lr = results["learning_rates"]
-    rates = sorted({float(k.split("@")[1]) for k in lr})
-    for kind, label in (("bn", "with BN"), ("plain", "without BN")):
-        values = [[r["val_accuracy"] * 100 for r in lr[f"{kind}@{x:g}"]] for x in rates]
-        ax.errorbar(
-            rates, [np.mean(v) for v in values], yerr=[np.std(v) for v in values], marker="o", capsize=4, label=label
-        )
-    ax.set(
-        xscale="log",
-        title="Final accuracy by learning rate",
-        xlabel="Adam learning rate",
-        ylabel="validation accuracy (%)",
-    )
-    ax.legend()
-    save(fig, "bn_learning_rates.png")
+    def sweep(name: str, title: str, xlabel: str, cells: dict[str, Runs]) -> None:
+        """Final validation accuracy with and without BN, over the values in the cells' keys."""
+        xs = sorted({float(k.split("@")[1]) for k in cells})
+        fig, ax = plt.subplots(figsize=(6.4, 4))
+        for kind, label in (("bn", "with BN"), ("plain", "without BN")):
+            values = [[r["val_accuracy"] * 100 for r in cells[f"{kind}@{x:g}"]] for x in xs]
+            means, stds = [np.mean(v) for v in values], [np.std(v) for v in values]
+            ax.errorbar(xs, means, yerr=stds, marker="o", capsize=4, label=label)
+        ax.set(xscale="log", title=title, xlabel=xlabel, ylabel="validation accuracy (%)")
+        ax.set_xticks(xs, [f"{x:g}" for x in xs])
+        ax.legend()
+        save(fig, name)
 
-    fig, ax = plt.subplots(figsize=(6.4, 4))
-    bs = results["batch_sizes"]
-    sizes = sorted({int(k.split("@")[1]) for k in bs})
-    for kind, label in (("bn", "with BN"), ("plain", "without BN")):
-        values = [[r["val_accuracy"] * 100 for r in bs[f"{kind}@{s}"]] for s in sizes]
-        ax.errorbar(
-            sizes, [np.mean(v) for v in values], yerr=[np.std(v) for v in values], marker="o", capsize=4, label=label
-        )
-    ax.set(
-        xscale="log", title="Final accuracy by mini-batch size", xlabel="batch size", ylabel="validation accuracy (%)"
-    )
-    ax.set_xticks(sizes, [str(s) for s in sizes])
-    ax.legend()
-    save(fig, "bn_batch_sizes.png")
+    sweep("bn_learning_rates.png", "Final accuracy by learning rate", "Adam learning rate", results["learning_rates"])
+    sweep("bn_batch_sizes.png", "Final accuracy by mini-batch size", "batch size", results["batch_sizes"])
 
     def bars(name: str, title: str, groups: dict[str, list[float]], ylabel: str = "validation accuracy (%)") -> None:
         fig, ax = plt.subplots(figsize=(6.4, 4))
