@@ -50,6 +50,7 @@ class DynamicBatcher:
         self._max_queue_rows = max_queue_rows
         self._timeout_s = timeout_s
         self._on_batch = on_batch
+        self._full = min(max_rows, max_queue_rows)  # rows at which waiting for more is pointless
         self._queue: deque[_Pending] = deque()
         self._queued_rows = 0
         self._wakeup = asyncio.Event()
@@ -109,7 +110,7 @@ class DynamicBatcher:
         for _ in range(_MAX_JOIN_TURNS):
             queued = len(self._queue)
             await asyncio.sleep(0)
-            if len(self._queue) == queued or self._queued_rows >= self._max_rows:
+            if len(self._queue) == queued or self._queued_rows >= self._full:
                 return
 
     def _take_batch(self) -> list[_Pending]:
