@@ -167,13 +167,11 @@ def test_deploy_into_the_mounted_repository_serves_without_restart(container: tu
 
 def test_docker_stop_exits_cleanly_within_the_grace_period(container: tuple[str, str, Path]) -> None:
     container_id, _, _ = container
-    started = time.monotonic()
     _docker("stop", container_id, timeout=STOP_GRACE_S + 30)
-    elapsed = time.monotonic() - started
     state = _docker("inspect", "-f", "{{.State.ExitCode}} {{.State.OOMKilled}}", container_id).stdout.split()
     logs = _docker("logs", container_id, check=False)
-    assert elapsed < STOP_GRACE_S, f"took {elapsed:.1f}s"
-    # uvicorn re-raises SIGTERM after its clean shutdown, and as PID 1 the signal's default action
-    # does not apply, so the process ends with status 0.
+    # Had it overrun the grace period, Docker would have sent SIGKILL: status 137. uvicorn re-raises
+    # SIGTERM after its clean shutdown, and as PID 1 that signal's default action does not apply, so a
+    # shutdown within the grace period ends with status 0.
     assert state == ["0", "false"]
     assert "Application shutdown complete" in logs.stdout + logs.stderr
