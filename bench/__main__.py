@@ -21,6 +21,8 @@ from pathlib import Path
 
 import httpx
 
+from bench import hey
+
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = ROOT / "models" / "mnist" / "1"
 IMAGE = json.loads((ROOT / "docs" / "examples" / "seven.json").read_text())["image"]
@@ -211,45 +213,16 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], started: float) -> floa
 
 
 def _load(url: str, body: Path, concurrency: int, duration: float) -> Result:
-    out = subprocess.run(
-        [
-            "hey",
-            "-z",
-            f"{duration}s",
-            "-c",
-            str(concurrency),
-            "-m",
-            "POST",
-            "-T",
-            "application/json",
-            "-D",
-            str(body),
-            url,
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    statuses = {int(code): int(n) for code, n in re.findall(r"\[(\d{3})\]\s+(\d+) responses", out)}
-    failed = (
-        sum(int(n) for n in re.findall(r"\]\s*(\d+)\s*$", out.split("Error distribution:")[1], re.M))
-        if "Error distribution:" in out
-        else 0
-    )
-    ok = statuses.get(200, 0)
+    out = subprocess.run(hey.command(url, body, concurrency, duration), capture_output=True, text=True, check=True)
+    by_status, failed = hey.statuses(out.stdout), sum(hey.errors(out.stdout).values())
     return Result(
         concurrency=concurrency,
-        requests=sum(statuses.values()) + failed,
-        errors=sum(n for code, n in statuses.items() if code != 200) + failed,
-        rps=ok / duration,
-        p50_ms=_percentile(out, 50),
-        p99_ms=_percentile(out, 99),
+        requests=sum(by_status.values()) + failed,
+        errors=sum(n for code, n in by_status.items() if code != 200) + failed,
+        rps=by_status.get(200, 0) / duration,
+        p50_ms=hey.percentile_ms(out.stdout, 50),
+        p99_ms=hey.percentile_ms(out.stdout, 99),
     )
-
-
-def _percentile(out: str, p: int) -> float:
-    match = re.search(rf"{p}% in ([\d.]+) secs", out)
-    return float(match.group(1)) * 1000 if match else float("nan")
 
 
 def _rss_mib(pid: int) -> float:

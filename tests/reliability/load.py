@@ -8,6 +8,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from bench import hey
+
 SEVEN = Path(__file__).resolve().parents[2] / "docs" / "examples" / "seven.json"
 
 
@@ -32,32 +34,11 @@ class Load:
 
 
 def hey_command(url: str, concurrency: int, seconds: float, *, csv: bool = False) -> list[str]:
-    command = [
-        "hey",
-        "-z",
-        f"{seconds}s",
-        "-c",
-        str(concurrency),
-        "-m",
-        "POST",
-        "-T",
-        "application/json",
-        "-D",
-        str(SEVEN),
-        "-t",
-        "30",
-    ]
-    return [*command, *(["-o", "csv"] if csv else []), f"{url}/predict"]
+    return hey.command(f"{url}/predict", SEVEN, concurrency, seconds, csv=csv)
 
 
 def parse_summary(out: str) -> Load:
-    load = Load()
-    load.statuses = {int(s): int(n) for s, n in re.findall(r"\[(\d{3})\]\s+(\d+) responses", out)}
-    if "Error distribution:" in out:
-        for n, message in re.findall(r"\[(\d+)\]\s+(.*)", out.split("Error distribution:")[1]):
-            kind = message.rsplit(":", 1)[-1].strip()
-            load.errors[kind] = load.errors.get(kind, 0) + int(n)
-    return load
+    return Load(statuses=hey.statuses(out), errors=hey.errors(out))
 
 
 def parse_csv(out: str) -> Load:
