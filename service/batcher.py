@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from service.errors import Overloaded, Timeout
+from service.errors import NotReady, Overloaded, Timeout
 
 Predict = Callable[[np.ndarray], np.ndarray]
 _MAX_JOIN_TURNS = 16
@@ -63,8 +63,8 @@ class DynamicBatcher:
 
     async def submit(self, x: np.ndarray) -> np.ndarray:
         """Probabilities for `x`'s rows, computed in some batch alongside other requests."""
-        if self._closing:
-            raise RuntimeError("batcher is closed")
+        if self._closing:  # routing never sends a request here; if it did, a retry reaches a live version
+            raise NotReady("this model version is being unloaded; retry")
         if self._queued_rows + len(x) > self._max_queue_rows:
             raise Overloaded(f"server is at capacity ({self._queued_rows} rows queued); retry shortly")
         future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from service.batcher import DynamicBatcher
-from service.errors import Overloaded, Timeout
+from service.errors import NotReady, Overloaded, Timeout
 
 
 class RecordingModel:
@@ -89,6 +89,13 @@ async def test_close_finishes_every_accepted_request(executor: ThreadPoolExecuto
     model.gate.set()
     await closing
     assert [float((await t)[0, 0]) for t in tasks] == [2.0 * i for i in range(20)]
+
+
+async def test_a_closed_batcher_refuses_with_503(executor: ThreadPoolExecutor) -> None:
+    batcher = _batcher(RecordingModel(), executor)
+    await batcher.close()
+    with pytest.raises(NotReady, match="being unloaded"):
+        await batcher.submit(np.ones((1, 3)))
 
 
 async def test_a_model_error_fails_only_that_batch(executor: ThreadPoolExecutor) -> None:
