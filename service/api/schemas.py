@@ -155,13 +155,11 @@ ADMIN_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def json_request_body(model: type[BaseModel]) -> dict[str, Any]:
-    """`openapi_extra` documenting a JSON body that the route parses itself."""
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {"schema": model.model_json_schema(ref_template="#/components/schemas/{model}")}
-            },
-        }
+def json_request_body(model: type[BaseModel], *, image_upload: bool = False) -> dict[str, Any]:
+    """`openapi_extra` documenting a JSON body that the route parses itself (and, optionally, a PNG)."""
+    content: dict[str, Any] = {
+        "application/json": {"schema": model.model_json_schema(ref_template="#/components/schemas/{model}")}
     }
+    if image_upload:
+        content["image/png"] = {"schema": {"type": "string", "format": "binary"}}
+    return {"requestBody": {"required": True, "content": content}}

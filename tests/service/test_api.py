@@ -310,3 +310,58 @@ def test_docs_and_openapi_examples_work(client: TestClient) -> None:
     response = client.post("/predict", json=example)
     assert response.status_code == 200 and response.json()["predictions"][0]["digit"] == 7
     assert "V2Tensor" in schema["components"]["schemas"]
+
+
+def _png(pixels: list[float], size: tuple[int, int] = (28, 28)) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.asarray(pixels, np.uint8).reshape(size[1], size[0])).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_a_png_upload_gives_the_same_bits_as_its_json(client: TestClient) -> None:
+    pixels = [float(round(v)) for v in PROBES.inputs[7]]
+    from_png = client.post("/predict", content=_png(pixels), headers={"content-type": "image/png"})
+    from_json = client.post("/predict", json={"image": pixels})
+    assert from_png.status_code == 200 and from_png.json()["predictions"][0]["digit"] == 7
+    assert from_png.json() == from_json.json()
+
+
+def test_the_committed_example_png_is_a_seven(client: TestClient) -> None:
+    png = (DEFAULT_VERSION.parents[2] / "docs" / "examples" / "seven.png").read_bytes()
+    response = client.post("/predict?model=mnist&version=1", content=png, headers={"content-type": "image/png"})
+    assert response.status_code == 200 and response.json()["predictions"][0]["digit"] == 7
+
+
+def _png_claiming(width: int, height: int) -> bytes:
+    """A PNG header that claims a size, with valid CRCs and no pixels behind it."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize(
+    ("body", "query", "status", "message"),
+    [
+        (_png([0.0] * 80 * 100, (100, 80)), "", 422, "expected a 28x28 image, got 100x80"),
+        (_png_claiming(100_000, 100_000), "", 422, "claims billions of pixels"),
+        (_png_claiming(10_000, 10_000), "", 422, "expected a 28x28 image, got 10000x10000"),
+        (b"\x89PNG\r\n\x1a\n not really", "", 422, "not an image Pillow can read"),
+        (b"", "", 422, "not an image Pillow can read"),
+        (_png(ROW), "?model=nope", 404, "unknown model 'nope'"),
+        (_png(ROW), "?version=x", 422, "version must be a positive integer"),
+    ],
+)
+def test_bad_image_uploads_get_a_clear_4xx(
+    client: TestClient, body: bytes, query: str, status: int, message: str
+) -> None:
+    response = client.post(f"/predict{query}", content=body, headers={"content-type": "image/png"})
+    assert response.status_code == status and message in response.json()["error"]
