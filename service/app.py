@@ -1,6 +1,5 @@
 """`create_app(settings)`: the FastAPI application, its lifespan, and its error handlers."""
 
-import gc
 import logging
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -39,10 +38,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             manager = ModelManager(settings, executor=executor if settings.model_thread else None, metrics=metrics)
             app.state.manager = manager
             await manager.start()
-            # NOTE: TensorFlow leaves hundreds of thousands of long-lived Python objects; a full
-            # collection walking them all stalls the event loop for tens of milliseconds. Freezing
-            # them out of the collector's view removes those pauses from the latency tail.
-            gc.freeze()
             logger.info("serving", extra={"models": manager.model_names(), "ready": manager.ready()})
             try:
                 yield

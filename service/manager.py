@@ -8,6 +8,7 @@ routing first, then its batcher drains the requests already accepted, then it is
 """
 
 import asyncio
+import gc
 import logging
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
@@ -215,6 +216,11 @@ class ModelManager:
             on_batch=self._metrics.observe_batch,
         )
         self._serving[name][version] = ServedVersion(model, batcher)
+        # NOTE: a loaded SavedModel leaves ~100,000 long-lived Python objects; a full collection
+        # walking TensorFlow's ~400,000 took 185 ms of stalled event loop, the whole p99 tail at 64
+        # connections. Freezing them after every load keeps them out of the collector's view. The
+        # price: reference cycles among the objects of a version unloaded later are not collected.
+        gc.freeze()
         self._set_status(
             name, VersionStatus(version, VersionState.AVAILABLE, batching=report.mode.value, checks=report.checks)
         )
