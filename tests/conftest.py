@@ -46,6 +46,7 @@ def tiny_repo(tmp_path_factory: pytest.TempPathFactory, tiny_trained: TrainResul
 
 @pytest.fixture
 def default_repo(tmp_path: Path) -> Path:
-    """A private copy of the committed model repository."""
-    shutil.copytree(DEFAULT_MODEL_DIR / "mnist", tmp_path / "mnist", ignore=shutil.ignore_patterns(".*"))
-    return tmp_path
+    """A private copy of the committed model repository: <tmp>/models/mnist/1."""
+    root = tmp_path / "models"
+    shutil.copytree(DEFAULT_MODEL_DIR / "mnist", root / "mnist", ignore=shutil.ignore_patterns(".*"))
+    return root

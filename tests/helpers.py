@@ -2,12 +2,14 @@
 
 from pathlib import Path
 
-from contract import list_versions
+from contract import list_versions, read_metadata, write_metadata
 from training.config import hyperparameters_for
 from training.data import Splits
 from training.export import staged_export
 from training.networks import NETWORKS
 from training.train import TrainResult
+
+DEFAULT_VERSION = Path(__file__).resolve().parents[1] / "models" / "mnist" / "1"
 
 
 def publish(result: TrainResult, splits: Splits, root: Path, name: str) -> int:
@@ -27,3 +29,11 @@ def publish(result: TrainResult, splits: Splits, root: Path, name: str) -> int:
 def newest_version(root: Path, name: str) -> Path:
     versions = list_versions(root / name)
     return versions[max(versions)]
+
+
+def corrupt_probes(version_dir: Path) -> None:
+    """Make a version's golden probes expect other outputs, so its self-check must refuse it."""
+    metadata = read_metadata(version_dir)
+    outputs = [[1.0 - p for p in row] for row in metadata.probes.outputs]
+    probes = metadata.probes.model_copy(update={"outputs": outputs})
+    write_metadata(version_dir, metadata.model_copy(update={"probes": probes}))

@@ -6,6 +6,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
@@ -20,6 +21,19 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+def wait_ready(url: str, timeout_s: float, *, alive: Callable[[], bool] = lambda: True) -> bool:
+    """Poll GET {url}/readyz until it answers 200 (True), or time runs out or `alive()` turns false."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and alive():
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    return False
 
 
 class ServerProcess:
@@ -47,18 +61,13 @@ class ServerProcess:
         self.wait_ready()
 
     def wait_ready(self) -> None:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.logs()[-3000:]}")
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"server not ready after {START_TIMEOUT_S}s:\n{self.logs()[-3000:]}")
+        proc = self.proc
+        assert proc is not None
+        if not wait_ready(self.url, START_TIMEOUT_S, alive=lambda: proc.poll() is None):
+            state = (
+                f"exited with {proc.returncode}" if proc.poll() is not None else f"not ready after {START_TIMEOUT_S}s"
+            )
+            raise RuntimeError(f"server {state}:\n{self.logs()[-3000:]}")
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
         assert self.proc is not None

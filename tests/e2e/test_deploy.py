@@ -1,6 +1,5 @@
 """`python -m training deploy` against a real local server."""
 
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -16,11 +15,9 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[ServerProcess, Path]]:
-    models = tmp_path / "models"
-    shutil.copytree(REPO_ROOT / "models" / "mnist", models / "mnist", ignore=shutil.ignore_patterns(".*"))
-    with ServerProcess(models, tmp_path / "server.log", poll_interval_s=1, admin_token="tok") as server:
-        yield server, models
+def served(default_repo: Path, tmp_path: Path) -> Iterator[tuple[ServerProcess, Path]]:
+    with ServerProcess(default_repo, tmp_path / "server.log", poll_interval_s=1, admin_token="tok") as server:
+        yield server, default_repo
 
 
 def _deploy(server: ServerProcess, models: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -9,14 +9,13 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.e2e.server import REPO_ROOT, free_port
+from tests.e2e.server import REPO_ROOT, free_port, wait_ready
 
 pytestmark = [pytest.mark.docker, pytest.mark.e2e]
 
@@ -90,23 +89,12 @@ def container(image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     container_id = run.stdout.strip()
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_ready(url, container_id)
+        if not wait_ready(url, 180):
+            logs = _docker("logs", container_id, check=False)
+            pytest.fail(f"container not ready:\n{logs.stdout[-3000:]}{logs.stderr[-3000:]}")
         yield container_id, url, models
     finally:
         _docker("rm", "-f", container_id, check=False)
-
-
-def _wait_ready(url: str, container_id: str) -> None:
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    logs = _docker("logs", container_id, check=False)
-    pytest.fail(f"container not ready:\n{logs.stdout[-3000:]}{logs.stderr[-3000:]}")
 
 
 def test_hadolint_passes() -> None:

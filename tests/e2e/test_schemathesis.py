@@ -1,25 +1,22 @@
 """Schemathesis generates requests from the live OpenAPI document of a real server."""
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.server import REPO_ROOT, ServerProcess
+from tests.e2e.server import ServerProcess
 
 pytestmark = pytest.mark.e2e
 CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"
 
 
-def test_generated_requests_get_no_server_error_and_conforming_responses(tmp_path: Path) -> None:
+def test_generated_requests_get_no_server_error_and_conforming_responses(default_repo: Path, tmp_path: Path) -> None:
     schemathesis = Path(sys.executable).parent / "schemathesis"
     if not schemathesis.exists():
         pytest.skip("schemathesis is not installed")
-    models = tmp_path / "models"
-    shutil.copytree(REPO_ROOT / "models" / "mnist", models / "mnist", ignore=shutil.ignore_patterns(".*"))
-    with ServerProcess(models, tmp_path / "server.log", poll_interval_s=0, access_log="false") as server:
+    with ServerProcess(default_repo, tmp_path / "server.log", poll_interval_s=0, access_log="false") as server:
         result = subprocess.run(
             [
                 str(schemathesis),

@@ -14,11 +14,11 @@ import tritonclient.http as triton
 
 from contract import read_metadata
 from tests.e2e.server import REPO_ROOT, ServerProcess
+from tests.helpers import DEFAULT_VERSION
 from training.data import load_splits
 from training.export import load_signature
 
 pytestmark = pytest.mark.e2e
-DEFAULT_VERSION = REPO_ROOT / "models" / "mnist" / "1"
 
 
 @pytest.fixture(scope="module")

@@ -15,20 +15,14 @@ import httpx
 import numpy as np
 import pytest
 
-from contract import read_metadata, write_metadata
-from tests.e2e.server import REPO_ROOT, ServerProcess
+from tests.e2e.server import ServerProcess
+from tests.helpers import corrupt_probes
 from tests.reliability.conftest import Scale
 from tests.reliability.load import Load, hey_command, parse_csv, parse_summary, rss_mib, run_hey, server_answers
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 Record = Callable[..., None]
 ROW = [0.0] * 784
-
-
-@pytest.fixture
-def repo(tmp_path: Path) -> Path:
-    shutil.copytree(REPO_ROOT / "models" / "mnist", tmp_path / "models" / "mnist", ignore=shutil.ignore_patterns(".*"))
-    return tmp_path / "models"
 
 
 def _under_load(url: str, concurrency: int, seconds: float, during: Callable[[], None], at: float) -> Load:
@@ -45,7 +39,7 @@ def _lost(client: Load, server: dict[int, int], before: dict[int, int]) -> int:
     return answered_by_server - client.answered
 
 
-def test_hostile_input_gets_its_status_and_never_a_5xx(repo: Path, tmp_path: Path, record: Record) -> None:
+def test_hostile_input_gets_its_status_and_never_a_5xx(default_repo: Path, tmp_path: Path, record: Record) -> None:
     cases: list[tuple[str, bytes, dict[str, str], int]] = [
         ("malformed JSON", b'{"image": [1,', {}, 400),
         ("NaN literal", b'{"image": [NaN]}', {}, 400),
@@ -63,7 +57,7 @@ def test_hostile_input_gets_its_status_and_never_a_5xx(repo: Path, tmp_path: Pat
         ("unknown model", b'{"image": ' + str(ROW).encode() + b', "model": "../../etc/passwd"}', {}, 404),
     ]
     with (
-        ServerProcess(repo, tmp_path / "log", poll_interval_s=0, body_timeout_s=1) as server,
+        ServerProcess(default_repo, tmp_path / "log", poll_interval_s=0, body_timeout_s=1) as server,
         httpx.Client(base_url=server.url, timeout=30) as client,
     ):
         statuses = []
@@ -106,8 +100,8 @@ def _slow_body(port: int) -> bytes:
         return sock.recv(4096)
 
 
-def test_soak_at_64_connections(repo: Path, tmp_path: Path, scale: Scale, record: Record) -> None:
-    with ServerProcess(repo, tmp_path / "log", poll_interval_s=0, access_log="false") as server:
+def test_soak_at_64_connections(default_repo: Path, tmp_path: Path, scale: Scale, record: Record) -> None:
+    with ServerProcess(default_repo, tmp_path / "log", poll_interval_s=0, access_log="false") as server:
         assert server.proc is not None
         run_hey(server.url, 64, 3)  # warm-up, so start-up allocations do not count as growth
         samples: list[float] = []
@@ -140,8 +134,10 @@ def test_soak_at_64_connections(repo: Path, tmp_path: Path, scale: Scale, record
     )
 
 
-def test_sigterm_mid_load_loses_nothing_accepted(repo: Path, tmp_path: Path, scale: Scale, record: Record) -> None:
-    server = ServerProcess(repo, tmp_path / "log", poll_interval_s=0)
+def test_sigterm_mid_load_loses_nothing_accepted(
+    default_repo: Path, tmp_path: Path, scale: Scale, record: Record
+) -> None:
+    server = ServerProcess(default_repo, tmp_path / "log", poll_interval_s=0)
     server.start()
     before = server_answers(server.url)
     counted: dict[int, int] = {}
@@ -166,8 +162,10 @@ def test_sigterm_mid_load_loses_nothing_accepted(repo: Path, tmp_path: Path, sca
     )
 
 
-def test_kill_9_of_one_worker_fails_only_its_requests(repo: Path, tmp_path: Path, scale: Scale, record: Record) -> None:
-    with ServerProcess(repo, tmp_path / "log", poll_interval_s=0, workers=2, access_log="false") as server:
+def test_kill_9_of_one_worker_fails_only_its_requests(
+    default_repo: Path, tmp_path: Path, scale: Scale, record: Record
+) -> None:
+    with ServerProcess(default_repo, tmp_path / "log", poll_interval_s=0, workers=2, access_log="false") as server:
         assert server.proc is not None
         time.sleep(5)  # both workers loaded and self-checked
         children = subprocess.run(["pgrep", "-P", str(server.proc.pid)], capture_output=True, text=True).stdout
@@ -187,11 +185,19 @@ def test_kill_9_of_one_worker_fails_only_its_requests(repo: Path, tmp_path: Path
     )
 
 
-def test_a_version_swapped_mid_load_fails_nothing(repo: Path, tmp_path: Path, scale: Scale, record: Record) -> None:
-    with ServerProcess(repo, tmp_path / "log", poll_interval_s=0.5, versions_to_keep=1, access_log="false") as server:
+def test_a_version_swapped_mid_load_fails_nothing(
+    default_repo: Path, tmp_path: Path, scale: Scale, record: Record
+) -> None:
+    with ServerProcess(
+        default_repo, tmp_path / "log", poll_interval_s=0.5, versions_to_keep=1, access_log="false"
+    ) as server:
         before = server_answers(server.url)
         load = _under_load(
-            server.url, 16, scale.fault_s, lambda: shutil.copytree(repo / "mnist" / "1", repo / "mnist" / "2"), at=1
+            server.url,
+            16,
+            scale.fault_s,
+            lambda: shutil.copytree(default_repo / "mnist" / "1", default_repo / "mnist" / "2"),
+            at=1,
         )
         lost = _lost(load, server_answers(server.url), before)
         served = httpx.post(f"{server.url}/predict", json={"image": ROW}).json()["version"]
@@ -205,18 +211,16 @@ def test_a_version_swapped_mid_load_fails_nothing(repo: Path, tmp_path: Path, sc
     )
 
 
-def test_a_corrupt_version_mid_load_never_serves(repo: Path, tmp_path: Path, scale: Scale, record: Record) -> None:
+def test_a_corrupt_version_mid_load_never_serves(
+    default_repo: Path, tmp_path: Path, scale: Scale, record: Record
+) -> None:
     def publish_corrupt() -> None:
-        staging = repo / "mnist" / ".staging-corrupt"
-        shutil.copytree(repo / "mnist" / "1", staging)
-        metadata = read_metadata(staging)
-        outputs = [[1.0 - p for p in row] for row in metadata.probes.outputs]
-        write_metadata(
-            staging, metadata.model_copy(update={"probes": metadata.probes.model_copy(update={"outputs": outputs})})
-        )
-        staging.rename(repo / "mnist" / "2")
+        staging = default_repo / "mnist" / ".staging-corrupt"
+        shutil.copytree(default_repo / "mnist" / "1", staging)
+        corrupt_probes(staging)
+        staging.rename(default_repo / "mnist" / "2")
 
-    with ServerProcess(repo, tmp_path / "log", poll_interval_s=0.5, access_log="false") as server:
+    with ServerProcess(default_repo, tmp_path / "log", poll_interval_s=0.5, access_log="false") as server:
         before = server_answers(server.url)
         load = _under_load(server.url, 16, scale.fault_s, publish_corrupt, at=1)
         lost = _lost(load, server_answers(server.url), before)
@@ -234,15 +238,15 @@ def test_a_corrupt_version_mid_load_never_serves(repo: Path, tmp_path: Path, sca
     )
 
 
-def test_an_unreadable_repository_keeps_serving(repo: Path, tmp_path: Path, record: Record) -> None:
+def test_an_unreadable_repository_keeps_serving(default_repo: Path, tmp_path: Path, record: Record) -> None:
     with (
-        ServerProcess(repo, tmp_path / "log", poll_interval_s=0, admin_token="t") as server,
+        ServerProcess(default_repo, tmp_path / "log", poll_interval_s=0, admin_token="t") as server,
         httpx.Client(base_url=server.url) as client,
     ):
-        repo.rename(tmp_path / "gone")
+        default_repo.rename(tmp_path / "gone")
         reload = client.post("/admin/reload", headers={"authorization": "Bearer t"}).json()
         load = run_hey(server.url, 8, 2)
-        (tmp_path / "gone").rename(repo)
+        (tmp_path / "gone").rename(default_repo)
     assert "cannot read model repository" in reload["repository_error"]
     assert reload["models"]["mnist"][0]["state"] == "AVAILABLE"
     assert load.failed == 0
@@ -253,9 +257,9 @@ def test_an_unreadable_repository_keeps_serving(repo: Path, tmp_path: Path, reco
     )
 
 
-def test_overload_sheds_with_503_and_recovers(repo: Path, tmp_path: Path, scale: Scale, record: Record) -> None:
+def test_overload_sheds_with_503_and_recovers(default_repo: Path, tmp_path: Path, scale: Scale, record: Record) -> None:
     settings: dict[str, Any] = {"poll_interval_s": 0, "queue_max_rows": 32, "access_log": "false"}
-    with ServerProcess(repo, tmp_path / "log", **settings) as server:
+    with ServerProcess(default_repo, tmp_path / "log", **settings) as server:
         before = server_answers(server.url)
         hey = subprocess.Popen(
             hey_command(server.url, 256, scale.overload_s, csv=True), stdout=subprocess.PIPE, text=True

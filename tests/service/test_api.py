@@ -1,6 +1,5 @@
 import re
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import orjson
@@ -10,9 +9,9 @@ from fastapi.testclient import TestClient
 from contract import read_metadata
 from service.app import create_app
 from service.config import Settings
+from tests.helpers import DEFAULT_VERSION
 
 ROW = [0.0] * 784
-DEFAULT_VERSION = Path(__file__).parents[2] / "models" / "mnist" / "1"
 PROBES = read_metadata(DEFAULT_VERSION).probes
 
 

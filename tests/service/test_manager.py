@@ -7,27 +7,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from contract import read_metadata, write_metadata
+from contract import read_metadata
 from service.config import Settings
 from service.errors import NotFound
 from service.manager import ModelManager, VersionState
 from service.metrics import Metrics
-
-DEFAULT_VERSION = Path(__file__).parents[2] / "models" / "mnist" / "1"
+from tests.helpers import DEFAULT_VERSION, corrupt_probes
 
 
 def _add_version(repo: Path, version: int, source: Path = DEFAULT_VERSION) -> Path:
     target = repo / "mnist" / str(version)
     shutil.copytree(source, target)
     return target
-
-
-def _corrupt_probes(path: Path) -> None:
-    metadata = read_metadata(path)
-    outputs = [[1.0 - p for p in row] for row in metadata.probes.outputs]
-    write_metadata(
-        path, metadata.model_copy(update={"probes": metadata.probes.model_copy(update={"outputs": outputs})})
-    )
 
 
 @pytest.fixture
@@ -72,7 +63,7 @@ async def test_a_new_version_takes_new_requests_and_the_policy_keeps_two(default
 
 async def test_a_failing_version_never_serves_and_the_last_good_one_does(default_repo: Path, manager_factory) -> None:  # type: ignore[no-untyped-def]
     manager = await manager_factory(versions_to_keep=1)
-    _corrupt_probes(_add_version(default_repo, 2))
+    corrupt_probes(_add_version(default_repo, 2))
     await manager.reload()
     states = {s.version: s for s in manager.status("mnist")}
     assert states[2].state is VersionState.FAILED and "golden probes differ" in states[2].error

@@ -7,15 +7,14 @@ import pytest
 
 from contract import read_metadata, savedmodel_digest, write_metadata
 from service.model import BatchingMode, LoadedModel, SelfCheckFailed
-from tests.helpers import newest_version
+from tests.helpers import DEFAULT_VERSION, newest_version
 from training.export import export_savedmodel
 from training.train import TrainResult
 
 
 @pytest.fixture(scope="module")
 def default_model() -> LoadedModel:
-    path = Path(__file__).parents[2] / "models" / "mnist" / "1"
-    return LoadedModel.load("mnist", 1, path)
+    return LoadedModel.load("mnist", 1, DEFAULT_VERSION)
 
 
 def test_default_model_passes_its_self_check_in_batched_mode(default_model: LoadedModel) -> None:
@@ -119,8 +118,7 @@ class _KernelSwitchingModel(LoadedModel):
 
 
 def test_self_check_falls_back_to_isolated_mode_when_batching_changes_bits() -> None:
-    path = Path(__file__).parents[2] / "models" / "mnist" / "1"
-    model = _KernelSwitchingModel.load("mnist", 1, path)
+    model = _KernelSwitchingModel.load("mnist", 1, DEFAULT_VERSION)
     report = model.self_check(repeats=5, max_rows=16)
     assert report.mode is BatchingMode.ISOLATED and model.mode is BatchingMode.ISOLATED
     probes = np.asarray(model.metadata.probes.inputs, np.float32)
