@@ -94,9 +94,11 @@ def probe_inputs(test: Digits) -> np.ndarray:
     return np.stack(rows).astype(np.float32)
 
 
-def verify_export(model: keras.Model, directory: Path, probes: np.ndarray) -> list[CheckResult]:
-    """The five export checks; the SavedModel in `directory` is fit to publish only if all pass."""
-    loaded, serve = load_signature(directory)
+def verify_export(
+    model: keras.Model, directory: Path, loaded: object, serve: Serve, probes: np.ndarray
+) -> list[CheckResult]:
+    """The five export checks of the SavedModel in `directory`, loaded here as (`loaded`, `serve`);
+    it is fit to publish only if all pass. Check 1 loads it once more, in a fresh process."""
     return [
         check_reload_matches_keras(model, directory, probes),
         check_bn_statistics(model, loaded),
@@ -229,11 +231,11 @@ def staged_export(
     try:
         export_savedmodel(result_model, staging)
         probes = probe_inputs(splits.test)
-        checks = verify_export(result_model, staging, probes)
+        loaded, serve = load_signature(staging)
+        checks = verify_export(result_model, staging, loaded, serve, probes)
         failed = [c for c in checks if not c.passed]
         if failed:
             raise ExportError("export verification failed: " + "; ".join(f"{c.name}: {c.detail}" for c in failed))
-        _, serve = load_signature(staging)
         metadata = Metadata(
             name=name,
             version=0,

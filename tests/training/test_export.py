@@ -54,7 +54,8 @@ def probes(tiny_splits: Splits) -> np.ndarray:
 
 def test_a_good_export_passes_all_five_checks(tiny_trained: TrainResult, probes: np.ndarray, tmp_path: Path) -> None:
     export_savedmodel(tiny_trained.model, tmp_path)
-    results = verify_export(tiny_trained.model, tmp_path, probes)
+    loaded, serve = load_signature(tmp_path)
+    results = verify_export(tiny_trained.model, tmp_path, loaded, serve, probes)
     assert [r.name for r in results] == ["reload", "bn_statistics", "frozen", "batch_of_one", "repeatable"]
     assert all(r.passed for r in results), results
 
