@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request, Response
 
+import contract
 from service import codec
 from service.config import Settings
 from service.errors import Forbidden, InvalidInput, Unauthorized
@@ -50,10 +51,11 @@ def json_response(content: Any, status_code: int = 200, headers: Mapping[str, st
 
 
 def parse_version(text: str) -> int:
-    """A version from a URL path segment."""
-    if not text.isdigit() or text.startswith("0") or len(text) > 18:
+    """A version from a URL path segment or a string field, by the rule for version folder names."""
+    version = contract.parse_version(text)
+    if version is None:
         raise InvalidInput(f"version must be a positive integer, got '{text}'")
-    return int(text)
+    return version
 
 
 def optional_version(value: Any) -> int | None:

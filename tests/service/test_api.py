@@ -168,6 +168,7 @@ def test_tf_serving_columnar_format(client: TestClient, inputs: object) -> None:
             "version must be a positive integer, got 'x'",
         ),
         ("/v1/models/mnist/versions/01:predict", {"instances": [ROW]}, 422, "got '01'"),
+        ("/v1/models/mnist/versions/%C2%B2:predict", {"instances": [ROW]}, 422, "got '²'"),  # isdigit() would pass
         ("/v1/models/%2e%2e:predict", {"instances": [ROW]}, 404, r"unknown model '\.\.'"),
     ],
 )
