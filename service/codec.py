@@ -17,13 +17,16 @@ _NUMBER_TYPES = frozenset({int, float})
 _OPEN_SQUARE, _OPEN_CURLY, _CLOSE_SQUARE, _CLOSE_CURLY = b"[{]}"
 
 
+def media_type(content_type: str | None) -> str:
+    """`application/json` from `Application/JSON; charset=utf-8`; empty when none was declared."""
+    return "" if content_type is None else content_type.split(";", 1)[0].strip().lower()
+
+
 def require_json(content_type: str | None) -> None:
     """Accept JSON or no declared type (many clients send none); refuse anything else with 415."""
-    if content_type is None:
-        return
-    media_type = content_type.split(";", 1)[0].strip().lower()
-    if media_type and media_type not in JSON_MEDIA_TYPES and not media_type.endswith("+json"):
-        raise UnsupportedMediaType(f"expected Content-Type application/json, got {media_type}")
+    declared = media_type(content_type)
+    if declared and declared not in JSON_MEDIA_TYPES and not declared.endswith("+json"):
+        raise UnsupportedMediaType(f"expected Content-Type application/json, got {declared}")
 
 
 def parse_json(body: bytes, *, max_depth: int) -> Any:

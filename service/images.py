@@ -11,6 +11,7 @@ import warnings
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from service.codec import media_type
 from service.errors import InvalidInput
 
 IMAGE_MEDIA_TYPES = ("image/png", "image/jpeg", "image/bmp", "image/gif", "image/webp")
@@ -18,7 +19,7 @@ SIDE = 28
 
 
 def is_image(content_type: str | None) -> bool:
-    return content_type is not None and content_type.split(";", 1)[0].strip().lower() in IMAGE_MEDIA_TYPES
+    return media_type(content_type) in IMAGE_MEDIA_TYPES
 
 
 def pixels_from_image(body: bytes) -> np.ndarray:
