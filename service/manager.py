@@ -201,10 +201,11 @@ class ModelManager:
         max_rows = max(self._settings.max_batch_size, self._settings.batch_max_rows)
         try:
             model, report = await asyncio.to_thread(self._load_and_check, name, version, path, max_rows)
-        except SelfCheckFailed as e:
+        except Exception as e:  # noqa: BLE001 - whatever goes wrong refuses this version, never the server
+            reason = str(e) if isinstance(e, SelfCheckFailed) else f"{type(e).__name__}: {e}"
             self._failed[(name, version)] = fingerprint
-            self._set_status(name, VersionStatus(version, VersionState.FAILED, error=str(e)))
-            logger.error("version refused", extra={"model": name, "version": version, "error": str(e)})
+            self._set_status(name, VersionStatus(version, VersionState.FAILED, error=reason))
+            logger.error("version refused", extra={"model": name, "version": version, "error": reason})
             return False
         batcher = DynamicBatcher(
             model.predict,

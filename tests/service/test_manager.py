@@ -139,3 +139,28 @@ async def test_unknown_model_names_what_exists(manager_factory) -> None:  # type
     manager = await manager_factory()
     with pytest.raises(NotFound, match="unknown model '../etc'; available: mnist"):
         manager.resolve("../etc")
+
+
+async def test_a_version_that_outputs_nan_is_refused_and_the_server_keeps_serving(
+    default_repo: Path,
+    tiny_repo: Path,
+    tiny_trained,
+    manager_factory,  # type: ignore[no-untyped-def]
+) -> None:
+    import keras
+
+    from contract import savedmodel_digest, write_metadata
+    from training.export import export_savedmodel
+
+    manager = await manager_factory(versions_to_keep=1)
+    broken = keras.models.clone_model(tiny_trained.model)
+    broken.set_weights(tiny_trained.model.get_weights())
+    broken.layers[-1].kernel.assign(np.full(broken.layers[-1].kernel.shape, np.nan))
+    path = default_repo / "mnist" / "2"
+    export_savedmodel(broken, path)
+    metadata = read_metadata(tiny_repo / "tiny" / "1")
+    write_metadata(path, metadata.model_copy(update={"savedmodel_sha256": savedmodel_digest(path)}))
+    await manager.reload()
+    states = {s.version: s for s in manager.status("mnist")}
+    assert states[2].state is VersionState.FAILED and "non-finite" in states[2].error
+    assert (await manager.predict("mnist", None, np.zeros((1, 784), np.float32))).version == 1
