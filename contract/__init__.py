@@ -28,12 +28,14 @@ from contract.metadata import (
     PIXEL_MAX,
     PIXEL_MIN,
     SIGNATURE_KEY,
+    TENSORFLOW_RUNTIME,
     DatasetInfo,
     GoldenProbes,
     Metadata,
     read_metadata,
     write_metadata,
 )
+from contract.signature import SavedModel, Serve, SignatureError, load_savedmodel, serving_function
 
 __all__ = [
     "IMAGE_PIXELS",
@@ -45,14 +47,20 @@ __all__ = [
     "PIXEL_MAX",
     "PIXEL_MIN",
     "SIGNATURE_KEY",
+    "TENSORFLOW_RUNTIME",
     "DatasetInfo",
     "GoldenProbes",
     "Metadata",
+    "SavedModel",
+    "Serve",
+    "SignatureError",
     "is_model_name",
     "list_models",
     "list_versions",
+    "load_savedmodel",
     "parse_version",
     "read_metadata",
     "savedmodel_digest",
+    "serving_function",
     "write_metadata",
 ]

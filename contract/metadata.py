@@ -14,6 +14,7 @@ IMAGE_PIXELS = 784
 NUM_CLASSES = 10
 PIXEL_MIN = 0.0
 PIXEL_MAX = 255.0
+TENSORFLOW_RUNTIME = "tensorflow_savedmodel"
 
 
 class DatasetInfo(BaseModel):
@@ -51,6 +52,7 @@ class Metadata(BaseModel):
 
     name: str
     version: int
+    runtime: str = Field(TENSORFLOW_RUNTIME, description="which of the server's runtimes loads this version")
     network: str
     layers: list[str]
     hyperparameters: dict[str, Any]

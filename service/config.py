@@ -6,6 +6,8 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+LogLevel = Literal["debug", "info", "warning", "error"]
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MNIST_", frozen=True)
@@ -14,18 +16,17 @@ class Settings(BaseSettings):
     default_model: str = Field("mnist", description="model that /predict serves when none is named")
     host: str = Field("127.0.0.1", description="address to bind; 0.0.0.0 for every interface (the image does)")
     port: int = Field(8000, ge=0, le=65535, description="port to bind")
-    workers: int = Field(1, ge=1, description="uvicorn worker processes, each with its own copy of the models")
-    log_level: Literal["debug", "info", "warning", "error"] = Field(
-        "info", description="JSON logs to stderr at this level"
-    )
+    workers: int = Field(1, ge=1, description="worker processes, each with its own copy of the models")
+    log_level: LogLevel = Field("info", description="JSON logs to stderr at this level")
+    tf_log_level: LogLevel = Field("warning", description="TensorFlow's own log lines at this level and above")
     access_log: bool = Field(True, description="one structured log line per request")
 
-    max_batch_size: int = Field(256, ge=1, description="most images in one request")
+    max_request_images: int = Field(256, ge=1, description="most images in one request")
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="request bodies over this get 413")
     body_timeout_s: float = Field(
         10.0, gt=0, description="a body not fully received this long after it started gets 408"
     )
-    max_connections: int = Field(1000, ge=1, description="open connections at most; past it, uvicorn answers 503")
+    max_connections: int = Field(1000, ge=1, description="open connections at most; past it, new ones get 503")
     max_json_depth: int = Field(32, ge=4, le=1000, description="JSON nested deeper than this gets 400")
 
     batch_max_rows: int = Field(64, ge=2, description="dynamic batching: most rows in one model call")

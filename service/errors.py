@@ -1,68 +1,68 @@
-"""One error hierarchy: each error knows its HTTP status, and its message tells the user what to fix."""
+"""One error hierarchy for every protocol. Each message tells the user what to fix.
+
+The errors know nothing of HTTP or gRPC: each front door maps them to its status codes in one table
+(`service.rest.errors.HTTP_STATUS`). A class's docstring says when it is raised; the REST API's
+OpenAPI document and error catalogue are built from those docstrings.
+"""
 
 
 class ServiceError(Exception):
-    status_code = 500
+    """Something went wrong on the server."""
 
-    def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
+    def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
-        self.headers = headers or {}
 
 
 class BadRequest(ServiceError):
-    status_code = 400
-
-
-class Unauthorized(ServiceError):
-    status_code = 401
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, headers={"WWW-Authenticate": "Bearer"})
-
-
-class Forbidden(ServiceError):
-    status_code = 403
-
-
-class NotFound(ServiceError):
-    status_code = 404
-
-
-class RequestTimeout(ServiceError):
-    status_code = 408
-
-
-class PayloadTooLarge(ServiceError):
-    status_code = 413
-
-
-class UnsupportedMediaType(ServiceError):
-    status_code = 415
+    """The request cannot be parsed: malformed JSON, NaN or Infinity literals, nesting too deep, an empty body, an
+    unknown signature name."""
 
 
 class InvalidInput(ServiceError):
-    """The request parsed, but what it asks for is not valid."""
+    """The request parsed, but what it asks for is not valid: missing or unknown fields, the wrong number of pixel
+    values, values that are not numbers or lie outside 0..255, an empty or oversized batch, a malformed version."""
 
-    status_code = 422
+
+class Unauthenticated(ServiceError):
+    """An admin operation without the right bearer token."""
+
+
+class Forbidden(ServiceError):
+    """An admin operation while the admin API is off."""
+
+
+class NotFound(ServiceError):
+    """An unknown route, model or version."""
+
+
+class RequestTimeout(ServiceError):
+    """The request body did not arrive in time."""
+
+
+class PayloadTooLarge(ServiceError):
+    """The request body is over the size limit (declared or streamed)."""
+
+
+class UnsupportedMediaType(ServiceError):
+    """A Content-Type the route does not take, or a compressed body."""
 
 
 class ModelOutputError(ServiceError):
-    """The model itself produced garbage (NaN or infinity); the request fails, the server does not."""
-
-    status_code = 500
+    """The model itself produced NaN or infinity: the request fails, the server does not."""
 
 
 class Overloaded(ServiceError):
-    status_code = 503
+    """The model version's queue is full: retry after `retry_after_s` seconds."""
 
     def __init__(self, message: str, *, retry_after_s: int = 1) -> None:
-        super().__init__(message, headers={"Retry-After": str(retry_after_s)})
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class NotReady(ServiceError):
-    status_code = 503
+    """No version of the model is ready yet, or the server is shutting down."""
 
 
 class Timeout(ServiceError):
-    status_code = 504
+    """The model did not answer within the request timeout."""

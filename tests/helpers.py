@@ -1,8 +1,17 @@
 """Helpers that several test modules share."""
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
+import httpx
+
 from contract import list_versions, read_metadata, write_metadata
+from service.config import Settings
+from service.core.dataplane import DataPlane
+from service.metrics import Metrics
+from service.rest.app import create_app
+from service.runtimes import default_runtimes
 from training.config import hyperparameters_for
 from training.data import Splits
 from training.export import staged_export
@@ -37,3 +46,16 @@ def corrupt_probes(version_dir: Path) -> None:
     outputs = [[1.0 - p for p in row] for row in metadata.probes.outputs]
     probes = metadata.probes.model_copy(update={"outputs": outputs})
     write_metadata(version_dir, metadata.model_copy(update={"probes": probes}))
+
+
+@asynccontextmanager
+async def serving(settings: Settings) -> AsyncIterator[tuple[DataPlane, httpx.AsyncClient]]:
+    """A started data plane, and an HTTP client talking to the REST app over it in this event loop."""
+    plane = DataPlane(settings, runtimes=default_runtimes(settings), metrics=Metrics())
+    await plane.start()
+    try:
+        transport = httpx.ASGITransport(app=create_app(settings, plane))
+        async with httpx.AsyncClient(transport=transport, base_url="http://rest") as client:
+            yield plane, client
+    finally:
+        await plane.stop()

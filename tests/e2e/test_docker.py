@@ -162,4 +162,4 @@ def test_docker_stop_exits_cleanly_within_the_grace_period(container: tuple[str,
     # SIGTERM after its clean shutdown, and as PID 1 that signal's default action does not apply, so a
     # shutdown within the grace period ends with status 0.
     assert state == ["0", "false"]
-    assert "Application shutdown complete" in logs.stdout + logs.stderr
+    assert "shutdown complete" in logs.stdout + logs.stderr

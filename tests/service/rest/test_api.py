@@ -1,40 +1,44 @@
 import re
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 
+import httpx
 import numpy as np
 import orjson
 import pytest
-from fastapi.testclient import TestClient
+import pytest_asyncio
 
 from contract import read_metadata
-from service.app import create_app
 from service.config import Settings
-from tests.helpers import DEFAULT_VERSION
+from tests.helpers import DEFAULT_VERSION, serving
 
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+Client = httpx.AsyncClient
 ROW = [0.0] * 784
 PROBES = read_metadata(DEFAULT_VERSION).probes
 
 
-@pytest.fixture(scope="module")
-def client() -> Iterator[TestClient]:
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def client() -> AsyncIterator[Client]:
     settings = Settings(
         model_dir=DEFAULT_VERSION.parents[1],
         poll_interval_s=0,
-        max_batch_size=16,
+        max_request_images=16,
         admin_token="s3cret",
         access_log=False,
     )
-    with TestClient(create_app(settings)) as c:
+    async with serving(settings) as (_, c):
         yield c
 
 
-def _post(client: TestClient, path: str, body: bytes, content_type: str | None = "application/json"):  # type: ignore[no-untyped-def]
+async def _post(
+    client: Client, path: str, body: bytes, content_type: str | None = "application/json"
+) -> httpx.Response:
     headers = {"content-type": content_type} if content_type else {}
-    return client.post(path, content=body, headers=headers)
+    return await client.post(path, content=body, headers=headers)
 
 
-def test_predict_one_image(client: TestClient) -> None:
-    response = client.post("/predict", json={"image": PROBES.inputs[7]})
+async def test_predict_one_image(client: Client) -> None:
+    response = await client.post("/predict", json={"image": PROBES.inputs[7]})
     assert response.status_code == 200
     body = response.json()
     assert body["model"] == "mnist" and body["version"] == 1
@@ -45,15 +49,15 @@ def test_predict_one_image(client: TestClient) -> None:
     assert len(response.headers["x-request-id"]) == 32
 
 
-def test_predict_a_batch_matches_the_golden_probes(client: TestClient) -> None:
-    body = client.post("/predict", json={"images": PROBES.inputs[:10], "model": "mnist", "version": 1}).json()
+async def test_predict_a_batch_matches_the_golden_probes(client: Client) -> None:
+    body = (await client.post("/predict", json={"images": PROBES.inputs[:10], "model": "mnist", "version": 1})).json()
     assert [p["digit"] for p in body["predictions"]] == list(range(10))
     got = np.asarray([p["probabilities"] for p in body["predictions"]], np.float32)
     assert np.abs(got - np.asarray(PROBES.outputs[:10], np.float32)).max() <= 1e-6
 
 
-def test_request_id_from_the_client_is_echoed(client: TestClient) -> None:
-    response = client.post("/predict", json={"image": ROW}, headers={"x-request-id": "abc-123"})
+async def test_request_id_from_the_client_is_echoed(client: Client) -> None:
+    response = await client.post("/predict", json={"image": ROW}, headers={"x-request-id": "abc-123"})
     assert response.headers["x-request-id"] == "abc-123"
 
 
@@ -85,7 +89,7 @@ ERROR_CATALOGUE = [
         b'{"images": ' + orjson.dumps([ROW] * 17) + b"}",
         "application/json",
         422,
-        "17 images; the maximum batch size is 16",
+        "17 images; the maximum per request is 16",
     ),
     (
         b'{"image": ' + IMAGE_784 + b', "model": "nope"}',
@@ -111,24 +115,30 @@ ERROR_CATALOGUE = [
 
 
 @pytest.mark.parametrize(("body", "content_type", "status", "message"), ERROR_CATALOGUE)
-def test_bad_predict_requests_get_a_clear_4xx_and_the_next_request_works(
-    client: TestClient, body: bytes, content_type: str, status: int, message: str
+async def test_bad_predict_requests_get_a_clear_4xx_and_the_next_request_works(
+    client: Client, body: bytes, content_type: str, status: int, message: str
 ) -> None:
-    response = _post(client, "/predict", body, content_type)
+    response = await _post(client, "/predict", body, content_type)
     assert response.status_code == status
     assert re.search(message, response.json()["error"]), response.json()
-    follow_up = client.post("/predict", json={"image": PROBES.inputs[3]})
+    follow_up = await client.post("/predict", json={"image": PROBES.inputs[3]})
     assert follow_up.status_code == 200 and follow_up.json()["predictions"][0]["digit"] == 3
 
 
-def test_an_oversized_body_gets_413(client: TestClient) -> None:
-    response = _post(client, "/predict", b'{"image": [' + b"0," * (3 * 1024 * 1024) + b"0]}")
+@pytest.mark.parametrize("content_type", [None, "application/json", "Application/JSON; charset=utf-8", "x/y+json"])
+async def test_json_or_no_declared_type_is_read_as_json(client: Client, content_type: str | None) -> None:
+    response = await _post(client, "/predict", orjson.dumps({"image": PROBES.inputs[2]}), content_type)
+    assert response.status_code == 200 and response.json()["predictions"][0]["digit"] == 2
+
+
+async def test_an_oversized_body_gets_413(client: Client) -> None:
+    response = await _post(client, "/predict", b'{"image": [' + b"0," * (3 * 1024 * 1024) + b"0]}")
     assert response.status_code == 413 and "exceeds the limit" in response.json()["error"]
 
 
-def test_wrong_method_and_unknown_path_are_json_errors(client: TestClient) -> None:
-    assert client.get("/predict").status_code == 405
-    response = client.get("/nope")
+async def test_wrong_method_and_unknown_path_are_json_errors(client: Client) -> None:
+    assert (await client.get("/predict")).status_code == 405
+    response = await client.get("/nope")
     assert response.status_code == 404 and response.json() == {"error": "Not Found"}
 
 
@@ -140,16 +150,16 @@ def test_wrong_method_and_unknown_path_are_json_errors(client: TestClient) -> No
         {"signature_name": "serving_default", "instances": PROBES.inputs[:2]},
     ],
 )
-def test_tf_serving_row_format(client: TestClient, body: dict[str, object]) -> None:
-    response = client.post("/v1/models/mnist:predict", json=body)
+async def test_tf_serving_row_format(client: Client, body: dict[str, object]) -> None:
+    response = await client.post("/v1/models/mnist:predict", json=body)
     assert response.status_code == 200
     predictions = np.asarray(response.json()["predictions"], np.float32)
     assert predictions.shape == (2, 10) and predictions.argmax(axis=1).tolist() == [0, 1]
 
 
 @pytest.mark.parametrize("inputs", [PROBES.inputs[:2], {"pixels": PROBES.inputs[:2]}])
-def test_tf_serving_columnar_format(client: TestClient, inputs: object) -> None:
-    response = client.post("/v1/models/mnist/versions/1:predict", json={"inputs": inputs})
+async def test_tf_serving_columnar_format(client: Client, inputs: object) -> None:
+    response = await client.post("/v1/models/mnist/versions/1:predict", json={"inputs": inputs})
     assert response.status_code == 200
     assert np.asarray(response.json()["outputs"]).argmax(axis=1).tolist() == [0, 1]
 
@@ -172,43 +182,43 @@ def test_tf_serving_columnar_format(client: TestClient, inputs: object) -> None:
         ("/v1/models/%2e%2e:predict", {"instances": [ROW]}, 404, r"unknown model '\.\.'"),
     ],
 )
-def test_tf_serving_errors(client: TestClient, path: str, body: object, status: int, message: str) -> None:
-    response = client.post(path, json=body)
+async def test_tf_serving_errors(client: Client, path: str, body: object, status: int, message: str) -> None:
+    response = await client.post(path, json=body)
     assert response.status_code == status and re.search(message, response.json()["error"])
 
 
-def test_tf_serving_status_and_metadata(client: TestClient) -> None:
-    assert client.get("/v1/models/mnist").json() == {
+async def test_tf_serving_status_and_metadata(client: Client) -> None:
+    assert (await client.get("/v1/models/mnist")).json() == {
         "model_version_status": [
             {"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
         ]
     }
-    assert client.get("/v1/models/mnist/versions/1").status_code == 200
-    assert client.get("/v1/models/mnist/versions/2").status_code == 404
-    metadata = client.get("/v1/models/mnist/metadata").json()
+    assert (await client.get("/v1/models/mnist/versions/1")).status_code == 200
+    assert (await client.get("/v1/models/mnist/versions/2")).status_code == 404
+    metadata = (await client.get("/v1/models/mnist/metadata")).json()
     signature = metadata["metadata"]["signature_def"]["signature_def"]["serving_default"]
     assert signature["inputs"]["pixels"]["tensor_shape"]["dim"][1]["size"] == "784"
     assert metadata["model_spec"]["version"] == "1"
 
 
-def test_v2_health_metadata_and_json_infer(client: TestClient) -> None:
-    assert client.get("/v2/health/live").json() == {"live": True}
-    assert client.get("/v2/health/ready").status_code == 200
-    assert client.get("/v2/models/mnist/ready").status_code == 200
-    assert client.get("/v2/models/mnist/versions/1/ready").status_code == 200
-    assert client.get("/v2").json()["extensions"] == ["binary_tensor_data"]
-    metadata = client.get("/v2/models/mnist").json()
+async def test_v2_health_metadata_and_json_infer(client: Client) -> None:
+    assert (await client.get("/v2/health/live")).json() == {"live": True}
+    assert (await client.get("/v2/health/ready")).status_code == 200
+    assert (await client.get("/v2/models/mnist/ready")).status_code == 200
+    assert (await client.get("/v2/models/mnist/versions/1/ready")).status_code == 200
+    assert (await client.get("/v2")).json()["extensions"] == ["binary_tensor_data"]
+    metadata = (await client.get("/v2/models/mnist")).json()
     assert metadata["inputs"][0] == {"name": "pixels", "datatype": "FP32", "shape": [-1, 784]}
     flat = [v for row in PROBES.inputs[:2] for v in row]
     body = {"id": "r1", "inputs": [{"name": "pixels", "shape": [2, 784], "datatype": "FP32", "data": flat}]}
-    response = client.post("/v2/models/mnist/infer", json=body).json()
+    response = (await client.post("/v2/models/mnist/infer", json=body)).json()
     assert response["id"] == "r1" and response["model_version"] == "1"
     (output,) = response["outputs"]
     assert output["shape"] == [2, 10]
     assert np.asarray(output["data"]).reshape(2, 10).argmax(axis=1).tolist() == [0, 1]
 
 
-def test_v2_binary_tensors_in_and_out(client: TestClient) -> None:
+async def test_v2_binary_tensors_in_and_out(client: Client) -> None:
     x = np.asarray(PROBES.inputs[:3], np.float32)
     header = orjson.dumps(
         {
@@ -218,7 +228,7 @@ def test_v2_binary_tensors_in_and_out(client: TestClient) -> None:
             "outputs": [{"name": "probabilities", "parameters": {"binary_data": True}}],
         }
     )
-    response = client.post(
+    response = await client.post(
         "/v2/models/mnist/infer",
         content=header + x.tobytes(),
         headers={"Inference-Header-Content-Length": str(len(header)), "content-type": "application/octet-stream"},
@@ -242,24 +252,24 @@ def test_v2_binary_tensors_in_and_out(client: TestClient) -> None:
         ({"name": "pixels", "shape": [1, 784], "datatype": "FP32", "data": [*ROW[:-1], 300]}, "is 300"),
     ],
 )
-def test_v2_errors(client: TestClient, tensor: dict[str, object], message: str) -> None:
-    response = client.post("/v2/models/mnist/infer", json={"inputs": [tensor]})
+async def test_v2_errors(client: Client, tensor: dict[str, object], message: str) -> None:
+    response = await client.post("/v2/models/mnist/infer", json={"inputs": [tensor]})
     assert response.status_code == 422 and re.search(message, response.json()["error"])
 
 
 @pytest.mark.parametrize("extra", [{"outputs": []}, {"outputs": [], "parameters": {}}])
-def test_v2_empty_outputs_means_every_output(client: TestClient, extra: dict[str, object]) -> None:
+async def test_v2_empty_outputs_means_every_output(client: Client, extra: dict[str, object]) -> None:
     tensor = {"name": "pixels", "shape": [1, 784], "datatype": "FP32", "data": ROW}
-    response = client.post("/v2/models/mnist/infer", json={"inputs": [tensor], **extra})
+    response = await client.post("/v2/models/mnist/infer", json={"inputs": [tensor], **extra})
     assert response.status_code == 200 and response.json()["outputs"][0]["name"] == "probabilities"
 
 
-def test_admin_errors_are_documented(client: TestClient) -> None:
-    responses = client.get("/openapi.json").json()["paths"]["/admin/reload"]["post"]["responses"]
+async def test_admin_errors_are_documented(client: Client) -> None:
+    responses = (await client.get("/openapi.json")).json()["paths"]["/admin/reload"]["post"]["responses"]
     assert {"401", "403"} <= set(responses)
 
 
-def test_v2_binary_size_mismatch_is_refused(client: TestClient) -> None:
+async def test_v2_binary_size_mismatch_is_refused(client: Client) -> None:
     header = orjson.dumps(
         {
             "inputs": [
@@ -267,7 +277,7 @@ def test_v2_binary_size_mismatch_is_refused(client: TestClient) -> None:
             ]
         }
     )
-    response = client.post(
+    response = await client.post(
         "/v2/models/mnist/infer",
         content=header + b"\0" * 100,
         headers={"Inference-Header-Content-Length": str(len(header))},
@@ -275,39 +285,39 @@ def test_v2_binary_size_mismatch_is_refused(client: TestClient) -> None:
     assert response.status_code == 422 and "binary_data_size must equal the 100 bytes sent" in response.json()["error"]
 
 
-def test_health_readiness_models_and_metrics(client: TestClient) -> None:
-    assert client.get("/healthz").json() == {"status": "alive"}
-    assert client.get("/readyz").json() == {"status": "ready"}
-    listing = client.get("/models").json()["models"]["mnist"][0]
+async def test_health_readiness_models_and_metrics(client: Client) -> None:
+    assert (await client.get("/healthz")).json() == {"status": "alive"}
+    assert (await client.get("/readyz")).json() == {"status": "ready"}
+    listing = (await client.get("/models")).json()["models"]["mnist"][0]
     assert listing["state"] == "AVAILABLE" and listing["batching"] == "batched"
-    client.post("/predict", json={"image": ROW})
-    metrics = client.get("/metrics").text
-    assert 'mnist_requests_total{endpoint="/predict",method="POST",status="200"}' in metrics
+    await client.post("/predict", json={"image": ROW})
+    metrics = (await client.get("/metrics")).text
+    assert 'mnist_requests_total{endpoint="/predict",method="POST",protocol="rest",status="200"}' in metrics
     assert "mnist_request_duration_seconds_bucket" in metrics and "mnist_batch_size_count" in metrics
     assert 'mnist_model_version_state{model="mnist",state="AVAILABLE",version="1"} 1.0' in metrics
 
 
-def test_admin_needs_the_bearer_token(client: TestClient) -> None:
-    assert client.post("/admin/reload").status_code == 401
-    assert client.post("/admin/reload", headers={"authorization": "Bearer wrong"}).status_code == 401
-    response = client.post("/admin/reload", headers={"authorization": "Bearer s3cret"})
+async def test_admin_needs_the_bearer_token(client: Client) -> None:
+    assert (await client.post("/admin/reload")).status_code == 401
+    assert (await client.post("/admin/reload", headers={"authorization": "Bearer wrong"})).status_code == 401
+    response = await client.post("/admin/reload", headers={"authorization": "Bearer s3cret"})
     assert response.status_code == 200 and response.json()["models"]["mnist"][0]["state"] == "AVAILABLE"
 
 
-def test_admin_is_off_without_a_token() -> None:
+async def test_admin_is_off_without_a_token() -> None:
     settings = Settings(model_dir=DEFAULT_VERSION.parents[1], poll_interval_s=0, access_log=False)
-    with TestClient(create_app(settings)) as c:
-        response = c.post("/admin/reload", headers={"authorization": "Bearer "})
+    async with serving(settings) as (_, c):
+        response = await c.post("/admin/reload", headers={"authorization": "Bearer "})
         assert response.status_code == 403 and "admin API is disabled" in response.json()["error"]
-        assert "access-control-allow-origin" not in c.get("/healthz", headers={"origin": "http://x"}).headers
+        assert "access-control-allow-origin" not in (await c.get("/healthz", headers={"origin": "http://x"})).headers
 
 
-def test_docs_and_openapi_examples_work(client: TestClient) -> None:
-    assert client.get("/docs").status_code == 200
-    schema = client.get("/openapi.json").json()
+async def test_docs_and_openapi_examples_work(client: Client) -> None:
+    assert (await client.get("/docs")).status_code == 200
+    schema = (await client.get("/openapi.json")).json()
     body = schema["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     example = body["examples"][0]
-    response = client.post("/predict", json=example)
+    response = await client.post("/predict", json=example)
     assert response.status_code == 200 and response.json()["predictions"][0]["digit"] == 7
     assert "V2Tensor" in schema["components"]["schemas"]
 
@@ -322,17 +332,17 @@ def _png(pixels: list[float], size: tuple[int, int] = (28, 28)) -> bytes:
     return buffer.getvalue()
 
 
-def test_a_png_upload_gives_the_same_bits_as_its_json(client: TestClient) -> None:
+async def test_a_png_upload_gives_the_same_bits_as_its_json(client: Client) -> None:
     pixels = [float(round(v)) for v in PROBES.inputs[7]]
-    from_png = client.post("/predict", content=_png(pixels), headers={"content-type": "image/png"})
-    from_json = client.post("/predict", json={"image": pixels})
+    from_png = await client.post("/predict", content=_png(pixels), headers={"content-type": "image/png"})
+    from_json = await client.post("/predict", json={"image": pixels})
     assert from_png.status_code == 200 and from_png.json()["predictions"][0]["digit"] == 7
     assert from_png.json() == from_json.json()
 
 
-def test_the_committed_example_png_is_a_seven(client: TestClient) -> None:
+async def test_the_committed_example_png_is_a_seven(client: Client) -> None:
     png = (DEFAULT_VERSION.parents[2] / "docs" / "examples" / "seven.png").read_bytes()
-    response = client.post("/predict?model=mnist&version=1", content=png, headers={"content-type": "image/png"})
+    response = await client.post("/predict?model=mnist&version=1", content=png, headers={"content-type": "image/png"})
     assert response.status_code == 200 and response.json()["predictions"][0]["digit"] == 7
 
 
@@ -360,8 +370,8 @@ def _png_claiming(width: int, height: int) -> bytes:
         (_png(ROW), "?version=x", 422, "version must be a positive integer"),
     ],
 )
-def test_bad_image_uploads_get_a_clear_4xx(
-    client: TestClient, body: bytes, query: str, status: int, message: str
+async def test_bad_image_uploads_get_a_clear_4xx(
+    client: Client, body: bytes, query: str, status: int, message: str
 ) -> None:
-    response = client.post(f"/predict{query}", content=body, headers={"content-type": "image/png"})
+    response = await client.post(f"/predict{query}", content=body, headers={"content-type": "image/png"})
     assert response.status_code == status and message in response.json()["error"]

@@ -1,14 +1,15 @@
 """Request and response shapes, for the OpenAPI document.
 
-The hot routes parse bodies with orjson and `service.codec`, not with these models, which would
-validate 784 numbers per image one by one; these models describe the same rules for the docs.
+The inference routes parse bodies with orjson and `service.rest.codec`, not with these models, which
+would validate 784 numbers per image one by one; these models describe the same rules for the docs.
 """
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from contract import IMAGE_PIXELS, NUM_CLASSES, PIXEL_MAX, PIXEL_MIN
+from service.core.status import VersionState
 
 Pixel = Annotated[float, Field(ge=PIXEL_MIN, le=PIXEL_MAX)]
 Image = Annotated[list[Pixel], Field(min_length=IMAGE_PIXELS, max_length=IMAGE_PIXELS)]
@@ -63,7 +64,7 @@ class PredictRequest(BaseModel):
     version: int | None = Field(None, ge=1, description="model version; the newest available if absent")
 
 
-class Prediction(BaseModel):
+class DigitPrediction(BaseModel):
     digit: int = Field(ge=0, le=9)
     probability: float = Field(description="probability of `digit`")
     probabilities: Probabilities
@@ -72,7 +73,7 @@ class Prediction(BaseModel):
 class PredictResponse(BaseModel):
     model: str
     version: int
-    predictions: list[Prediction]
+    predictions: list[DigitPrediction]
 
 
 class TfServingPredictRequest(BaseModel):
@@ -92,7 +93,7 @@ class TfServingPredictResponse(BaseModel):
 
 class VersionStatusModel(BaseModel):
     version: str
-    state: Literal["LOADING", "AVAILABLE", "UNLOADING", "FAILED", "END"]
+    state: VersionState
     status: dict[str, str]
 
 
@@ -132,27 +133,6 @@ class V2InferResponse(BaseModel):
     id: str | None = None
     parameters: dict[str, Any] | None = None
     outputs: list[V2Tensor]
-
-
-ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorResponse, "description": description}
-    for status, description in (
-        (400, "Malformed JSON or a malformed request"),
-        (404, "Unknown model or version"),
-        (413, "Body or batch too large"),
-        (415, "Unsupported content type"),
-        (422, "Well-formed JSON with invalid content"),
-        (503, "Not ready, or at capacity (see Retry-After)"),
-        (504, "The model did not answer in time"),
-    )
-}
-
-
-ADMIN_RESPONSES: dict[int | str, dict[str, Any]] = {
-    **ERROR_RESPONSES,
-    401: {"model": ErrorResponse, "description": "Missing or wrong bearer token"},
-    403: {"model": ErrorResponse, "description": "The admin API is off (no MNIST_ADMIN_TOKEN)"},
-}
 
 
 def json_request_body(model: type[BaseModel], *, image_upload: bool = False) -> dict[str, Any]:

@@ -14,10 +14,10 @@ import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.codec import dumps
 from service.errors import PayloadTooLarge, RequestTimeout, ServiceError, UnsupportedMediaType
 from service.logs import request_id
 from service.metrics import Metrics
+from service.rest.errors import error_response
 
 REQUEST_ID_HEADER = b"x-request-id"
 _MAX_CLIENT_ID = 128
@@ -42,68 +42,34 @@ class RequestContextMiddleware:
         started = time.perf_counter()
         rid = _client_request_id(scope) or uuid.uuid4().hex
         token = request_id.set(rid)
-        status = 500
-
-        refusal = self._refuse_early(scope)
-        if refusal is not None:
-            status = refusal.status_code
-            await _send_error(send, status, refusal.message, rid)
-            self._record(scope, status, started)
-            request_id.reset(token)
-            return
-
-        received = 0
-        deadline: float | None = None
-        body_done = False
-
-        async def limited_receive() -> Message:
-            nonlocal received, deadline, body_done
-            if body_done:  # after the body, receive() only waits for a disconnect: no deadline
-                return await receive()
-            deadline = deadline or asyncio.get_running_loop().time() + self.body_timeout_s
-            try:
-                async with asyncio.timeout_at(deadline):
-                    message = await receive()
-            except TimeoutError:
-                raise RequestTimeout(f"request body not received within {self.body_timeout_s:g}s") from None
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                body_done = not message.get("more_body", False)
-                if received > self.max_body_bytes:
-                    raise PayloadTooLarge(self._too_large())
-            return message
-
-        async def send_with_id(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                message["headers"] = [*message.get("headers", []), (REQUEST_ID_HEADER, rid.encode())]
-            await send(message)
-
+        tagged = _TaggedSend(send, rid)
         try:
-            await self.app(scope, limited_receive, send_with_id)
+            refusal = self._refuse_early(scope)
+            if refusal is None:
+                await self.app(scope, _LimitedReceive(receive, self.max_body_bytes, self.body_timeout_s), tagged)
+            else:  # the body is never read, so the connection cannot carry another request
+                response = error_response(refusal)
+                response.headers["connection"] = "close"
+                await response(scope, receive, tagged)
         finally:
-            self._record(scope, status, started)
+            self._record(scope, tagged.status, started)
             request_id.reset(token)
 
     def _refuse_early(self, scope: Scope) -> ServiceError | None:
         for key, value in scope["headers"]:
             if key == b"content-length" and value.isdigit() and int(value) > self.max_body_bytes:
-                return PayloadTooLarge(self._too_large())
+                return PayloadTooLarge(_too_large(self.max_body_bytes))
             if key == b"content-encoding" and value.strip().lower() not in (b"", b"identity"):
                 return UnsupportedMediaType(
                     f"Content-Encoding {value.decode('latin-1')} is not accepted; send the body uncompressed"
                 )
         return None
 
-    def _too_large(self) -> str:
-        return f"request body exceeds the limit of {self.max_body_bytes} bytes"
-
     def _record(self, scope: Scope, status: int, started: float) -> None:
         seconds = time.perf_counter() - started
         route = scope.get("route")
         endpoint = getattr(route, "path", None) or "unmatched"
-        self.metrics.observe_request(endpoint, scope["method"], status, seconds)
+        self.metrics.observe_request("rest", endpoint, scope["method"], str(status), seconds)
         if self.access_log:
             logger.info(
                 "request",
@@ -125,18 +91,48 @@ def _client_request_id(scope: Scope) -> str | None:
     return None
 
 
-async def _send_error(send: Send, status: int, message: str, rid: str) -> None:
-    body = dumps({"error": message})
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"connection", b"close"),
-                (REQUEST_ID_HEADER, rid.encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+class _LimitedReceive:
+    """The request's receive(), refusing a body over the size limit or slower than the timeout."""
+
+    def __init__(self, receive: Receive, max_bytes: int, timeout_s: float) -> None:
+        self._receive = receive
+        self._max_bytes = max_bytes
+        self._timeout_s = timeout_s
+        self._received = 0
+        self._deadline: float | None = None
+        self._body_done = False
+
+    async def __call__(self) -> Message:
+        if self._body_done:  # after the body, receive() only waits for a disconnect: no deadline
+            return await self._receive()
+        self._deadline = self._deadline or asyncio.get_running_loop().time() + self._timeout_s
+        try:
+            async with asyncio.timeout_at(self._deadline):
+                message = await self._receive()
+        except TimeoutError:
+            raise RequestTimeout(f"request body not received within {self._timeout_s:g}s") from None
+        if message["type"] == "http.request":
+            self._received += len(message.get("body", b""))
+            self._body_done = not message.get("more_body", False)
+            if self._received > self._max_bytes:
+                raise PayloadTooLarge(_too_large(self._max_bytes))
+        return message
+
+
+class _TaggedSend:
+    """send(), adding the request id to the response and noting its status."""
+
+    def __init__(self, send: Send, rid: str) -> None:
+        self._send = send
+        self._rid = rid.encode()
+        self.status = 500
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+            message["headers"] = [*message.get("headers", []), (REQUEST_ID_HEADER, self._rid)]
+        await self._send(message)
+
+
+def _too_large(max_bytes: int) -> str:
+    return f"request body exceeds the limit of {max_bytes} bytes"

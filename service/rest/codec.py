@@ -1,15 +1,19 @@
-"""Request bodies to validated numpy pixels, and numpy results to JSON, without detours.
+"""JSON request bodies to validated numpy pixels, and numpy results to JSON, without detours.
 
 The hot path is orjson into Python lists into one float32 array. Strict checks run on the lists
 first, because numpy would otherwise turn "7", true or 1e300 silently into pixels.
 """
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import orjson
+from starlette.responses import Response
 
-from contract import IMAGE_PIXELS, PIXEL_MAX, PIXEL_MIN
+import contract
+from contract import IMAGE_PIXELS
+from service.core.tensors import check_batch, check_range
 from service.errors import BadRequest, InvalidInput, UnsupportedMediaType
 
 JSON_MEDIA_TYPES = ("application/json", "application/problem+json")
@@ -30,7 +34,7 @@ def require_json(content_type: str | None) -> None:
 
 
 def parse_json(body: bytes, *, max_depth: int) -> Any:
-    """Parse a JSON body; malformed, non-finite or too deeply nested input is a 400."""
+    """Parse a JSON body; malformed, non-finite or too deeply nested input is a BadRequest."""
     if not body:
         raise BadRequest("request body is empty; expected a JSON object")
     if _nesting_depth(body) > max_depth:
@@ -50,19 +54,16 @@ def json_object(value: Any) -> dict[str, Any]:
     return value
 
 
-def pixels(value: Any, *, field: str, max_batch: int) -> np.ndarray:
+def pixels(value: Any, *, field: str, max_images: int) -> np.ndarray:
     """A list of images, each a list of 784 numbers in 0..255, as float32 `[N, 784]`."""
     if not isinstance(value, list):
         raise InvalidInput(f"'{field}' must be a list of images, got {type_name(value)}")
-    if not value:
-        raise InvalidInput(f"'{field}' is an empty batch; send at least one image")
-    if len(value) > max_batch:
-        raise InvalidInput(f"'{field}' has {len(value)} images; the maximum batch size is {max_batch}")
+    check_batch(len(value), field=field, max_images=max_images)
     for i, row in enumerate(value):
         _check_row(row, f"{field}[{i}]")
     with np.errstate(over="ignore"):  # a huge number becomes inf, which the range check refuses
         x = np.array(value, dtype=np.float32)
-    return _in_range(x, field)
+    return check_range(x, field=field)
 
 
 def image(value: Any, *, field: str) -> np.ndarray:
@@ -70,20 +71,34 @@ def image(value: Any, *, field: str) -> np.ndarray:
     _check_row(value, field)
     with np.errstate(over="ignore"):
         x = np.array([value], dtype=np.float32)
-    return _in_range(x, field)
+    return check_range(x, field=field)
 
 
-def pixels_from_array(array: np.ndarray, *, field: str, max_batch: int) -> np.ndarray:
-    """Pixels that arrived as binary tensor data: check the count and range only."""
-    if len(array) == 0:
-        raise InvalidInput(f"'{field}' is an empty batch; send at least one image")
-    if len(array) > max_batch:
-        raise InvalidInput(f"'{field}' has {len(array)} images; the maximum batch size is {max_batch}")
-    return _in_range(array, field)
+def path_version(text: str) -> int:
+    """A version from a URL path segment or a string field, by the rule for version folder names."""
+    version = contract.parse_version(text)
+    if version is None:
+        raise InvalidInput(f"version must be a positive integer, got '{text}'")
+    return version
+
+
+def json_version(value: Any) -> int | None:
+    """A version from a JSON field or query parameter: absent, an integer, or a string of digits."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return path_version(value)
+    if type(value) is not int or value < 1:
+        raise InvalidInput(f"'version' must be a positive integer, got {type_name(value)} {value!r}")
+    return value
 
 
 def dumps(content: Any) -> bytes:
     return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def json_response(content: Any, status_code: int = 200, headers: Mapping[str, str] | None = None) -> Response:
+    return Response(dumps(content), status_code=status_code, media_type="application/json", headers=headers)
 
 
 def type_name(value: Any) -> str:
@@ -108,16 +123,6 @@ def _check_row(row: Any, where: str) -> None:
     if not set(map(type, row)) <= _NUMBER_TYPES:
         j, bad = next((j, v) for j, v in enumerate(row) if type(v) not in _NUMBER_TYPES)
         raise InvalidInput(f"{where}[{j}] must be a number, got {type_name(bad)}")
-
-
-def _in_range(x: np.ndarray, field: str) -> np.ndarray:
-    low, high = x.min(), x.max()
-    if low >= PIXEL_MIN and high <= PIXEL_MAX:
-        return x
-    i, j = np.argwhere(~((x >= PIXEL_MIN) & (x <= PIXEL_MAX)))[0]
-    raise InvalidInput(
-        f"{field}[{i}][{j}] is {x[i, j]:g}; pixel values must be raw intensities within {PIXEL_MIN:g}..{PIXEL_MAX:g}"
-    )
 
 
 def _nesting_depth(body: bytes) -> int:

@@ -11,15 +11,14 @@ import warnings
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from service.codec import media_type
 from service.errors import InvalidInput
 
 IMAGE_MEDIA_TYPES = ("image/png", "image/jpeg", "image/bmp", "image/gif", "image/webp")
 SIDE = 28
 
 
-def is_image(content_type: str | None) -> bool:
-    return media_type(content_type) in IMAGE_MEDIA_TYPES
+def is_image(media_type: str) -> bool:
+    return media_type in IMAGE_MEDIA_TYPES
 
 
 def pixels_from_image(body: bytes) -> np.ndarray:

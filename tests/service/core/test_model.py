@@ -1,4 +1,6 @@
 import shutil
+from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 
 import keras
@@ -6,22 +8,40 @@ import numpy as np
 import pytest
 
 from contract import read_metadata, savedmodel_digest, write_metadata
-from service.model import BatchingMode, LoadedModel, SelfCheckFailed
+from service.config import Settings
+from service.core.model import (
+    BatchingMode,
+    BatchInvariantPredict,
+    LoadedModel,
+    SelfCheckFailed,
+    load_version,
+    self_check,
+)
+from service.core.runtime import RuntimeLoader
+from service.errors import ModelOutputError
+from service.runtimes import default_runtimes, tensorflow
 from tests.helpers import DEFAULT_VERSION, newest_version
 from training.export import export_savedmodel
 from training.train import TrainResult
 
+RUNTIMES = default_runtimes(Settings())
+
+
+def _load(path: Path = DEFAULT_VERSION, runtimes: Mapping[str, RuntimeLoader] = RUNTIMES) -> LoadedModel:
+    return load_version("mnist", 1, path, runtimes, repeats=5, max_rows=16)
+
 
 @pytest.fixture(scope="module")
 def default_model() -> LoadedModel:
-    return LoadedModel.load("mnist", 1, DEFAULT_VERSION)
+    return load_version("mnist", 1, DEFAULT_VERSION, RUNTIMES, repeats=20, max_rows=64)
 
 
 def test_default_model_passes_its_self_check_in_batched_mode(default_model: LoadedModel) -> None:
-    report = default_model.self_check(repeats=20, max_rows=64)
-    assert report.mode is BatchingMode.BATCHED
+    report = default_model.report
+    assert report.mode is BatchingMode.BATCHED and default_model.predict.mode is BatchingMode.BATCHED
     assert report.probe_max_error <= 1e-5
-    assert len(report.checks) == 3
+    assert len(report.checks) == 3 and "over 20 calls" in report.checks[1]
+    assert default_model.runtime.platform == "tensorflow_savedmodel"
 
 
 def test_predict_gives_a_row_the_same_bits_alone_and_in_any_batch(default_model: LoadedModel) -> None:
@@ -37,8 +57,8 @@ def test_predict_gives_a_row_the_same_bits_alone_and_in_any_batch(default_model:
 
 def test_a_raw_batch_of_one_differs_which_is_why_predict_pads(default_model: LoadedModel) -> None:
     probes = np.asarray(default_model.metadata.probes.inputs, np.float32)
-    raw_alone = default_model._call(probes[:1])[0]
-    in_batch = default_model._call(probes[:2])[0]
+    raw_alone = default_model.runtime.predict(probes[:1])[0]
+    in_batch = default_model.runtime.predict(probes[:2])[0]
     # If this ever fails, TensorFlow stopped using a separate M=1 kernel; padding is then harmless.
     assert not np.array_equal(raw_alone, in_batch)
     assert np.abs(raw_alone - in_batch).max() < 1e-6
@@ -46,11 +66,11 @@ def test_a_raw_batch_of_one_differs_which_is_why_predict_pads(default_model: Loa
 
 def test_isolated_mode_is_also_batch_invariant(default_model: LoadedModel) -> None:
     probes = np.asarray(default_model.metadata.probes.inputs, np.float32)
-    default_model.mode = BatchingMode.ISOLATED
+    default_model.predict.mode = BatchingMode.ISOLATED
     try:
         assert np.array_equal(default_model.predict(probes)[3], default_model.predict(probes[3:4])[0])
     finally:
-        default_model.mode = BatchingMode.BATCHED
+        default_model.predict.mode = BatchingMode.BATCHED
 
 
 def test_corrupt_golden_probes_refuse_the_version(default_repo: Path) -> None:
@@ -61,9 +81,8 @@ def test_corrupt_golden_probes_refuse_the_version(default_repo: Path) -> None:
     write_metadata(
         path, metadata.model_copy(update={"probes": metadata.probes.model_copy(update={"outputs": outputs})})
     )
-    model = LoadedModel.load("mnist", 1, path)
     with pytest.raises(SelfCheckFailed, match="golden probes differ by 1.0"):
-        model.self_check(repeats=5, max_rows=8)
+        _load(path)
 
 
 def test_unfrozen_bn_statistics_are_caught_by_the_probes(
@@ -82,21 +101,21 @@ def test_unfrozen_bn_statistics_are_caught_by_the_probes(
     metadata = read_metadata(good)
     write_metadata(bad, metadata.model_copy(update={"savedmodel_sha256": savedmodel_digest(bad)}))
     with pytest.raises(SelfCheckFailed, match="golden probes differ"):
-        LoadedModel.load("tiny", 1, bad).self_check(repeats=5, max_rows=8)
+        _load(bad)
 
 
 def test_tampered_files_fail_the_digest(default_repo: Path) -> None:
     path = default_repo / "mnist" / "1"
     (path / "saved_model.pb").write_bytes((path / "saved_model.pb").read_bytes() + b"\0")
     with pytest.raises(SelfCheckFailed, match="do not match the SHA-256"):
-        LoadedModel.load("mnist", 1, path)
+        _load(path)
 
 
 def test_missing_metadata_refuses_the_version(default_repo: Path) -> None:
     path = default_repo / "mnist" / "1"
     (path / "metadata.json").unlink()
     with pytest.raises(SelfCheckFailed, match="metadata.json unreadable"):
-        LoadedModel.load("mnist", 1, path)
+        _load(path)
 
 
 def test_a_folder_that_is_not_a_savedmodel_is_refused(default_repo: Path) -> None:
@@ -105,21 +124,43 @@ def test_a_folder_that_is_not_a_savedmodel_is_refused(default_repo: Path) -> Non
     (path / "saved_model.pb").write_bytes(b"garbage")
     metadata = read_metadata(path)
     write_metadata(path, metadata.model_copy(update={"savedmodel_sha256": savedmodel_digest(path)}))
-    with pytest.raises(SelfCheckFailed, match="SavedModel did not load"):
-        LoadedModel.load("mnist", 1, path)
+    with pytest.raises(SelfCheckFailed, match="tensorflow_savedmodel did not load it"):
+        _load(path)
 
 
-class _KernelSwitchingModel(LoadedModel):
-    """Pretends that batches of more than two rows run through a kernel with other rounding."""
+def test_a_version_for_a_runtime_the_server_lacks_is_refused(default_repo: Path) -> None:
+    path = default_repo / "mnist" / "1"
+    write_metadata(path, read_metadata(path).model_copy(update={"runtime": "onnx"}))
+    with pytest.raises(SelfCheckFailed, match="runtime 'onnx' is not one this server has: tensorflow_savedmodel"):
+        _load(path)
 
-    def _call(self, x: np.ndarray) -> np.ndarray:
-        out = super()._call(x)
+
+def _kernel_switching(path: Path) -> tensorflow.SavedModelRuntime:
+    """The real runtime, except that batches of more than two rows come back with other rounding."""
+    runtime = RUNTIMES[tensorflow.PLATFORM](path)
+
+    def predict(x: np.ndarray) -> np.ndarray:
+        out = runtime.predict(x)
         return np.nextafter(out, np.float32(1)) if len(x) > 2 else out
+
+    return replace(runtime, predict=predict)
 
 
 def test_self_check_falls_back_to_isolated_mode_when_batching_changes_bits() -> None:
-    model = _KernelSwitchingModel.load("mnist", 1, DEFAULT_VERSION)
-    report = model.self_check(repeats=5, max_rows=16)
-    assert report.mode is BatchingMode.ISOLATED and model.mode is BatchingMode.ISOLATED
+    model = _load(runtimes={tensorflow.PLATFORM: _kernel_switching})
+    assert model.report.mode is BatchingMode.ISOLATED and model.predict.mode is BatchingMode.ISOLATED
     probes = np.asarray(model.metadata.probes.inputs, np.float32)
     assert np.array_equal(model.predict(probes)[4], model.predict(probes[4:5])[0])
+
+
+def test_self_check_runs_over_any_predict_callable(default_model: LoadedModel) -> None:
+    probes = default_model.metadata.probes
+    assert self_check(default_model.runtime.predict, probes, repeats=3, max_rows=8).mode is BatchingMode.BATCHED
+    with pytest.raises(SelfCheckFailed, match="non-finite outputs"):
+        self_check(lambda x: np.full((len(x), 10), np.nan, np.float32), probes, repeats=3, max_rows=8)
+
+
+def test_non_finite_outputs_fail_the_request_not_the_server() -> None:
+    predict = BatchInvariantPredict(lambda x: np.full((len(x), 10), np.inf, np.float32), BatchingMode.BATCHED, "m 1")
+    with pytest.raises(ModelOutputError, match="m 1 produced non-finite probabilities"):
+        predict(np.zeros((3, 784), np.float32))

@@ -10,85 +10,62 @@ routing first, then its batcher drains the requests already accepted, then it is
 import asyncio
 import gc
 import logging
+from collections.abc import Mapping
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
-from enum import StrEnum
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from contract import list_models, list_versions
-from service.batcher import DynamicBatcher
 from service.config import Settings
+from service.core.batcher import DynamicBatcher
+from service.core.model import LoadedModel, SelfCheckFailed, load_version
+from service.core.runtime import RuntimeLoader
+from service.core.status import VersionState, VersionStatus
 from service.errors import NotFound, NotReady
 from service.metrics import Metrics
-from service.model import LoadedModel, SelfCheckFailed, SelfCheckReport
 
 logger = logging.getLogger(__name__)
 
 
-class VersionState(StrEnum):
-    LOADING = "LOADING"
-    AVAILABLE = "AVAILABLE"
-    UNLOADING = "UNLOADING"
-    FAILED = "FAILED"
-    END = "END"
-
-
-@dataclass
-class VersionStatus:
-    version: int
-    state: VersionState
-    error: str = ""
-    batching: str = ""
-    checks: list[str] = field(default_factory=list)
-
-
-@dataclass
+@dataclass(frozen=True)
 class ServedVersion:
     model: LoadedModel
     batcher: DynamicBatcher
 
 
-@dataclass(frozen=True)
-class Prediction:
-    name: str
-    version: int
-    probabilities: np.ndarray
-
-
 _Fingerprint = tuple[int, int]
+_OnDisk = dict[int, tuple[Path, _Fingerprint]]
 
 
 class ModelManager:
-    def __init__(self, settings: Settings, *, executor: Executor | None, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        runtimes: Mapping[str, RuntimeLoader],
+        metrics: Metrics,
+        executor: Executor | None,
+    ) -> None:
         self._settings = settings
-        self._executor = executor
+        self._runtimes = runtimes
         self._metrics = metrics
+        self._executor = executor
         self._serving: dict[str, dict[int, ServedVersion]] = {}
         self._status: dict[str, dict[int, VersionStatus]] = {}
         self._failed: dict[tuple[str, int], _Fingerprint] = {}
         self._disabled: set[tuple[str, int]] = set()
         self._reload_lock = asyncio.Lock()
-        self._poller: asyncio.Task[None] | None = None
         self.repository_error: str | None = None
 
-    async def start(self) -> None:
-        await self.reload()
-        if self._settings.poll_interval_s > 0:
-            self._poller = asyncio.get_running_loop().create_task(self._poll())
-
-    async def stop(self) -> None:
-        """Stop polling and drain every version's accepted requests."""
-        if self._poller is not None:
-            self._poller.cancel()
+    async def unload_all(self) -> None:
+        """Drain and drop every version."""
         async with self._reload_lock:
             for name, versions in self._serving.items():
                 for version in list(versions):
                     await self._unload(name, version)
 
-    def ready(self) -> bool:
-        return bool(self._serving.get(self._settings.default_model))
+    def has_available(self, name: str) -> bool:
+        return bool(self._serving.get(name))
 
     def model_names(self) -> list[str]:
         return sorted(self._status)
@@ -119,13 +96,6 @@ class ModelManager:
         available = ", ".join(map(str, sorted(serving))) or "none"
         raise NotFound(f"model '{name}' has no version {version}; available: {available}")
 
-    async def predict(self, name: str, version: int | None, x: np.ndarray) -> Prediction:
-        served = self.resolve(name, version)
-        # NOTE: resolve and submit run without an await between them, so an unload that starts
-        # later still finds this request in the batcher's queue and drains it.
-        probabilities = await served.batcher.submit(x)
-        return Prediction(name, served.model.version, probabilities)
-
     async def reload(self) -> None:
         """Rescan the repository and bring the served versions in line with the policy."""
         async with self._reload_lock:
@@ -144,10 +114,9 @@ class ModelManager:
         self.status(name)
         async with self._reload_lock:
             self._disabled.add((name, version))
-            if version in self._serving.get(name, {}):
-                await self._unload(name, version)
-            else:
+            if version not in self._serving.get(name, {}):
                 raise NotFound(f"version {version} of model '{name}' is not loaded")
+            await self._unload(name, version)
 
     async def load(self, name: str, version: int) -> None:
         """Allow a version unloaded by `unload` to be served again, and rescan."""
@@ -155,25 +124,16 @@ class ModelManager:
         self._failed.pop((name, version), None)
         await self.reload()
 
-    async def _poll(self) -> None:
-        while True:
-            await asyncio.sleep(self._settings.poll_interval_s)
-            try:
-                await self.reload()
-            except Exception:  # the poller must outlive any one bad scan
-                logger.exception("repository poll failed")
-
-    def _scan(self) -> dict[str, dict[int, tuple[Path, _Fingerprint]]]:
+    def _scan(self) -> dict[str, _OnDisk]:
         root = self._settings.model_dir
-        found: dict[str, dict[int, tuple[Path, _Fingerprint]]] = {}
+        found: dict[str, _OnDisk] = {}
         for name in list_models(root):
             versions = list_versions(root / name)
             found[name] = {v: (path, _fingerprint(path)) for v, path in versions.items()}
         return found
 
-    async def _reconcile(self, name: str, on_disk: dict[int, tuple[Path, _Fingerprint]]) -> None:
+    async def _reconcile(self, name: str, on_disk: _OnDisk) -> None:
         serving = self._serving.setdefault(name, {})
-        statuses = self._status.setdefault(name, {})
         wanted: list[int] = []
         for version in sorted(on_disk, reverse=True):
             if len(wanted) == self._settings.versions_to_keep:
@@ -191,6 +151,10 @@ class ModelManager:
         for version in list(serving):
             if version not in wanted:
                 await self._unload(name, version)
+        self._forget_removed_failures(name, on_disk)
+
+    def _forget_removed_failures(self, name: str, on_disk: _OnDisk) -> None:
+        statuses = self._status.setdefault(name, {})
         for version, status in list(statuses.items()):
             if version not in on_disk and status.state is VersionState.FAILED:
                 del statuses[version]
@@ -198,9 +162,8 @@ class ModelManager:
 
     async def _load(self, name: str, version: int, path: Path, fingerprint: _Fingerprint) -> bool:
         self._set_status(name, VersionStatus(version, VersionState.LOADING))
-        max_rows = max(self._settings.max_batch_size, self._settings.batch_max_rows)
         try:
-            model, report = await asyncio.to_thread(self._load_and_check, name, version, path, max_rows)
+            model = await asyncio.to_thread(self._load_version, name, version, path)
         except Exception as e:  # noqa: BLE001 - whatever goes wrong refuses this version, never the server
             reason = str(e) if isinstance(e, SelfCheckFailed) else f"{type(e).__name__}: {e}"
             self._failed[(name, version)] = fingerprint
@@ -214,7 +177,7 @@ class ModelManager:
             max_wait_s=self._settings.batch_max_wait_ms / 1000,
             max_queue_rows=self._settings.queue_max_rows,
             timeout_s=self._settings.request_timeout_s,
-            on_batch=self._metrics.observe_batch,
+            observer=self._metrics.batcher_observer(name, version),
         )
         self._serving[name][version] = ServedVersion(model, batcher)
         # NOTE: a loaded SavedModel leaves ~100,000 long-lived Python objects; a full collection
@@ -222,20 +185,27 @@ class ModelManager:
         # connections. Freezing them after every load keeps them out of the collector's view. The
         # price: reference cycles among the objects of a version unloaded later are not collected.
         gc.freeze()
+        report = model.report
         self._set_status(
             name, VersionStatus(version, VersionState.AVAILABLE, batching=report.mode.value, checks=report.checks)
         )
         logger.info(
             "version available",
-            extra={"model": name, "version": version, "batching": report.mode.value, "checks": report.checks},
+            extra={
+                "model": name,
+                "version": version,
+                "runtime": model.runtime.platform,
+                "batching": report.mode.value,
+                "checks": report.checks,
+                "self_check_ms": round(report.seconds * 1000),
+            },
         )
         return True
 
-    def _load_and_check(
-        self, name: str, version: int, path: Path, max_rows: int
-    ) -> tuple[LoadedModel, SelfCheckReport]:
-        model = LoadedModel.load(name, version, path)
-        return model, model.self_check(repeats=self._settings.self_check_repeats, max_rows=max_rows)
+    def _load_version(self, name: str, version: int, path: Path) -> LoadedModel:
+        max_rows = max(self._settings.max_request_images, self._settings.batch_max_rows)
+        repeats = self._settings.self_check_repeats
+        return load_version(name, version, path, self._runtimes, repeats=repeats, max_rows=max_rows)
 
     async def _unload(self, name: str, version: int) -> None:
         served = self._serving[name].pop(version)
@@ -247,7 +217,7 @@ class ModelManager:
 
     def _set_status(self, name: str, status: VersionStatus) -> None:
         self._status.setdefault(name, {})[status.version] = status
-        self._metrics.set_version_state(name, status.version, status.state.value)
+        self._metrics.set_version_state(name, status.version, status.state)
 
     def _unknown_model(self, name: str) -> str:
         return f"unknown model '{name}'; available: {', '.join(self.model_names()) or 'none'}"

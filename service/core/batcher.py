@@ -7,7 +7,8 @@ While the model computes one batch, new requests queue up, and the next call tak
 
 The model runs on the event loop itself unless an executor is given. NOTE: for a model this small,
 TensorFlow's per-call Python overhead holds the GIL for most of the call, so a worker thread buys
-little overlap and costs a thread hand-off per batch; bench/ measures both.
+little overlap and costs a thread hand-off per batch; `python -m bench` measures both
+(BENCHMARKS.md, "model thread").
 """
 
 import asyncio
@@ -15,6 +16,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -22,7 +24,16 @@ from service.errors import NotReady, Overloaded, Timeout
 
 Predict = Callable[[np.ndarray], np.ndarray]
 _MAX_JOIN_TURNS = 16
-BatchObserver = Callable[[int], None]
+
+
+class BatchObserver(Protocol):
+    """What a batcher reports as it works: to metrics in the server, to a list in tests."""
+
+    def on_batch(self, rows: int) -> None: ...
+
+    def on_shed(self) -> None: ...
+
+    def on_queue(self, rows: int) -> None: ...
 
 
 @dataclass
@@ -41,7 +52,7 @@ class DynamicBatcher:
         max_wait_s: float,
         max_queue_rows: int,
         timeout_s: float,
-        on_batch: BatchObserver | None = None,
+        observer: BatchObserver,
     ) -> None:
         self._predict = predict
         self._executor = executor
@@ -49,7 +60,7 @@ class DynamicBatcher:
         self._max_wait_s = max_wait_s
         self._max_queue_rows = max_queue_rows
         self._timeout_s = timeout_s
-        self._on_batch = on_batch
+        self._observer = observer
         self._full = min(max_rows, max_queue_rows)  # rows at which waiting for more is pointless
         self._queue: deque[_Pending] = deque()
         self._queued_rows = 0
@@ -66,10 +77,12 @@ class DynamicBatcher:
         if self._closing:  # routing never sends a request here; if it did, a retry reaches a live version
             raise NotReady("this model version is being unloaded; retry")
         if self._queued_rows + len(x) > self._max_queue_rows:
+            self._observer.on_shed()
             raise Overloaded(f"server is at capacity ({self._queued_rows} rows queued); retry shortly")
         future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
         self._queue.append(_Pending(x, future))
         self._queued_rows += len(x)
+        self._observer.on_queue(self._queued_rows)
         self._wakeup.set()
         try:
             return await asyncio.wait_for(asyncio.shield(future), self._timeout_s)
@@ -122,6 +135,7 @@ class DynamicBatcher:
             if not pending.future.done():  # timed out while queued: skip its rows
                 batch.append(pending)
                 rows += len(pending.x)
+        self._observer.on_queue(self._queued_rows)
         return batch
 
     async def _compute(self, batch: list[_Pending]) -> None:
@@ -136,8 +150,7 @@ class DynamicBatcher:
                 if not p.future.done():
                     p.future.set_exception(e)
             return
-        if self._on_batch is not None:
-            self._on_batch(len(x))
+        self._observer.on_batch(len(x))
         start = 0
         for p in batch:
             end = start + len(p.x)

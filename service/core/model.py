@@ -1,0 +1,161 @@
+"""One model version made fit to serve: loaded by its runtime, batch-invariant, and self-checked.
+
+Batch invariance: on CPU, TensorFlow computes a batch of one row through a different matmul kernel
+from a batch of two or more, and the bits differ (about 1e-7), while the rows of any batch of two
+or more agree bit for bit. So a served model never runs a batch of one: `BatchInvariantPredict` pads
+it to two rows. The self-check proves at load that a row's output is the same bits alone, repeated,
+and at any position of batches of many sizes; where that fails on some machine, the version falls
+back to "isolated" mode, where every row is computed in its own padded pair, and says so.
+
+None of this depends on the runtime: the self-check runs over any predict callable.
+"""
+
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+import numpy as np
+
+from contract import GoldenProbes, Metadata, read_metadata, savedmodel_digest
+from service.core.runtime import Predict, Runtime, RuntimeLoader, TensorSpec
+from service.errors import ModelOutputError
+
+PROBE_TOLERANCE = 1e-5
+INVARIANCE_BATCH_SIZES = (2, 3, 5, 8, 16, 31, 64)
+
+logger = logging.getLogger(__name__)
+
+
+class SelfCheckFailed(Exception):
+    """The version must not take traffic; the message says why."""
+
+
+class BatchingMode(StrEnum):
+    BATCHED = "batched"  # rows of many requests share one model call
+    ISOLATED = "isolated"  # every row computed alone, padded to two rows
+
+
+@dataclass(frozen=True)
+class SelfCheckReport:
+    mode: BatchingMode
+    probe_max_error: float
+    checks: tuple[str, ...]
+    seconds: float
+
+
+class BatchInvariantPredict:
+    """`predict`, called so that a row's bits never depend on the batch it is in; non-finite outputs raise."""
+
+    def __init__(self, predict: Predict, mode: BatchingMode, label: str) -> None:
+        self._predict = predict
+        self.mode = mode
+        self._label = label
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        if self.mode is BatchingMode.ISOLATED:
+            out = np.concatenate([self._padded(x[i : i + 1]) for i in range(len(x))])
+        elif len(x) == 1:
+            out = self._padded(x)
+        else:
+            out = self._predict(x)
+        if not np.isfinite(out).all():
+            raise ModelOutputError(f"{self._label} produced non-finite probabilities")
+        return out
+
+    def _padded(self, row: np.ndarray) -> np.ndarray:
+        # NOTE: never run the M=1 kernel; a zero row makes it the M=2 kernel every batch uses.
+        return self._predict(np.concatenate([row, np.zeros_like(row)]))[:1]
+
+
+def self_check(predict: Predict, probes: GoldenProbes, *, repeats: int, max_rows: int) -> SelfCheckReport:
+    """Refuse a model unless it reproduces its golden probes and is batch-invariant; choose its batching mode."""
+    started = time.perf_counter()
+    inputs = np.asarray(probes.inputs, dtype=np.float32)
+    expected = np.asarray(probes.outputs, dtype=np.float32)
+    got = predict(inputs)
+    if not np.isfinite(got).all():
+        raise SelfCheckFailed("the model produced non-finite outputs for its golden probes")
+    error = float(np.abs(got - expected).max())
+    if not error <= PROBE_TOLERANCE:
+        raise SelfCheckFailed(
+            f"golden probes differ by {error:.2e} (tolerance {PROBE_TOLERANCE:g}): "
+            "wrong weights, unfrozen or missing BN statistics, or wrong input scaling"
+        )
+    checks = [f"golden probes reproduced within {error:.1e}"]
+
+    invariant = BatchInvariantPredict(predict, BatchingMode.BATCHED, "the model")
+    first = invariant(inputs[:1])
+    if any(not np.array_equal(invariant(inputs[:1]), first) for _ in range(repeats - 1)):
+        raise SelfCheckFailed(f"a batch of one gave different bits over {repeats} calls")
+    checks.append(f"batch of one bit-identical over {repeats} calls")
+
+    problem = _invariance_problem(invariant, inputs, max_rows)
+    if problem:
+        logger.warning("batch invariance does not hold; serving rows one at a time", extra={"reason": problem})
+        invariant.mode = BatchingMode.ISOLATED
+        problem = _invariance_problem(invariant, inputs, max_rows)
+        if problem:
+            raise SelfCheckFailed(f"outputs depend on batching even in isolated mode: {problem}")
+    checks.append(f"rows bit-identical alone and in batches of {_sizes(max_rows)} at every position")
+    return SelfCheckReport(invariant.mode, error, tuple(checks), time.perf_counter() - started)
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A version that passed its self-check, with the predict every request goes through."""
+
+    name: str
+    version: int
+    metadata: Metadata
+    runtime: Runtime
+    predict: BatchInvariantPredict
+    report: SelfCheckReport
+
+    @property
+    def inputs(self) -> tuple[TensorSpec, ...]:
+        return self.runtime.inputs
+
+    @property
+    def outputs(self) -> tuple[TensorSpec, ...]:
+        return self.runtime.outputs
+
+
+def load_version(
+    name: str, version: int, path: Path, runtimes: Mapping[str, RuntimeLoader], *, repeats: int, max_rows: int
+) -> LoadedModel:
+    """Read, verify, load and self-check one version folder; raises SelfCheckFailed with the reason."""
+    try:
+        metadata = read_metadata(path)
+    except (OSError, ValueError) as e:
+        raise SelfCheckFailed(f"metadata.json unreadable: {e}") from e
+    digest = savedmodel_digest(path)
+    if digest != metadata.savedmodel_sha256:
+        raise SelfCheckFailed(f"SavedModel files do not match the SHA-256 in metadata.json ({digest[:12]}…)")
+    loader = runtimes.get(metadata.runtime)
+    if loader is None:
+        raise SelfCheckFailed(f"runtime '{metadata.runtime}' is not one this server has: {', '.join(runtimes)}")
+    try:
+        runtime = loader(path)
+    except Exception as e:
+        raise SelfCheckFailed(f"{metadata.runtime} did not load it: {type(e).__name__}: {e}") from e
+    report = self_check(runtime.predict, metadata.probes, repeats=repeats, max_rows=max_rows)
+    predict = BatchInvariantPredict(runtime.predict, report.mode, f"model {name} version {version}")
+    return LoadedModel(name, version, metadata, runtime, predict, report)
+
+
+def _invariance_problem(predict: BatchInvariantPredict, probes: np.ndarray, max_rows: int) -> str | None:
+    reference = np.concatenate([predict(probes[i : i + 1]) for i in range(len(probes))])
+    rng = np.random.default_rng(0)
+    for size in _sizes(max_rows):
+        for _ in range(2):
+            rows = rng.integers(0, len(probes), size=size)
+            if not np.array_equal(predict(probes[rows]), reference[rows]):
+                return f"a batch of {size} changed some row's bits"
+    return None
+
+
+def _sizes(max_rows: int) -> list[int]:
+    return sorted({s for s in INVARIANCE_BATCH_SIZES if s <= max_rows} | {max_rows})

@@ -1,0 +1,21 @@
+"""The life cycle of a model version, as every protocol and metric reports it."""
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class VersionState(StrEnum):
+    LOADING = "LOADING"
+    AVAILABLE = "AVAILABLE"
+    UNLOADING = "UNLOADING"
+    FAILED = "FAILED"
+    END = "END"
+
+
+@dataclass(frozen=True)
+class VersionStatus:
+    version: int
+    state: VersionState
+    error: str = ""
+    batching: str = ""
+    checks: tuple[str, ...] = field(default_factory=tuple)

@@ -1,0 +1,1 @@
+"""The REST front door: `/predict`, TensorFlow Serving's REST API and the Open Inference Protocol over HTTP."""

@@ -1,0 +1,96 @@
+"""`create_app(settings, plane)`: the REST front door as an ASGI application, with its one routing table.
+
+The app owns no model and no life cycle: it translates HTTP to calls on the `DataPlane` it is given,
+which the server starts before and stops after it.
+"""
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute
+
+import service
+from service.config import Settings
+from service.core.dataplane import DataPlane
+from service.errors import ServiceError
+from service.rest.codec import json_response
+from service.rest.errors import error_response
+from service.rest.middleware import RequestContextMiddleware
+from service.rest.ops import OpsApi
+from service.rest.predict import PredictApi
+from service.rest.tfserving import TfServingApi
+from service.rest.v2 import OpenInferenceApi
+
+logger = logging.getLogger(__name__)
+
+
+def routes(plane: DataPlane, settings: Settings) -> list[BaseRoute]:
+    """Every route of the app, in matching order: the inference routes first."""
+    apis = (PredictApi, TfServingApi, OpenInferenceApi, OpsApi)
+    return [route for api in apis for route in api(plane, settings).routes()]
+
+
+def create_app(settings: Settings, plane: DataPlane) -> FastAPI:
+    app = FastAPI(
+        title="BN-MNIST serving",
+        version=service.__version__,
+        summary="Batch-normalized MNIST classifiers: /predict, TensorFlow Serving REST and Open Inference Protocol v2.",
+        routes=routes(plane, settings),
+    )
+    _add_error_handlers(app)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"], allow_headers=["*"]
+        )
+    app.add_middleware(
+        RequestContextMiddleware,
+        metrics=plane.metrics,
+        max_body_bytes=settings.max_body_bytes,
+        body_timeout_s=settings.body_timeout_s,
+        access_log=settings.access_log,
+    )
+    app.openapi = lambda: _openapi_with_shared_schemas(app)  # type: ignore[method-assign]
+    return app
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ServiceError)
+    async def service_error(request: Request, exc: ServiceError) -> Response:
+        return error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        return json_response({"error": problems}, 422)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        return json_response({"error": str(exc.detail)}, exc.status_code, exc.headers)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        logger.exception("unhandled error")
+        return json_response({"error": "internal server error"}, 500)
+
+
+def _openapi_with_shared_schemas(app: FastAPI) -> dict[str, Any]:
+    """The OpenAPI document, with nested schemas of hand-documented bodies moved to components."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    from fastapi.openapi.utils import get_openapi
+
+    schema = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    for path in schema["paths"].values():
+        for operation in path.values():
+            content = operation.get("requestBody", {}).get("content", {}).get("application/json", {})
+            body_schema = content.get("schema", {})
+            components.update(body_schema.pop("$defs", {}))
+    app.openapi_schema = schema
+    return schema

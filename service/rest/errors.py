@@ -1,0 +1,70 @@
+"""Service errors as HTTP responses: `{"error": "..."}` with the status this table gives."""
+
+import logging
+from typing import Any
+
+from starlette.responses import Response
+
+from service.errors import (
+    BadRequest,
+    Forbidden,
+    InvalidInput,
+    ModelOutputError,
+    NotFound,
+    NotReady,
+    Overloaded,
+    PayloadTooLarge,
+    RequestTimeout,
+    ServiceError,
+    Timeout,
+    Unauthenticated,
+    UnsupportedMediaType,
+)
+from service.rest.codec import json_response
+from service.rest.schemas import ErrorResponse
+
+HTTP_STATUS: dict[type[ServiceError], int] = {
+    BadRequest: 400,
+    Unauthenticated: 401,
+    Forbidden: 403,
+    NotFound: 404,
+    RequestTimeout: 408,
+    PayloadTooLarge: 413,
+    UnsupportedMediaType: 415,
+    InvalidInput: 422,
+    ModelOutputError: 500,
+    Overloaded: 503,
+    NotReady: 503,
+    Timeout: 504,
+}
+INFERENCE_ERRORS = tuple(e for e in HTTP_STATUS if e not in (Unauthenticated, Forbidden))
+READ_ERRORS = (InvalidInput, NotFound, NotReady)
+
+logger = logging.getLogger(__name__)
+
+
+def http_status(error: ServiceError) -> int:
+    return next((HTTP_STATUS[c] for c in type(error).__mro__ if c in HTTP_STATUS), 500)
+
+
+def error_response(error: ServiceError) -> Response:
+    status = http_status(error)
+    headers: dict[str, str] = {}
+    if isinstance(error, Overloaded):
+        headers["Retry-After"] = str(error.retry_after_s)
+    elif isinstance(error, Unauthenticated):
+        headers["WWW-Authenticate"] = "Bearer"
+    if status >= 500:
+        logger.warning("request failed", extra={"status": status, "error": error.message})
+    return json_response({"error": error.message}, status, headers)
+
+
+def openapi_responses(*errors: type[ServiceError]) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI `responses` of a route that can raise `errors`, described by their docstrings."""
+    responses: dict[int | str, dict[str, Any]] = {}
+    for error in errors:
+        status = HTTP_STATUS[error]
+        described = responses.setdefault(status, {"model": ErrorResponse, "description": ""})
+        text = " ".join((error.__doc__ or error.__name__).split())
+        described["description"] = f"{described['description']} {text}".strip()
+    return dict(sorted(responses.items(), key=lambda item: int(item[0])))

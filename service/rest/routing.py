@@ -1,0 +1,45 @@
+"""`FastRoute`: a route that FastAPI routes and documents, but answers without its request machinery.
+
+NOTE: on the inference routes, FastAPI's dependency injection, response validation and exception
+middleware cost more than the rest of the request's Python together (measured: see BENCHMARKS.md),
+and the cost is paid per request. A `FastRoute` endpoint is called as `endpoint(request, **path)`
+and returns a Response; a ServiceError it raises is formatted right here, by the same function the
+app's handlers use. Anything else an endpoint declares (a dependency, a query or body parameter)
+would never be filled, so it is refused when the route is built, not discovered in production.
+"""
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi.routing import APIRoute
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from service.errors import ServiceError
+from service.rest.errors import error_response
+
+Endpoint = Callable[..., Awaitable[Response]]
+
+
+class FastRoute(APIRoute):
+    def __init__(self, path: str, endpoint: Endpoint, **kwargs: Any) -> None:
+        super().__init__(path, endpoint, response_model=None, **kwargs)
+        dependant = self.dependant
+        unsupported = [
+            p.name for p in (*dependant.query_params, *dependant.header_params, *dependant.cookie_params)
+        ] + [p.name for p in dependant.body_params]
+        if dependant.dependencies or unsupported or dependant.request_param_name != "request":
+            raise TypeError(
+                f"{path}: a FastRoute endpoint takes `request: Request` and its path parameters only, "
+                f"not {unsupported or 'dependencies'}"
+            )
+        self._endpoint = endpoint
+        self.app = self._answer
+
+    async def _answer(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            response = await self._endpoint(Request(scope, receive), **scope["path_params"])
+        except ServiceError as e:
+            response = error_response(e)
+        await response(scope, receive, send)

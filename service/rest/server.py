@@ -1,0 +1,53 @@
+"""The REST front door on uvicorn, opened and closed by the serving life cycle (`service.server`)."""
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import Iterator
+
+import uvicorn
+
+from service.config import Settings
+from service.core.dataplane import DataPlane
+from service.rest.app import create_app
+
+_START_POLL_S = 0.01
+
+
+class _Uvicorn(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # NOTE: the serving life cycle handles SIGTERM and SIGINT for every front door at once.
+        yield
+
+
+class RestServer:
+    def __init__(self, settings: Settings, plane: DataPlane) -> None:
+        config = uvicorn.Config(
+            create_app(settings, plane),
+            host=settings.host,
+            port=settings.port,
+            lifespan="off",
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=int(settings.graceful_shutdown_s),
+            limit_concurrency=settings.max_connections,
+        )
+        self._server = _Uvicorn(config)
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self, sockets: list[socket.socket] | None = None) -> None:
+        """Accept connections, on `sockets` if given (several workers share them), else on the configured port."""
+        self._task = asyncio.get_running_loop().create_task(self._server.serve(sockets))
+        while not self._server.started:
+            if self._task.done():
+                await self._task  # raises what stopped it, or SystemExit for a port in use
+                raise RuntimeError("the REST server stopped while starting")
+            await asyncio.sleep(_START_POLL_S)
+
+    async def stop(self, *, force: bool = False) -> None:
+        """Stop accepting, then wait for the requests accepted so far (up to the graceful-shutdown time)."""
+        self._server.should_exit = True
+        self._server.force_exit = force
+        if self._task is not None and not self._task.done():
+            await self._task

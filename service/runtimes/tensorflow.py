@@ -1,0 +1,119 @@
+"""TensorFlow SavedModels with the contract's `serving_default` signature.
+
+TensorFlow is imported by the first load, not before. Its C++ start-up lines (oneDNN notices, CPU
+features, and with the full wheel on a machine without a GPU a CUDA probe that "fails") are written
+straight to file descriptor 2 before its own logging starts; the import captures them and passes
+them on as JSON log lines at their own level, so that `MNIST_TF_LOG_LEVEL` filters them.
+"""
+
+import logging
+import os
+import re
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from contract import (
+    IMAGE_PIXELS,
+    INPUT_NAME,
+    NUM_CLASSES,
+    OUTPUT_NAME,
+    TENSORFLOW_RUNTIME,
+    SavedModel,
+    Serve,
+    load_savedmodel,
+    serving_function,
+)
+from service.core.runtime import TensorSpec
+
+PLATFORM = TENSORFLOW_RUNTIME
+_CPP_MIN_LOG_LEVEL = {"debug": "0", "info": "0", "warning": "1", "error": "2"}
+_ABSL_LINE = re.compile(r"([IWEF])\d{4} [\d:.]+\s+\d+ ([\w.]+:\d+)\] (.*)")
+_ABSL_BANNER = "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"
+_ABSL_LEVELS = {"I": logging.INFO, "W": logging.WARNING, "E": logging.ERROR, "F": logging.CRITICAL}
+
+logger = logging.getLogger(__name__)
+cpp_logger = logging.getLogger(f"{__name__}.cpp")
+
+
+@dataclass(frozen=True)
+class SavedModelRuntime:
+    saved: SavedModel  # holds the variables the signature reads
+    predict: Serve
+    platform: str = PLATFORM
+    # NOTE: `serving_function` refuses any other signature, so these are the model's own.
+    inputs: tuple[TensorSpec, ...] = (TensorSpec(INPUT_NAME, "FP32", (-1, IMAGE_PIXELS)),)
+    outputs: tuple[TensorSpec, ...] = (TensorSpec(OUTPUT_NAME, "FP32", (-1, NUM_CLASSES)),)
+
+
+class SavedModelLoader:
+    """A `RuntimeLoader`; the first call imports and configures TensorFlow."""
+
+    def __init__(self, *, intra_op_threads: int, inter_op_threads: int, log_level: str) -> None:
+        self._intra_op_threads = intra_op_threads
+        self._inter_op_threads = inter_op_threads
+        self._log_level = log_level
+        self._prepared = False
+        self._lock = threading.Lock()
+
+    def __call__(self, path: Path) -> SavedModelRuntime:
+        self._prepare()
+        saved = load_savedmodel(path)
+        return SavedModelRuntime(saved, serving_function(saved))
+
+    def _prepare(self) -> None:
+        with self._lock:
+            if self._prepared:
+                return
+            os.environ["TF_CPP_MIN_LOG_LEVEL"] = _CPP_MIN_LOG_LEVEL[self._log_level]
+            cpp_logger.setLevel(self._log_level.upper())
+            with _cpp_lines_to_log():
+                import tensorflow as tf
+
+                try:
+                    tf.config.threading.set_intra_op_parallelism_threads(self._intra_op_threads)
+                    tf.config.threading.set_inter_op_parallelism_threads(self._inter_op_threads)
+                except RuntimeError:
+                    logger.warning("TensorFlow was already initialised in this process; its thread settings stand")
+                tf.constant(0)  # devices are probed, and log, at first use, not at import
+            self._prepared = True
+
+
+@contextmanager
+def _cpp_lines_to_log() -> Iterator[None]:
+    """Capture what is written to file descriptor 2 meanwhile; log TensorFlow's lines, pass the rest on."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            _replay(capture.read().decode(errors="replace"))
+
+
+def _replay(text: str) -> None:
+    level, message = logging.DEBUG, ""
+    for line in text.splitlines():
+        if line == _ABSL_BANNER:
+            continue
+        match = _ABSL_LINE.fullmatch(line)
+        if match is None and not message:  # not TensorFlow's: someone else's output, unchanged
+            sys.stderr.write(line + "\n")
+            continue
+        if match is None:  # a continuation of the message before
+            message += " " + line.strip()
+            continue
+        if message:
+            cpp_logger.log(level, message)
+        level, message = _ABSL_LEVELS[match.group(1)], f"{match.group(3)} ({match.group(2)})"
+    if message:
+        cpp_logger.log(level, message)

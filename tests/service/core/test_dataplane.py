@@ -1,0 +1,173 @@
+import asyncio
+import shutil
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from contract import read_metadata
+from service.config import Settings
+from service.core.dataplane import DataPlane
+from service.core.status import VersionState
+from service.errors import NotFound
+from service.metrics import Metrics
+from service.runtimes import default_runtimes
+from tests.helpers import DEFAULT_VERSION, corrupt_probes
+from training.train import TrainResult
+
+Factory = Callable[..., Awaitable[DataPlane]]
+
+
+def _add_version(repo: Path, version: int, source: Path = DEFAULT_VERSION) -> Path:
+    target = repo / "mnist" / str(version)
+    shutil.copytree(source, target)
+    return target
+
+
+@pytest.fixture
+async def plane_factory(default_repo: Path) -> AsyncIterator[Factory]:
+    planes: list[DataPlane] = []
+
+    async def make(**overrides: object) -> DataPlane:
+        settings = Settings(model_dir=default_repo, poll_interval_s=0, self_check_repeats=5, **overrides)  # type: ignore[arg-type]
+        plane = DataPlane(settings, runtimes=default_runtimes(settings), metrics=Metrics())
+        await plane.start()
+        planes.append(plane)
+        return plane
+
+    yield make
+    for plane in planes:
+        await plane.stop()
+
+
+def _states(plane: DataPlane) -> dict[int, str]:
+    return {s.version: s.state.value for s in plane.status("mnist")}
+
+
+async def test_start_serves_the_default_model(plane_factory: Factory) -> None:
+    plane = await plane_factory()
+    assert plane.ready()
+    assert _states(plane) == {1: "AVAILABLE"}
+
+
+async def test_a_new_version_takes_new_requests_and_the_policy_keeps_two(
+    default_repo: Path, plane_factory: Factory
+) -> None:
+    plane = await plane_factory(versions_to_keep=2)
+    for version in (2, 3):
+        _add_version(default_repo, version)
+    await plane.reload()
+    assert _states(plane) == {3: "AVAILABLE", 2: "AVAILABLE", 1: "END"}
+    x = np.zeros((1, 784), np.float32)
+    assert (await plane.infer("mnist", None, x)).version == 3
+    assert (await plane.infer("mnist", 2, x)).version == 2
+    with pytest.raises(NotFound, match="has no version 1; available: 2, 3"):
+        await plane.infer("mnist", 1, x)
+
+
+async def test_a_failing_version_never_serves_and_the_last_good_one_does(
+    default_repo: Path, plane_factory: Factory
+) -> None:
+    plane = await plane_factory(versions_to_keep=1)
+    corrupt_probes(_add_version(default_repo, 2))
+    await plane.reload()
+    states = {s.version: s for s in plane.status("mnist")}
+    assert states[2].state is VersionState.FAILED and "golden probes differ" in states[2].error
+    assert states[1].state is VersionState.AVAILABLE
+    assert (await plane.infer("mnist", None, np.zeros((2, 784), np.float32))).version == 1
+    with pytest.raises(NotFound, match="version 2 of model 'mnist' is not served: golden probes"):
+        plane.describe("mnist", 2)
+
+
+async def test_removing_a_version_unloads_it(default_repo: Path, plane_factory: Factory) -> None:
+    plane = await plane_factory()
+    path = _add_version(default_repo, 2)
+    await plane.reload()
+    shutil.rmtree(path)
+    await plane.reload()
+    assert _states(plane) == {2: "END", 1: "AVAILABLE"}
+
+
+async def test_an_unreadable_repository_keeps_what_is_loaded(default_repo: Path, plane_factory: Factory) -> None:
+    plane = await plane_factory()
+    default_repo.rename(default_repo.with_name("moved"))
+    try:
+        await plane.reload()
+        assert plane.repository_error is not None and "cannot read model repository" in plane.repository_error
+        assert (await plane.infer("mnist", None, np.zeros((1, 784), np.float32))).version == 1
+    finally:
+        default_repo.with_name("moved").rename(default_repo)
+    await plane.reload()
+    assert plane.repository_error is None
+
+
+async def test_unload_and_load_a_version(default_repo: Path, plane_factory: Factory) -> None:
+    plane = await plane_factory()
+    _add_version(default_repo, 2)
+    await plane.reload()
+    await plane.unload("mnist", 2)
+    await plane.reload()  # a rescan does not bring it back
+    assert (await plane.infer("mnist", None, np.zeros((1, 784), np.float32))).version == 1
+    await plane.load("mnist", 2)
+    assert (await plane.infer("mnist", None, np.zeros((1, 784), np.float32))).version == 2
+
+
+async def test_a_hot_swap_under_load_fails_nothing_and_labels_every_answer(
+    default_repo: Path,
+    tiny_repo: Path,
+    plane_factory: Factory,
+) -> None:
+    plane = await plane_factory(versions_to_keep=1)
+    x = np.asarray(read_metadata(DEFAULT_VERSION).probes.inputs[:3], np.float32)
+    expected = {1: (await plane.infer("mnist", None, x)).probabilities}
+    tiny = tiny_repo / "tiny" / "1"
+    answers = []
+
+    async def client() -> None:
+        for _ in range(40):
+            answers.append(await plane.infer("mnist", None, x))
+            await asyncio.sleep(0)
+
+    clients = [asyncio.ensure_future(client()) for _ in range(8)]
+    await asyncio.sleep(0.01)
+    _add_version(default_repo, 2, source=tiny)
+    await plane.reload()
+    await asyncio.gather(*clients)
+    expected[2] = (await plane.infer("mnist", 2, x)).probabilities
+    assert not np.array_equal(expected[1], expected[2])
+    assert {a.version for a in answers} <= {1, 2} and len(answers) == 320
+    for answer in answers:
+        assert np.array_equal(answer.probabilities, expected[answer.version])
+    assert _states(plane) == {2: "AVAILABLE", 1: "END"}
+
+
+async def test_unknown_model_names_what_exists(plane_factory: Factory) -> None:
+    plane = await plane_factory()
+    with pytest.raises(NotFound, match="unknown model '../etc'; available: mnist"):
+        plane.describe("../etc")
+
+
+async def test_a_version_that_outputs_nan_is_refused_and_the_server_keeps_serving(
+    default_repo: Path,
+    tiny_repo: Path,
+    tiny_trained: TrainResult,
+    plane_factory: Factory,
+) -> None:
+    import keras
+
+    from contract import savedmodel_digest, write_metadata
+    from training.export import export_savedmodel
+
+    plane = await plane_factory(versions_to_keep=1)
+    broken = keras.models.clone_model(tiny_trained.model)
+    broken.set_weights(tiny_trained.model.get_weights())
+    broken.layers[-1].kernel.assign(np.full(broken.layers[-1].kernel.shape, np.nan))
+    path = default_repo / "mnist" / "2"
+    export_savedmodel(broken, path)
+    metadata = read_metadata(tiny_repo / "tiny" / "1")
+    write_metadata(path, metadata.model_copy(update={"savedmodel_sha256": savedmodel_digest(path)}))
+    await plane.reload()
+    states = {s.version: s for s in plane.status("mnist")}
+    assert states[2].state is VersionState.FAILED and "non-finite" in states[2].error
+    assert (await plane.infer("mnist", None, np.zeros((1, 784), np.float32))).version == 1
