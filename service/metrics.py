@@ -1,8 +1,8 @@
 """Prometheus metrics, in a registry of the server's own (so several servers can live in one process)."""
 
 import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -13,9 +13,12 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from service.core.status import VersionState
 
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"})
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 
@@ -47,13 +50,8 @@ class Metrics:
             ["model", "version"],
             registry=self.registry,
         )
-        self.queued_rows = Gauge(
-            "mnist_queued_rows",
-            "Rows waiting for a model call",
-            ["model", "version"],
-            registry=self.registry,
-            multiprocess_mode="livesum",
-        )
+        self.queues = QueueCollector()
+        self.registry.register(self.queues)
         self.version_state = Gauge(
             "mnist_model_version_state",
             "1 for the state each model version is in",
@@ -61,14 +59,20 @@ class Metrics:
             registry=self.registry,
             multiprocess_mode="livemax",
         )
+        self._request_children: dict[tuple[str, str, str, str], tuple[Counter, Histogram]] = {}
 
     def observe_request(self, protocol: str, endpoint: str, method: str, status: str, seconds: float) -> None:
-        self.requests.labels(protocol, endpoint, method, status).inc()
-        self.latency.labels(protocol, endpoint).observe(seconds)
+        # NOTE: the labelled children are looked up once per label set: labels() validates and locks.
+        key = (protocol, endpoint, method if method in METHODS else "other", status)
+        children = self._request_children.get(key)
+        if children is None:
+            children = (self.requests.labels(*key), self.latency.labels(protocol, endpoint))
+            self._request_children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def batcher_observer(self, model: str, version: int) -> "BatcherMetrics":
-        labels = (model, str(version))
-        return BatcherMetrics(self.batch_size, self.shed.labels(*labels), self.queued_rows.labels(*labels))
+        return BatcherMetrics(self.batch_size, self.shed.labels(model, str(version)))
 
     def set_version_state(self, model: str, version: int, state: VersionState) -> None:
         for candidate in VersionState:
@@ -78,7 +82,8 @@ class Metrics:
         """The exposition text; with several workers (PROMETHEUS_MULTIPROC_DIR), all of them combined."""
         if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
             combined = CollectorRegistry()
-            multiprocess.MultiProcessCollector(combined)
+            multiprocess.MultiProcessCollector(combined)  # type: ignore[no-untyped-call]
+            combined.register(self.queues)  # this worker's queues: they live in its memory only
             return bytes(generate_latest(combined))
         return bytes(generate_latest(self.registry))
 
@@ -87,9 +92,8 @@ class Metrics:
 class BatcherMetrics:
     """One version's batcher, reporting to the server's metrics (a `BatchObserver`)."""
 
-    batch_size: Any
-    shed: Any
-    queued: Any
+    batch_size: Histogram
+    shed: Counter
 
     def on_batch(self, rows: int) -> None:
         self.batch_size.observe(rows)
@@ -97,5 +101,21 @@ class BatcherMetrics:
     def on_shed(self) -> None:
         self.shed.inc()
 
-    def on_queue(self, rows: int) -> None:
-        self.queued.set(rows)
+
+class QueueCollector(Collector):
+    """`mnist_queued_rows`, read from the batchers when scraped rather than set on every request."""
+
+    def __init__(self) -> None:
+        self._queues: dict[tuple[str, str], Callable[[], int]] = {}
+
+    def watch(self, model: str, version: int, queued_rows: Callable[[], int]) -> None:
+        self._queues[(model, str(version))] = queued_rows
+
+    def forget(self, model: str, version: int) -> None:
+        self._queues.pop((model, str(version)), None)
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily("mnist_queued_rows", "Rows waiting for a model call", labels=["model", "version"])
+        for labels, queued_rows in list(self._queues.items()):
+            family.add_metric(labels, queued_rows())
+        yield family

@@ -176,4 +176,4 @@ def _forget_metrics(worker: BaseProcess) -> None:
     from prometheus_client import multiprocess
 
     if worker.pid is not None:
-        multiprocess.mark_process_dead(worker.pid)
+        multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]

@@ -33,8 +33,6 @@ class BatchObserver(Protocol):
 
     def on_shed(self) -> None: ...
 
-    def on_queue(self, rows: int) -> None: ...
-
 
 @dataclass
 class _Pending:
@@ -82,7 +80,6 @@ class DynamicBatcher:
         future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
         self._queue.append(_Pending(x, future))
         self._queued_rows += len(x)
-        self._observer.on_queue(self._queued_rows)
         self._wakeup.set()
         try:
             return await asyncio.wait_for(asyncio.shield(future), self._timeout_s)
@@ -135,7 +132,6 @@ class DynamicBatcher:
             if not pending.future.done():  # timed out while queued: skip its rows
                 batch.append(pending)
                 rows += len(pending.x)
-        self._observer.on_queue(self._queued_rows)
         return batch
 
     async def _compute(self, batch: list[_Pending]) -> None:

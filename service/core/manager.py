@@ -180,6 +180,7 @@ class ModelManager:
             observer=self._metrics.batcher_observer(name, version),
         )
         self._serving[name][version] = ServedVersion(model, batcher)
+        self._metrics.queues.watch(name, version, lambda: batcher.queued_rows)
         # NOTE: a loaded SavedModel leaves ~100,000 long-lived Python objects; a full collection
         # walking TensorFlow's ~400,000 took 185 ms of stalled event loop, the whole p99 tail at 64
         # connections. Freezing them after every load keeps them out of the collector's view. The
@@ -212,6 +213,7 @@ class ModelManager:
         status = self._status[name][version]
         self._set_status(name, VersionStatus(version, VersionState.UNLOADING, batching=status.batching))
         await served.batcher.close()
+        self._metrics.queues.forget(name, version)
         self._set_status(name, VersionStatus(version, VersionState.END))
         logger.info("version unloaded", extra={"model": name, "version": version})
 

@@ -9,8 +9,8 @@ Pure ASGI rather than Starlette's BaseHTTPMiddleware, which costs a task and a s
 
 import asyncio
 import logging
+import os
 import time
-import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -40,7 +40,7 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        rid = _client_request_id(scope) or uuid.uuid4().hex
+        rid = _client_request_id(scope) or os.urandom(16).hex()
         token = request_id.set(rid)
         tagged = _TaggedSend(send, rid)
         try:

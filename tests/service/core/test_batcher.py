@@ -30,7 +30,6 @@ class RecordingModel:
 @dataclass
 class RecordingObserver:
     batches: list[int] = field(default_factory=list)
-    queue: list[int] = field(default_factory=list)
     shed: int = 0
 
     def on_batch(self, rows: int) -> None:
@@ -38,9 +37,6 @@ class RecordingObserver:
 
     def on_shed(self) -> None:
         self.shed += 1
-
-    def on_queue(self, rows: int) -> None:
-        self.queue.append(rows)
 
 
 @pytest.fixture
@@ -93,10 +89,10 @@ async def test_a_full_queue_sheds_at_once_and_reports_it(executor: ThreadPoolExe
     await _until(lambda: batcher.queued_rows == 4)
     with pytest.raises(Overloaded, match="at capacity"):
         await batcher.submit(np.ones((1, 3)))
-    assert observer.shed == 1 and observer.queue[-1] == 4
+    assert observer.shed == 1 and batcher.queued_rows == 4
     model.gate.set()
     await asyncio.gather(in_model, *queued)
-    assert observer.shed == 1 and observer.queue[-1] == 0 and observer.batches == [2, 4]
+    assert observer.shed == 1 and batcher.queued_rows == 0 and observer.batches == [2, 4]
     await batcher.close()
 
 

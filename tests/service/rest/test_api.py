@@ -295,6 +295,7 @@ async def test_health_readiness_models_and_metrics(client: Client) -> None:
     assert 'mnist_requests_total{endpoint="/predict",method="POST",protocol="rest",status="200"}' in metrics
     assert "mnist_request_duration_seconds_bucket" in metrics and "mnist_batch_size_count" in metrics
     assert 'mnist_model_version_state{model="mnist",state="AVAILABLE",version="1"} 1.0' in metrics
+    assert 'mnist_queued_rows{model="mnist",version="1"} 0.0' in metrics
 
 
 async def test_admin_needs_the_bearer_token(client: Client) -> None:
