@@ -22,8 +22,8 @@ test: setup  ## the whole suite, Docker test included (installs and starts the e
 	scripts/system-deps.sh
 	$(PY) -m pytest
 
-test-fast: setup  ## the suite without Docker and the slow reliability tests
-	$(PY) -m pytest -m "not docker and not slow"
+test-fast: setup  ## the suite without Docker, fresh-virtualenv installs and the slow reliability tests
+	$(PY) -m pytest -m "not docker and not slow and not install"
 
 lint: setup
 	$(VENV)/bin/ruff check .

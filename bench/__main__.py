@@ -91,6 +91,14 @@ def _servers(mlserver_venv: Path | None) -> list[Server]:
             env={"MNIST_POLL_INTERVAL_S": "0", "MNIST_MODEL_DIR": str(ROOT / "models")},
         ),
         Server(
+            "this service (/predict, model thread)",
+            [python, "-m", "service"],
+            "/predict",
+            single,
+            "/readyz",
+            env={"MNIST_POLL_INTERVAL_S": "0", "MNIST_MODEL_DIR": str(ROOT / "models"), "MNIST_MODEL_THREAD": "true"},
+        ),
+        Server(
             "this service (v2 infer)",
             [python, "-m", "service"],
             "/v2/models/mnist/infer",
@@ -129,7 +137,7 @@ def _servers(mlserver_venv: Path | None) -> list[Server]:
                 "(or pass --no-mlserver)"
             )
         servers.insert(
-            4,
+            5,
             Server(
                 "MLServer 1.7, adaptive batching",
                 [str(mlserver), "start", "{workdir}"],

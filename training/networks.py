@@ -26,19 +26,6 @@ class Network:
     description: str = ""
     defaults: dict[str, float | int | bool] = field(default_factory=dict)
 
-    def layers(self) -> list[str]:
-        """A readable list of the layers, as recorded in metadata.json."""
-        parts = ["Rescaling(1/255)"]
-        for width in self.hidden:
-            if self.bn == "before":
-                parts += [f"Dense({width})", "BN", "ReLU"]
-            else:
-                parts.append(f"Dense({width}, relu)")
-                if self.bn == "after":
-                    parts.append("BN")
-        parts.append(f"Dense({NUM_CLASSES}, softmax)")
-        return parts
-
 
 NETWORKS: dict[str, Network] = {
     n.name: n
@@ -80,6 +67,27 @@ def build_model(network: Network, *, dropout: float, momentum: float, epsilon: f
         x = _hidden_block(x, width, network, dropout=dropout, momentum=momentum, epsilon=epsilon)
     outputs = keras.layers.Dense(NUM_CLASSES, activation="softmax")(x)
     return keras.Model(inputs, outputs, name=network.name)
+
+
+def describe_layers(model: keras.Model) -> list[str]:
+    """A readable list of a built model's layers, as recorded in metadata.json."""
+    return [_describe(layer) for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+
+
+def _describe(layer: keras.layers.Layer) -> str:
+    if isinstance(layer, keras.layers.Rescaling):
+        return f"Rescaling(1/{round(1 / layer.scale)})"
+    if isinstance(layer, keras.layers.Dense):
+        activation = layer.activation.__name__
+        return f"Dense({layer.units})" if activation == "linear" else f"Dense({layer.units}, {activation})"
+    if isinstance(layer, keras.layers.BatchNormalization):
+        return "BN"
+    if isinstance(layer, keras.layers.Dropout):
+        return f"Dropout({layer.rate:g})"
+    if isinstance(layer, keras.layers.Activation):
+        name: str = layer.activation.__name__
+        return {"relu": "ReLU"}.get(name, name)
+    return type(layer).__name__
 
 
 def _hidden_block(

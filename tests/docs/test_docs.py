@@ -32,3 +32,12 @@ def test_the_readme_names_its_two_commands_and_ci_runs_the_test_one() -> None:
     makefile = (ROOT / "Makefile").read_text()
     for target in ("setup", "run", "test", "train", "deploy", "experiments", "bench", "reliability", "lint"):
         assert re.search(rf"^{target}:", makefile, re.M), target
+
+
+def test_the_error_catalogue_lists_every_status_the_errors_map_to() -> None:
+    from service.rest.errors import HTTP_STATUS
+
+    catalogue = (ROOT / "docs" / "api.md").read_text().split("## Errors", 1)[1]
+    statuses = [int(line.split("|")[1]) for line in catalogue.splitlines() if re.match(r"\| \d{3} \|", line)]
+    assert statuses == sorted(statuses)
+    assert set(HTTP_STATUS.values()) <= set(statuses)

@@ -37,7 +37,10 @@ def wait_ready(url: str, timeout_s: float, *, alive: Callable[[], bool] = lambda
 
 
 class ServerProcess:
-    def __init__(self, model_dir: Path, log_path: Path, **settings: object) -> None:
+    """`python -m service` (or another entry point, `module`) with MNIST_* settings, on a free port."""
+
+    def __init__(self, model_dir: Path, log_path: Path, *, module: str = "service", **settings: object) -> None:
+        self.module = module
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
@@ -56,7 +59,7 @@ class ServerProcess:
     def start(self) -> None:
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "service"], cwd=REPO_ROOT, env=self._env, stdout=log, stderr=subprocess.STDOUT
+                [sys.executable, "-m", self.module], cwd=REPO_ROOT, env=self._env, stdout=log, stderr=subprocess.STDOUT
             )
         self.wait_ready()
 

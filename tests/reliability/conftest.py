@@ -22,14 +22,10 @@ FIGURES: list[tuple[str, str, dict[str, Any]]] = []
 class Scale:
     name: str
     soak_s: float
-    fault_s: float
     overload_s: float
 
 
-SCALES = {
-    "ci": Scale("ci", soak_s=15, fault_s=6, overload_s=6),
-    "full": Scale("full", soak_s=60, fault_s=15, overload_s=20),
-}
+SCALES = {"ci": Scale("ci", soak_s=15, overload_s=6), "full": Scale("full", soak_s=60, overload_s=20)}
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -11,6 +11,7 @@ import numpy as np
 from bench import hey
 
 SEVEN = Path(__file__).resolve().parents[2] / "docs" / "examples" / "seven.json"
+HEY_MAX_S = 600  # for a load that ends when the test sends hey SIGINT
 
 
 @dataclass
@@ -53,21 +54,23 @@ def parse_csv(out: str) -> Load:
     return load
 
 
-def run_hey(url: str, concurrency: int, seconds: float, *, csv: bool = False) -> Load:
-    out = subprocess.run(
-        hey_command(url, concurrency, seconds, csv=csv),
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=seconds + 120,
-    ).stdout
-    return parse_csv(out) if csv else parse_summary(out)
+def run_hey(url: str, concurrency: int, seconds: float) -> Load:
+    return parse_summary(_hey(hey_command(url, concurrency, seconds), seconds))
+
+
+def run_hey_csv(url: str, concurrency: int, seconds: float) -> str:
+    """Every answer, one CSV line each, for latency percentiles by status."""
+    return _hey(hey_command(url, concurrency, seconds, csv=True), seconds)
+
+
+def _hey(command: list[str], seconds: float) -> str:
+    return subprocess.run(command, capture_output=True, text=True, check=True, timeout=seconds + 120).stdout
 
 
 def server_answers(url: str) -> dict[int, int]:
     """Responses to POST /predict the server itself counted, by status."""
     text = httpx.get(f"{url}/metrics", timeout=10).text
-    pattern = r'mnist_requests_total\{endpoint="/predict",method="POST",status="(\d+)"\} ([\d.e+]+)'
+    pattern = r'mnist_requests_total\{endpoint="/predict",method="POST",protocol="rest",status="(\d+)"\} ([\d.e+]+)'
     return {int(s): int(float(n)) for s, n in re.findall(pattern, text)}
 
 

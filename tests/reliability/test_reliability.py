@@ -1,6 +1,7 @@
 """Faults, hostile input and overload against real server processes, with figures for RELIABILITY.md."""
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -8,6 +9,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -18,20 +20,53 @@ import pytest
 from tests.e2e.server import ServerProcess
 from tests.helpers import corrupt_probes
 from tests.reliability.conftest import Scale
-from tests.reliability.load import Load, hey_command, parse_csv, parse_summary, rss_mib, run_hey, server_answers
+from tests.reliability.load import (
+    HEY_MAX_S,
+    Load,
+    hey_command,
+    parse_csv,
+    parse_summary,
+    rss_mib,
+    run_hey,
+    run_hey_csv,
+    server_answers,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 Record = Callable[..., None]
 ROW = [0.0] * 784
+LOAD_BEGUN = 50  # answers the server has counted before the load counts as running
+WAIT_S = 180  # the longest any awaited condition may take: a guard against a hang, not a speed limit
 
 
-def _under_load(url: str, concurrency: int, seconds: float, during: Callable[[], None], at: float) -> Load:
-    """Run hey for `seconds`, calling `during()` `at` seconds in."""
-    proc = subprocess.Popen(hey_command(url, concurrency, seconds), stdout=subprocess.PIPE, text=True)
-    time.sleep(at)
-    during()
-    out, _ = proc.communicate(timeout=seconds + 120)
+def _wait_for(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while not condition():
+        assert time.monotonic() < deadline, f"still waiting after {WAIT_S}s for {what}"
+        time.sleep(0.05)
+
+
+def _under_load(url: str, concurrency: int, action: Callable[[], None], *, after_s: float) -> Load:
+    """hey's load from before `action()` starts until `after_s` after it returned.
+
+    The action runs once the server has answered LOAD_BEGUN requests, and returns once its effect is
+    complete (a version served, a worker replaced), so it happens under load on any machine.
+    """
+    before = sum(server_answers(url).values())
+    proc = subprocess.Popen(hey_command(url, concurrency, HEY_MAX_S), stdout=subprocess.PIPE, text=True)
+    try:
+        _wait_for(lambda: sum(server_answers(url).values()) >= before + LOAD_BEGUN, "the load to begin")
+        action()
+        time.sleep(after_s)  # more load after the change, not a wait for it
+    finally:
+        proc.send_signal(signal.SIGINT)  # hey stops sending, finishes what it sent, and reports
+    out, _ = proc.communicate(timeout=120)
     return parse_summary(out)
+
+
+def _version_state(url: str, version: int) -> dict[str, Any]:
+    response = httpx.get(f"{url}/v1/models/mnist/versions/{version}", timeout=10)
+    return response.json()["model_version_status"][0] if response.status_code == 200 else {}
 
 
 def _lost(client: Load, server: dict[int, int], before: dict[int, int]) -> int:
@@ -134,19 +169,10 @@ def test_soak_at_64_connections(default_repo: Path, tmp_path: Path, scale: Scale
     )
 
 
-def test_sigterm_mid_load_loses_nothing_accepted(
-    default_repo: Path, tmp_path: Path, scale: Scale, record: Record
-) -> None:
+def test_sigterm_mid_load_loses_nothing_accepted(default_repo: Path, tmp_path: Path, record: Record) -> None:
     server = ServerProcess(default_repo, tmp_path / "log", poll_interval_s=0)
     server.start()
-    before = server_answers(server.url)
-    counted: dict[int, int] = {}
-
-    def terminate() -> None:
-        counted.update(server_answers(server.url))
-        server.stop(signal.SIGTERM)
-
-    load = _under_load(server.url, 16, scale.fault_s, terminate, at=scale.fault_s / 3)
+    load = _under_load(server.url, 16, lambda: server.stop(signal.SIGTERM), after_s=1)
     logs = server.logs()
     answered_by_server = sum(1 for line in logs.splitlines() if '"path":"/predict"' in line)
     lost = answered_by_server - load.answered
@@ -158,26 +184,33 @@ def test_sigterm_mid_load_loses_nothing_accepted(
         answered=load.answered,
         refused_after_close=sum(load.errors.values()),
         lost=lost,
-        before_signal=sum(counted.values()) - sum(before.values()),
     )
 
 
-def test_kill_9_of_one_worker_fails_only_its_requests(
-    default_repo: Path, tmp_path: Path, scale: Scale, record: Record
-) -> None:
+def _workers(server: ServerProcess) -> list[int]:
+    assert server.proc is not None
+    children = subprocess.run(["pgrep", "-P", str(server.proc.pid)], capture_output=True, text=True).stdout
+    return [int(p) for p in children.split() if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()]
+
+
+def test_kill_9_of_one_worker_fails_only_its_requests(default_repo: Path, tmp_path: Path, record: Record) -> None:
     with ServerProcess(default_repo, tmp_path / "log", poll_interval_s=0, workers=2, access_log="false") as server:
-        assert server.proc is not None
-        time.sleep(5)  # both workers loaded and self-checked
-        children = subprocess.run(["pgrep", "-P", str(server.proc.pid)], capture_output=True, text=True).stdout
-        workers = [int(p) for p in children.split() if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()]
+        _wait_for(lambda: server.logs().count('"msg":"serving"') >= 2, "both workers to serve")
+        workers = _workers(server)
         assert len(workers) == 2, workers
-        victim = workers[0]
-        load = _under_load(server.url, 16, scale.fault_s, lambda: os.kill(victim, signal.SIGKILL), at=scale.fault_s / 3)
+
+        def kill_one() -> None:
+            os.kill(workers[0], signal.SIGKILL)
+            _wait_for(lambda: server.logs().count('"msg":"serving"') >= 3, "the supervisor's new worker to serve")
+
+        load = _under_load(server.url, 16, kill_one, after_s=1)
         after = run_hey(server.url, 8, 2)
+        replaced = _workers(server)
     assert load.answered > 0 and load.failed <= 16, load
     assert after.failed == 0 and after.statuses.get(200, 0) > 0
+    assert len(replaced) == 2 and workers[0] not in replaced
     record(
-        "kill -9 of one of two workers: only its in-flight requests fail, service continues",
+        "kill -9 of one of two workers: only its in-flight requests fail, service continues, the worker is replaced",
         answered=load.answered,
         failed=load.failed,
         in_flight_bound=16,
@@ -185,20 +218,17 @@ def test_kill_9_of_one_worker_fails_only_its_requests(
     )
 
 
-def test_a_version_swapped_mid_load_fails_nothing(
-    default_repo: Path, tmp_path: Path, scale: Scale, record: Record
-) -> None:
+def test_a_version_swapped_mid_load_fails_nothing(default_repo: Path, tmp_path: Path, record: Record) -> None:
     with ServerProcess(
         default_repo, tmp_path / "log", poll_interval_s=0.5, versions_to_keep=1, access_log="false"
     ) as server:
+
+        def swap() -> None:
+            shutil.copytree(default_repo / "mnist" / "1", default_repo / "mnist" / "2")
+            _wait_for(lambda: _version_state(server.url, 1).get("state") == "END", "version 2 to replace version 1")
+
         before = server_answers(server.url)
-        load = _under_load(
-            server.url,
-            16,
-            scale.fault_s,
-            lambda: shutil.copytree(default_repo / "mnist" / "1", default_repo / "mnist" / "2"),
-            at=1,
-        )
+        load = _under_load(server.url, 16, swap, after_s=1)
         lost = _lost(load, server_answers(server.url), before)
         served = httpx.post(f"{server.url}/predict", json={"image": ROW}).json()["version"]
     assert load.failed == 0 and lost == 0 and served == 2
@@ -211,24 +241,23 @@ def test_a_version_swapped_mid_load_fails_nothing(
     )
 
 
-def test_a_corrupt_version_mid_load_never_serves(
-    default_repo: Path, tmp_path: Path, scale: Scale, record: Record
-) -> None:
-    def publish_corrupt() -> None:
-        staging = default_repo / "mnist" / ".staging-corrupt"
-        shutil.copytree(default_repo / "mnist" / "1", staging)
-        corrupt_probes(staging)
-        staging.rename(default_repo / "mnist" / "2")
-
+def test_a_corrupt_version_mid_load_never_serves(default_repo: Path, tmp_path: Path, record: Record) -> None:
     with ServerProcess(default_repo, tmp_path / "log", poll_interval_s=0.5, access_log="false") as server:
+
+        def publish_corrupt() -> None:
+            staging = default_repo / "mnist" / ".staging-corrupt"
+            shutil.copytree(default_repo / "mnist" / "1", staging)
+            corrupt_probes(staging)
+            staging.rename(default_repo / "mnist" / "2")
+            _wait_for(lambda: _version_state(server.url, 2).get("state") == "END", "version 2 to be refused")
+
         before = server_answers(server.url)
-        load = _under_load(server.url, 16, scale.fault_s, publish_corrupt, at=1)
+        load = _under_load(server.url, 16, publish_corrupt, after_s=1)
         lost = _lost(load, server_answers(server.url), before)
-        status = httpx.get(f"{server.url}/v1/models/mnist").json()["model_version_status"]
+        refused = _version_state(server.url, 2)
         served = httpx.post(f"{server.url}/predict", json={"image": ROW}).json()["version"]
-    refused = next(s for s in status if s["version"] == "2")
     assert load.failed == 0 and lost == 0 and served == 1
-    assert refused["state"] == "END" and "golden probes differ" in refused["status"]["error_message"]
+    assert "golden probes differ" in refused["status"]["error_message"]
     record(
         "a corrupt version published under load: never serves, no errors, the old version answers",
         requests=load.answered,
@@ -257,38 +286,77 @@ def test_an_unreadable_repository_keeps_serving(default_repo: Path, tmp_path: Pa
     )
 
 
-def test_overload_sheds_with_503_and_recovers(default_repo: Path, tmp_path: Path, scale: Scale, record: Record) -> None:
+def _queued_rows(url: str) -> int:
+    match = re.search(r'mnist_queued_rows\{model="mnist",version="1"\} ([\d.]+)', httpx.get(f"{url}/metrics").text)
+    return int(float(match.group(1))) if match else -1
+
+
+def test_a_full_queue_sheds_with_503_and_retry_after_then_recovers(
+    default_repo: Path, tmp_path: Path, record: Record
+) -> None:
+    gate = tmp_path / "gate"
+    calls = gate.with_name("gate.calls")
+    settings: dict[str, Any] = {
+        "poll_interval_s": 0,
+        "queue_max_rows": 8,
+        "batch_max_rows": 4,
+        "model_thread": "true",
+        "request_timeout_s": WAIT_S,
+        "access_log": "false",
+        "test_gate": gate,
+    }
+    with (
+        ServerProcess(default_repo, tmp_path / "log", module="tests.reliability.gated_server", **settings) as server,
+        ThreadPoolExecutor(16) as pool,
+        httpx.Client(base_url=server.url, timeout=WAIT_S) as client,
+    ):
+        calls.unlink(missing_ok=True)  # the self-check's calls
+        gate.touch()  # from now on, a model call waits until the gate is gone
+        held = [pool.submit(client.post, "/predict", json={"image": ROW})]
+        _wait_for(lambda: calls.exists() and len(calls.read_text().split()) == 1, "a call to hold the model")
+        held += [pool.submit(client.post, "/predict", json={"image": ROW}) for _ in range(8)]
+        _wait_for(lambda: _queued_rows(server.url) == 8, "8 rows in the queue")
+        probes = [client.post("/predict", json={"image": ROW}) for _ in range(5)]
+        shed = httpx.get(f"{server.url}/metrics").text
+        gate.unlink()
+        answers = [future.result() for future in held]
+        recovered = run_hey(server.url, 4, 3)
+    assert [p.status_code for p in probes] == [503] * 5
+    assert {p.headers["retry-after"] for p in probes} == {"1"}
+    assert "at capacity (8 rows queued)" in probes[0].json()["error"]
+    assert 'mnist_shed_requests_total{model="mnist",version="1"} 5.0' in shed
+    assert [a.status_code for a in answers] == [200] * 9
+    assert recovered.failed == 0 and recovered.statuses.get(503, 0) == 0 and recovered.statuses.get(200, 0) > 0
+    record(
+        "the model held while its 8-row queue is full: every probe gets 503 with Retry-After 1; once released, all "
+        "held requests are answered and new ones get 200",
+        held=len(held),
+        probes_503=len(probes),
+        retry_after_s=1,
+        held_answered_200=len(answers),
+        errors_after=recovered.failed,
+    )
+
+
+def test_overload_sheds_and_loses_nothing(default_repo: Path, tmp_path: Path, scale: Scale, record: Record) -> None:
     settings: dict[str, Any] = {"poll_interval_s": 0, "queue_max_rows": 32, "access_log": "false"}
     with ServerProcess(default_repo, tmp_path / "log", **settings) as server:
         before = server_answers(server.url)
-        hey = subprocess.Popen(
-            hey_command(server.url, 256, scale.overload_s, csv=True), stdout=subprocess.PIPE, text=True
-        )
-        time.sleep(scale.overload_s / 2)
-        with httpx.Client(base_url=server.url, timeout=30) as client:
-            probes = [client.post("/predict", json={"image": ROW}) for _ in range(50)]
-        out, _ = hey.communicate(timeout=scale.overload_s + 120)
-        overload = parse_csv(out)
-        lost = _lost(overload, server_answers(server.url), before) - len(probes)  # the server counted them too
+        overload = parse_csv(run_hey_csv(server.url, 256, scale.overload_s))
+        lost = _lost(overload, server_answers(server.url), before)
         recovered = run_hey(server.url, 4, 3)
-    shed = overload.statuses.get(503, 0)
-    p99 = overload.percentile(200, 99)
-    retry_after = {r.headers.get("retry-after") for r in probes if r.status_code == 503}
+    # Whether this machine sheds at 256 connections depends on its speed: the count is recorded,
+    # not asserted. That a full queue sheds is proved by the test above, by construction.
     assert overload.failed == 0 and lost == 0
-    assert shed > 0, overload.statuses
-    assert retry_after == {"1"}, [r.status_code for r in probes]
-    # Bounded by construction: an accepted request that waited past MNIST_REQUEST_TIMEOUT_S would be a
-    # 504, which `failed` counts. Its p99 is recorded, not asserted: timings are benchmarks' business.
     assert recovered.failed == 0 and recovered.statuses.get(503, 0) == 0
     record(
-        "256 connections against a 32-row queue: sheds with 503 and Retry-After, accepted p99 bounded, full recovery",
+        "256 connections against a 32-row queue: only 200 or 503, nothing lost, full recovery",
         answered=overload.answered,
         ok=overload.statuses.get(200, 0),
-        shed_503=shed,
+        shed_503=overload.statuses.get(503, 0),
         errors=overload.failed,
         lost=lost,
         accepted_p50_ms=overload.percentile(200, 50),
-        accepted_p99_ms=p99,
-        retry_after_s=next(iter(retry_after)),
+        accepted_p99_ms=overload.percentile(200, 99),
         errors_after=recovered.failed,
     )

@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 
-from contract import read_metadata, savedmodel_digest, write_metadata
+from contract import read_metadata, write_metadata
 from service.config import Settings
 from service.core.model import (
     BatchingMode,
@@ -20,7 +20,7 @@ from service.core.model import (
 from service.core.runtime import RuntimeLoader
 from service.errors import ModelOutputError
 from service.runtimes import default_runtimes, tensorflow
-from tests.helpers import DEFAULT_VERSION, newest_version
+from tests.helpers import DEFAULT_VERSION, newest_version, seal
 from training.export import export_savedmodel
 from training.train import TrainResult
 
@@ -98,8 +98,7 @@ def test_unfrozen_bn_statistics_are_caught_by_the_probes(
             layer.moving_mean.assign(np.zeros(layer.moving_mean.shape))
             layer.moving_variance.assign(np.ones(layer.moving_variance.shape))
     export_savedmodel(model, bad)
-    metadata = read_metadata(good)
-    write_metadata(bad, metadata.model_copy(update={"savedmodel_sha256": savedmodel_digest(bad)}))
+    seal(bad, metadata_from=good)
     with pytest.raises(SelfCheckFailed, match="golden probes differ"):
         _load(bad)
 
@@ -122,8 +121,7 @@ def test_a_folder_that_is_not_a_savedmodel_is_refused(default_repo: Path) -> Non
     path = default_repo / "mnist" / "1"
     shutil.rmtree(path / "variables")
     (path / "saved_model.pb").write_bytes(b"garbage")
-    metadata = read_metadata(path)
-    write_metadata(path, metadata.model_copy(update={"savedmodel_sha256": savedmodel_digest(path)}))
+    seal(path)
     with pytest.raises(SelfCheckFailed, match="tensorflow_savedmodel did not load it"):
         _load(path)
 

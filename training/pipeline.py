@@ -1,0 +1,142 @@
+"""From data to a published version, as one pipeline with typed options: train, stage and verify, publish.
+
+The CLI's `train` and `deploy` commands are thin callers of this module; so are the tests. Every
+failure a user can act on is a `PipelineError`, raised before anything is published.
+"""
+
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from contract import list_versions, read_metadata
+from training.config import Hyperparameters, hyperparameters_for
+from training.data import DataError, Splits, load_splits
+from training.export import CheckResult, ExportError, StagedVersion, load_signature, staged_export
+from training.networks import DEFAULT_NETWORK, NETWORKS, Network
+from training.train import TrainResult, run, score
+
+Log = Callable[[str], None]
+DEFAULT_MODELS_DIR = Path("models")
+DEFAULT_MODEL_NAME = "mnist"
+DEFAULT_DATA = "embedded"
+
+
+class PipelineError(Exception):
+    """A failure the user can act on; nothing was published."""
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    network: str = DEFAULT_NETWORK
+    data: str = DEFAULT_DATA
+    hyperparameters: Mapping[str, Any] = field(default_factory=dict)  # over the network's own defaults
+    verbose: bool = True
+
+
+@dataclass(frozen=True)
+class Repository:
+    models_dir: Path = DEFAULT_MODELS_DIR
+    name: str = DEFAULT_MODEL_NAME
+
+    @property
+    def model_dir(self) -> Path:
+        return self.models_dir / self.name
+
+
+@dataclass(frozen=True)
+class Trained:
+    network: Network
+    hp: Hyperparameters
+    splits: Splits
+    result: TrainResult
+
+    @property
+    def test_accuracy(self) -> float:
+        return self.result.metrics["test_accuracy"]
+
+
+@dataclass(frozen=True)
+class Published:
+    version: int
+    path: Path
+    checks: list[CheckResult]
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    version: int
+    source: str
+    digits: int
+    accuracy: float
+    loss: float
+    recorded_accuracy: float
+
+
+def train(options: TrainOptions, log: Log) -> Trained:
+    """Train as the options say: the network, its hyperparameters, the data."""
+    network = NETWORKS.get(options.network)
+    if network is None:
+        raise PipelineError(f"unknown network {options.network!r}; choose from {', '.join(NETWORKS)}")
+    try:
+        hp = hyperparameters_for(network, **options.hyperparameters)
+    except (ValueError, TypeError) as e:
+        raise PipelineError(str(e)) from e
+    splits = _load(options.data, hp.seed)
+    info = splits.info
+    log(
+        f"training {network.name} on {info.source}: {info.train_size} train, "
+        f"{info.validation_size} validation, {info.test_size} test digits"
+    )
+    return Trained(network, hp, splits, run(network, hp, splits, verbose=2 if options.verbose else 0))
+
+
+@contextmanager
+def stage(trained: Trained, repository: Repository) -> Iterator[StagedVersion]:
+    """Export and verify `trained` in a staging folder of the repository; unpublished, it is removed."""
+    try:
+        with staged_export(
+            trained.result.model,
+            network=trained.network,
+            hp=trained.hp,
+            splits=trained.splits,
+            metrics=trained.result.metrics,
+            models_dir=repository.models_dir,
+            name=repository.name,
+        ) as staged:
+            yield staged
+    except ExportError as e:
+        raise PipelineError(f"{e}; nothing was published") from e
+
+
+def publish(trained: Trained, repository: Repository, log: Log) -> Published:
+    """Stage, verify and publish `trained` as the next version of the repository's model."""
+    with stage(trained, repository) as staged:
+        for check in staged.checks:
+            log(f"  check {check.name:14} ok   {check.detail}")
+        version = staged.publish()
+    return Published(version, repository.model_dir / str(version), staged.checks)
+
+
+def evaluate(repository: Repository, version: int | None, data: str) -> Evaluation:
+    """Re-measure a published version on the held-out digits of its own split of `data`."""
+    versions = list_versions(repository.model_dir) if repository.model_dir.is_dir() else {}
+    if not versions:
+        raise PipelineError(f"no published versions under {repository.model_dir}")
+    chosen = version if version is not None else max(versions)
+    if chosen not in versions:
+        raise PipelineError(f"{repository.name} has no version {chosen}; published: {', '.join(map(str, versions))}")
+    metadata = read_metadata(versions[chosen])
+    splits = _load(data, metadata.dataset.split_seed)
+    _, serve = load_signature(versions[chosen])
+    accuracy, loss = score(serve(splits.test.x), splits.test.y)
+    recorded = metadata.metrics.get("test_accuracy", float("nan"))
+    return Evaluation(chosen, splits.info.source, len(splits.test), accuracy, loss, recorded)
+
+
+def _load(data: str, seed: int) -> Splits:
+    try:
+        return load_splits(data, seed=seed)
+    except DataError as e:
+        raise PipelineError(str(e)) from e
