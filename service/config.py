@@ -27,6 +27,12 @@ class Settings(BaseSettings):
         10.0, gt=0, description="a body not fully received this long after it started gets 408"
     )
     max_connections: int = Field(1000, ge=1, description="open connections at most; past it, new ones get 503")
+    header_timeout_s: float = Field(
+        10.0, gt=0, description="a request whose headers are not all in this long after it began gets 408"
+    )
+    max_connections_per_client: int = Field(
+        256, ge=0, description="open connections from one address at most; past it, 429; 0 turns the cap off"
+    )
     max_json_depth: int = Field(32, ge=4, le=1000, description="JSON nested deeper than this gets 400")
 
     batch_max_rows: int = Field(64, ge=2, description="dynamic batching: most rows in one model call")

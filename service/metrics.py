@@ -50,6 +50,12 @@ class Metrics:
             ["model", "version"],
             registry=self.registry,
         )
+        self.refused_connections = Counter(
+            "mnist_refused_connections",
+            "Connections closed before a request reached the app: header_timeout, per_client_cap",
+            ["reason"],
+            registry=self.registry,
+        )
         self.queues = QueueCollector()
         self.registry.register(self.queues)
         self.version_state = Gauge(
@@ -70,6 +76,9 @@ class Metrics:
             self._request_children[key] = children
         children[0].inc()
         children[1].observe(seconds)
+
+    def refuse_connection(self, reason: str) -> None:
+        self.refused_connections.labels(reason).inc()
 
     def batcher_observer(self, model: str, version: int) -> "BatcherMetrics":
         return BatcherMetrics(self.batch_size, self.shed.labels(model, str(version)))

@@ -10,6 +10,7 @@ import uvicorn
 from service.config import Settings
 from service.core.dataplane import DataPlane
 from service.rest.app import create_app
+from service.rest.protocol import guarded_protocol
 
 _START_POLL_S = 0.01
 
@@ -32,6 +33,11 @@ class RestServer:
             access_log=False,
             timeout_graceful_shutdown=int(settings.graceful_shutdown_s),
             limit_concurrency=settings.max_connections,
+            http=guarded_protocol(
+                header_timeout_s=settings.header_timeout_s,
+                max_per_client=settings.max_connections_per_client,
+                on_refuse=plane.metrics.refuse_connection,
+            ),
         )
         self._server = _Uvicorn(config)
         self._task: asyncio.Task[None] | None = None
