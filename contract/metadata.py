@@ -26,6 +26,8 @@ class DatasetInfo(BaseModel):
     validation_size: int
     test_size: int
     test_indices_sha256: str = Field(description="SHA-256 of the test rows' indices, as int64")
+    validation: str = Field("", description="how the validation digits were chosen from the training digits")
+    files: dict[str, str] = Field(default_factory=dict, description="SHA-256 of every data file read")
 
 
 class GoldenProbes(BaseModel):

@@ -31,7 +31,7 @@ class Settings(BaseSettings):
         10.0, gt=0, description="a request whose headers are not all in this long after it began gets 408"
     )
     max_connections_per_client: int = Field(
-        256, ge=0, description="open connections from one address at most; past it, 429; 0 turns the cap off"
+        512, ge=0, description="open connections from one address at most; past it, 429; 0 turns the cap off"
     )
     max_json_depth: int = Field(32, ge=4, le=1000, description="JSON nested deeper than this gets 400")
 

@@ -15,7 +15,20 @@ from training.train import TrainResult, run
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL_DIR = REPO_ROOT / "models"
+SHARED_MNIST = REPO_ROOT.parent / "shared" / "data" / "mnist"
 TINY_PER_CLASS = 60
+
+
+def pytest_report_header() -> str:
+    if SHARED_MNIST.is_dir():
+        return f"MNIST: the full data set from {SHARED_MNIST}"
+    return f"MNIST: no {SHARED_MNIST}; tests that need the full data set skip, others use the 5,000 embedded digits"
+
+
+@pytest.fixture(scope="session")
+def mnist_dir() -> Path | None:
+    """The full MNIST (the four IDX files) when this machine has it, else None."""
+    return SHARED_MNIST if SHARED_MNIST.is_dir() else None
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from training.augment import DISTORTIONS
 from training.config import HYPERPARAMETER_NAMES, Hyperparameters
 from training.networks import DEFAULT_NETWORK, NETWORKS
 from training.pipeline import (
@@ -80,6 +81,8 @@ def _add_training_arguments(parser: argparse.ArgumentParser) -> None:
         flag = "--" + name.replace("_", "-")
         if isinstance(default, bool):
             hp.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=f"base default: {default}")
+        elif name == "augment":
+            hp.add_argument(flag, choices=list(DISTORTIONS), default=None, help=f"base default: {default}")
         else:
             hp.add_argument(
                 flag, type=type(default), default=None, metavar=name.upper(), help=f"base default: {default}"

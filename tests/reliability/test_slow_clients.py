@@ -91,7 +91,7 @@ def _status(raw: bytes | None) -> str:
 
 def test_1050_slow_header_sockets_are_closed_and_clients_served_again(tmp_path: Path, record: Any) -> None:
     """The attack the issue measured, against default settings: a header timeout of 10 s, 1,000
-    connections at most, 256 per client."""
+    connections at most, 512 per client."""
     models = Path(__file__).resolve().parents[2] / "models"
     with ServerProcess(models, tmp_path / "log", poll_interval_s=0, access_log="false") as server:
         assert server.proc is not None
@@ -112,7 +112,7 @@ def test_1050_slow_header_sockets_are_closed_and_clients_served_again(tmp_path: 
     assert closed_after_s < WAIT_S
     assert rss_after - rss_before < 30, (rss_before, rss_after)
     record(
-        "1,050 slow-header sockets against default settings: those past 256 per client refused at once with 429, "
+        "1,050 slow-header sockets against default settings: those past 512 per client refused at once with 429, "
         "the rest closed with 408 at the 10 s header timeout; another address is served throughout, everyone after",
         slow_sockets=1050,
         refused_429=statuses.count("429"),

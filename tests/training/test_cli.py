@@ -31,7 +31,7 @@ def test_an_unknown_network_is_a_usage_error(capsys: pytest.CaptureFixture[str])
         (["--epochs", "0"], "--epochs must be at least 1, got 0"),
         (["--dropout", "1.5"], "--dropout must be in [0, 1), got 1.5"),
         (["--learning-rate", "-1"], "--learning-rate must be positive"),
-        (["--data", "missing.npz"], "missing.npz: expected 'embedded', 'keras', an existing .npz file"),
+        (["--data", "missing.npz"], "missing.npz: expected 'auto', 'embedded', 'keras', an existing .npz file"),
     ],
 )
 def test_bad_arguments_exit_1_and_publish_nothing(

