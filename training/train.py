@@ -89,7 +89,9 @@ class _Batches(keras.utils.PyDataset):  # type: ignore[misc]
     """
 
     def __init__(self, digits: Digits, batch_size: int, *, seed: int, distortion: Distortion | None) -> None:
-        super().__init__()
+        # NOTE: a second thread distorts the next batch while TensorFlow trains on this one; numpy and
+        # scipy release the GIL. Keras finishes an epoch's batches before on_epoch_end reshuffles.
+        super().__init__(workers=2 if distortion is not None else 1)
         self._digits = digits
         self._batch_size = batch_size
         self._seed = seed
