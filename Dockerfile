@@ -1,4 +1,5 @@
-# The serving image: `docker run -p 8000:8000 bn-mnist-serving` serves the baked-in default model.
+# The serving image: `docker run -p 8000:8000 -p 8001:8001 bn-mnist-serving` serves the baked-in models
+# over REST (8000) and gRPC (8001).
 # Offline or behind a TLS-inspecting proxy? See docs/docker.md (BASE_IMAGE and the pip_ca secret).
 ARG BASE_IMAGE=python:3.11-slim-bookworm
 FROM ${BASE_IMAGE}
@@ -30,7 +31,7 @@ USER 10001:10001
 ENV MNIST_HOST=0.0.0.0 \
     MNIST_PORT=8000 \
     MNIST_MODEL_DIR=/models
-EXPOSE 8000
+EXPOSE 8000 8001
 VOLUME ["/models"]
 HEALTHCHECK --interval=10s --timeout=3s --start-period=90s --retries=3 \
     CMD ["python", "-c", "import urllib.request as u; u.urlopen('http://127.0.0.1:8000/readyz', timeout=2)"]

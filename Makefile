@@ -11,6 +11,9 @@ $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[training,serving,dev]"
+	# TensorFlow Serving's own gRPC client, for the tests: its stubs only, since its dependencies would
+	# replace tensorflow-cpu with the full tensorflow wheel.
+	$(PY) -m pip install --quiet --no-deps "tensorflow-serving-api==2.21.*"
 	touch $(STAMP)
 
 setup: $(STAMP)  ## create .venv with everything installed

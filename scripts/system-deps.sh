@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # What the test suite needs from outside Python: a Docker engine (Debian's docker.io), debootstrap (to
-# build the stand-in base image offline) and hey (the load generator of the reliability tests).
+# build the stand-in base image offline), hey (the HTTP load generator of the reliability tests and the
+# bench) and h2load (nghttp2-client: the bench's gRPC load generator).
 # Installs them when running as root with apt; starts dockerd when it is not running. Without them,
 # the tests that need them skip and say why.
 set -uo pipefail
@@ -9,6 +10,7 @@ need=()
 command -v dockerd >/dev/null || need+=(docker.io)
 command -v debootstrap >/dev/null || need+=(debootstrap)
 command -v hey >/dev/null || need+=(hey)
+command -v h2load >/dev/null || need+=(nghttp2-client)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "installing ${need[*]}"

@@ -48,6 +48,10 @@ class UnsupportedMediaType(ServiceError):
     """A Content-Type the route does not take, or a compressed body."""
 
 
+class Unimplemented(ServiceError):
+    """A method of a protocol that this model cannot answer (TensorFlow Serving's Classify on raw pixels)."""
+
+
 class ModelOutputError(ServiceError):
     """The model itself produced NaN or infinity: the request fails, the server does not."""
 

@@ -17,7 +17,7 @@ import tempfile
 import threading
 from collections.abc import Callable, Coroutine, Mapping
 from multiprocessing.process import BaseProcess
-from typing import Any
+from typing import Any, Protocol
 
 from service.config import Settings
 from service.core.dataplane import DataPlane
@@ -35,6 +35,12 @@ _SUPERVISE_EVERY_S = 0.5
 logger = logging.getLogger(__name__)
 
 
+class FrontDoor(Protocol):
+    async def start(self) -> None: ...
+
+    async def stop(self, *, force: bool = False) -> None: ...
+
+
 class InferenceServer:
     def __init__(self, settings: Settings, *, runtimes: RuntimesFactory = default_runtimes) -> None:
         self.settings = settings
@@ -46,14 +52,11 @@ class InferenceServer:
         """Load the models, open the front doors, and serve until `stop()`; then close the doors, answer
         what they accepted, and drain the batchers."""
         await self.plane.start()
-        doors = [RestServer(self.settings, self.plane)]
+        doors = self._front_doors(sockets)
         try:
             for door in doors:
-                await door.start(sockets)
-            logger.info(
-                "serving",
-                extra={"rest": f"http://{self.settings.host}:{self.settings.port}", "ready": self.plane.ready()},
-            )
+                await door.start()
+            logger.info("serving", extra={**self._addresses(), "ready": self.plane.ready(), "pid": os.getpid()})
             await self._stopping.wait()
         finally:
             await asyncio.gather(*(door.stop(force=self._force) for door in doors))
@@ -63,6 +66,22 @@ class InferenceServer:
     def stop(self, *, force: bool = False) -> None:
         self._force = self._force or force
         self._stopping.set()
+
+    def _front_doors(self, sockets: list[socket.socket] | None) -> list[FrontDoor]:
+        doors: list[FrontDoor] = [RestServer(self.settings, self.plane, sockets=sockets)]
+        if self.settings.grpc_enabled:
+            # NOTE: imported here, once the models (and TensorFlow, whose protos gRPC's use) are loaded.
+            from service.grpc.server import GrpcServer
+
+            doors.append(GrpcServer(self.settings, self.plane, shared_port=sockets is not None))
+        return doors
+
+    def _addresses(self) -> dict[str, str]:
+        host = self.settings.host
+        addresses = {"rest": f"http://{host}:{self.settings.port}"}
+        if self.settings.grpc_enabled:
+            addresses["grpc"] = f"{host}:{self.settings.grpc_port}"
+        return addresses
 
 
 def run(settings: Settings, *, runtimes: RuntimesFactory = default_runtimes) -> int:

@@ -23,7 +23,8 @@ import numpy as np
 from service.errors import NotReady, Overloaded, Timeout
 
 Predict = Callable[[np.ndarray], np.ndarray]
-_MAX_JOIN_TURNS = 16
+QUIET_TURNS = 64  # loop turns without a new arrival that end the wait for more
+MAX_JOIN_TURNS = 512
 
 
 class BatchObserver(Protocol):
@@ -70,8 +71,9 @@ class DynamicBatcher:
     def queued_rows(self) -> int:
         return self._queued_rows
 
-    async def submit(self, x: np.ndarray) -> np.ndarray:
-        """Probabilities for `x`'s rows, computed in some batch alongside other requests."""
+    async def submit(self, x: np.ndarray, *, timeout_s: float | None = None) -> np.ndarray:
+        """Probabilities for `x`'s rows, computed in some batch alongside other requests; `timeout_s`
+        (at most the batcher's own) is the caller's deadline."""
         if self._closing:  # routing never sends a request here; if it did, a retry reaches a live version
             raise NotReady("this model version is being unloaded; retry")
         if self._queued_rows + len(x) > self._max_queue_rows:
@@ -81,11 +83,15 @@ class DynamicBatcher:
         self._queue.append(_Pending(x, future))
         self._queued_rows += len(x)
         self._wakeup.set()
+        timeout = self._timeout_s if timeout_s is None else min(timeout_s, self._timeout_s)
         try:
-            return await asyncio.wait_for(asyncio.shield(future), self._timeout_s)
+            return await asyncio.wait_for(asyncio.shield(future), timeout)
         except TimeoutError:
             future.cancel()
-            raise Timeout(f"no answer from the model within {self._timeout_s:g}s") from None
+            raise Timeout(f"no answer from the model within {timeout:.3g}s") from None
+        except asyncio.CancelledError:  # the caller went away: its rows are skipped if still queued
+            future.cancel()
+            raise
 
     async def close(self) -> None:
         """Stop taking requests, finish every queued one, then stop the worker."""
@@ -110,17 +116,24 @@ class DynamicBatcher:
                 await self._compute(batch)
 
     async def _let_arrivals_join(self) -> None:
-        """Yield to the event loop while each turn still adds requests to the queue.
+        """Yield to the event loop until QUIET_TURNS turns in a row add no request, or a call is full.
 
-        NOTE: requests that arrived while the model ran need a few loop turns to be parsed. Firing
-        at the first queued one settles into batches of ~3 rows at 16 connections (measured), each
-        paying the full model call; waiting while the queue still grows gave ~13. A lone request
-        costs one turn.
+        NOTE: requests that arrived while the model ran need loop turns to reach the queue. Firing
+        at the first queued one settles into batches of ~3 rows at 16 HTTP connections, each paying
+        the full model call. gRPC calls trickle in slower still: grpc.aio accepts one new call per
+        round trip through its completion queue, and stopping at the first quiet turn left gRPC at
+        one call per batch (930 req/s at c=16, h2load). Waiting for 64 quiet turns took it to 3,650
+        and REST from 4,200 to 4,400, while a lone request pays 64 idle turns, about 48 µs
+        (measured; BENCHMARKS.md).
         """
-        for _ in range(_MAX_JOIN_TURNS):
+        quiet = 0
+        for _ in range(MAX_JOIN_TURNS):
             queued = len(self._queue)
             await asyncio.sleep(0)
-            if len(self._queue) == queued or self._queued_rows >= self._full:
+            if self._queued_rows >= self._full:
+                return
+            quiet = quiet + 1 if len(self._queue) == queued else 0
+            if quiet >= QUIET_TURNS:
                 return
 
     def _take_batch(self) -> list[_Pending]:

@@ -103,12 +103,15 @@ class DataPlane:
             outputs=model.outputs,
         )
 
-    async def infer(self, name: str | None, version: int | None, x: np.ndarray) -> InferenceResult:
-        """Probabilities for float32 `[N, 784]` pixels, validated by the caller, from one served version."""
+    async def infer(
+        self, name: str | None, version: int | None, x: np.ndarray, *, timeout_s: float | None = None
+    ) -> InferenceResult:
+        """Probabilities for float32 `[N, 784]` pixels, validated by the caller, from one served version;
+        `timeout_s` is the caller's own deadline, if it has one."""
         served = self.manager.resolve(name or self.settings.default_model, version)
         # NOTE: resolve and submit run without an await between them, so an unload that starts
         # later still finds this request in the batcher's queue and drains it.
-        probabilities = await served.batcher.submit(x)
+        probabilities = await served.batcher.submit(x, timeout_s=timeout_s)
         return InferenceResult(served.model.name, served.model.version, probabilities)
 
     async def reload(self) -> None:

@@ -18,6 +18,7 @@ from service.errors import (
     ServiceError,
     Timeout,
     Unauthenticated,
+    Unimplemented,
     UnsupportedMediaType,
 )
 from service.rest.codec import json_response
@@ -33,11 +34,12 @@ HTTP_STATUS: dict[type[ServiceError], int] = {
     UnsupportedMediaType: 415,
     InvalidInput: 422,
     ModelOutputError: 500,
+    Unimplemented: 501,
     Overloaded: 503,
     NotReady: 503,
     Timeout: 504,
 }
-INFERENCE_ERRORS = tuple(e for e in HTTP_STATUS if e not in (Unauthenticated, Forbidden))
+INFERENCE_ERRORS = tuple(e for e in HTTP_STATUS if e not in (Unauthenticated, Forbidden, Unimplemented))
 READ_ERRORS = (InvalidInput, NotFound, NotReady)
 
 logger = logging.getLogger(__name__)

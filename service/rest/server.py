@@ -23,7 +23,8 @@ class _Uvicorn(uvicorn.Server):
 
 
 class RestServer:
-    def __init__(self, settings: Settings, plane: DataPlane) -> None:
+    def __init__(self, settings: Settings, plane: DataPlane, *, sockets: list[socket.socket] | None = None) -> None:
+        self._sockets = sockets
         config = uvicorn.Config(
             create_app(settings, plane),
             host=settings.host,
@@ -42,9 +43,9 @@ class RestServer:
         self._server = _Uvicorn(config)
         self._task: asyncio.Task[None] | None = None
 
-    async def start(self, sockets: list[socket.socket] | None = None) -> None:
-        """Accept connections, on `sockets` if given (several workers share them), else on the configured port."""
-        self._task = asyncio.get_running_loop().create_task(self._server.serve(sockets))
+    async def start(self) -> None:
+        """Accept connections, on the shared sockets if given (several workers), else on the configured port."""
+        self._task = asyncio.get_running_loop().create_task(self._server.serve(self._sockets))
         while not self._server.started:
             if self._task.done():
                 await self._task  # raises what stopped it, or SystemExit for a port in use

@@ -41,3 +41,11 @@ def test_the_error_catalogue_lists_every_status_the_errors_map_to() -> None:
     statuses = [int(line.split("|")[1]) for line in catalogue.splitlines() if re.match(r"\| \d{3} \|", line)]
     assert statuses == sorted(statuses)
     assert set(HTTP_STATUS.values()) <= set(statuses)
+
+
+def test_the_grpc_status_table_lists_every_status_the_errors_map_to() -> None:
+    from service.grpc.errors import GRPC_STATUS
+
+    section = (ROOT / "docs" / "api.md").read_text().split("## gRPC", 1)[1].split("\n## ", 1)[0]
+    documented = set(re.findall(r"`([A-Z_]+)`(?=[^|]*\| \d{3})", section))
+    assert {code.name for code in GRPC_STATUS.values()} == documented

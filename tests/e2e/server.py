@@ -42,9 +42,17 @@ class ServerProcess:
     def __init__(self, model_dir: Path, log_path: Path, *, module: str = "service", **settings: object) -> None:
         self.module = module
         self.port = free_port()
+        self.grpc_port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.grpc_target = f"127.0.0.1:{self.grpc_port}"
         self.log_path = log_path
-        env = {**os.environ, "MNIST_MODEL_DIR": str(model_dir), "MNIST_PORT": str(self.port), "MNIST_HOST": "127.0.0.1"}
+        env = {
+            **os.environ,
+            "MNIST_MODEL_DIR": str(model_dir),
+            "MNIST_PORT": str(self.port),
+            "MNIST_GRPC_PORT": str(self.grpc_port),
+            "MNIST_HOST": "127.0.0.1",
+        }
         env.update({f"MNIST_{k.upper()}": str(v) for k, v in settings.items()})
         self._env = env
         self.proc: subprocess.Popen[bytes] | None = None

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 
 from tests.e2e.server import REPO_ROOT, free_port, wait_ready
@@ -69,15 +70,17 @@ def _build_base_image(rootfs: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def container(image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, Path]]:
+def container(image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, Path, str]]:
     models = tmp_path_factory.mktemp("mounted") / "models"
     shutil.copytree(REPO_ROOT / "models", models, ignore=shutil.ignore_patterns(".*"))
-    port = free_port()
+    port, grpc_port = free_port(), free_port()
     run = _docker(
         "run",
         "-d",
         "-p",
         f"127.0.0.1:{port}:8000",
+        "-p",
+        f"127.0.0.1:{grpc_port}:8001",
         "-v",
         f"{models}:/models",
         "-e",
@@ -92,7 +95,7 @@ def container(image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         if not wait_ready(url, 180):
             logs = _docker("logs", container_id, check=False)
             pytest.fail(f"container not ready:\n{logs.stdout[-3000:]}{logs.stderr[-3000:]}")
-        yield container_id, url, models
+        yield container_id, url, models, f"127.0.0.1:{grpc_port}"
     finally:
         _docker("rm", "-f", container_id, check=False)
 
@@ -103,8 +106,8 @@ def test_hadolint_passes() -> None:
     assert result.returncode == 0, result.stdout
 
 
-def test_the_container_serves_all_three_protocols(container: tuple[str, str, Path]) -> None:
-    _, url, _ = container
+def test_the_container_serves_every_protocol(container: tuple[str, str, Path, str]) -> None:
+    _, url, _, grpc_target = container
     seven = (REPO_ROOT / "docs" / "examples" / "seven.json").read_bytes()
     pixels = json.loads(seven)["image"]
     with httpx.Client(base_url=url) as client:
@@ -117,10 +120,25 @@ def test_the_container_serves_all_three_protocols(container: tuple[str, str, Pat
             json={"inputs": [{"name": "pixels", "shape": [1, 784], "datatype": "FP32", "data": pixels}]},
         ).json()
         assert max(range(10), key=lambda d: v2["outputs"][0]["data"][d]) == 7
+    assert int(np.argmax(_grpc_infer(grpc_target, pixels))) == 7
 
 
-def test_deploy_into_the_mounted_repository_serves_without_restart(container: tuple[str, str, Path]) -> None:
-    container_id, url, models = container
+def _grpc_infer(target: str, pixels: list[float]) -> np.ndarray:
+    import grpc
+
+    from service.grpc.protos import open_inference_grpc_pb2 as pb
+    from service.grpc.protos import open_inference_grpc_pb2_grpc as pb_grpc
+
+    tensor = pb.ModelInferRequest.InferInputTensor(name="pixels", datatype="FP32", shape=[1, 784])
+    request = pb.ModelInferRequest(model_name="mnist", inputs=[tensor])
+    request.raw_input_contents.append(np.asarray(pixels, "<f4").tobytes())
+    with grpc.insecure_channel(target) as channel:
+        response = pb_grpc.GRPCInferenceServiceStub(channel).ModelInfer(request, timeout=30)
+    return np.frombuffer(response.raw_output_contents[0], "<f4")
+
+
+def test_deploy_into_the_mounted_repository_serves_without_restart(container: tuple[str, str, Path, str]) -> None:
+    container_id, url, models, _ = container
     started_at = _docker("inspect", "-f", "{{.State.StartedAt}}", container_id).stdout
     deploy = subprocess.run(
         [
@@ -153,8 +171,8 @@ def test_deploy_into_the_mounted_repository_serves_without_restart(container: tu
     assert _docker("inspect", "-f", "{{.State.StartedAt}}", container_id).stdout == started_at
 
 
-def test_docker_stop_exits_cleanly_within_the_grace_period(container: tuple[str, str, Path]) -> None:
-    container_id, _, _ = container
+def test_docker_stop_exits_cleanly_within_the_grace_period(container: tuple[str, str, Path, str]) -> None:
+    container_id, _, _, _ = container
     _docker("stop", container_id, timeout=STOP_GRACE_S + 30)
     state = _docker("inspect", "-f", "{{.State.ExitCode}} {{.State.OOMKilled}}", container_id).stdout.split()
     logs = _docker("logs", container_id, check=False)

@@ -1,9 +1,12 @@
 """Load from `hey`, and the server's own count of what it answered, to find anything lost between."""
 
+import json
 import re
 import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -72,6 +75,26 @@ def server_answers(url: str) -> dict[int, int]:
     text = httpx.get(f"{url}/metrics", timeout=10).text
     pattern = r'mnist_requests_total\{endpoint="/predict",method="POST",protocol="rest",status="(\d+)"\} ([\d.e+]+)'
     return {int(s): int(float(n)) for s, n in re.findall(pattern, text)}
+
+
+def grpc_load_command(target: str, concurrency: int, seconds: float) -> list[str]:
+    """bench.grpc_load: Open Inference Protocol ModelInfer calls, raw FP32, until SIGINT or `seconds`."""
+    return [sys.executable, "-m", "bench.grpc_load", target, "--api", "v2", "-c", str(concurrency), "-z", str(seconds)]
+
+
+def grpc_summary(out: str) -> dict[str, Any]:
+    summary: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    return summary
+
+
+def server_grpc_answers(url: str) -> dict[str, int]:
+    """ModelInfer calls the server itself counted, by status code."""
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    pattern = (
+        r'mnist_requests_total\{endpoint="/inference.GRPCInferenceService/ModelInfer",method="POST",'
+        r'protocol="grpc",status="(\w+)"\} ([\d.e+]+)'
+    )
+    return {s: int(float(n)) for s, n in re.findall(pattern, text)}
 
 
 def rss_mib(pid: int) -> float:

@@ -1,5 +1,6 @@
 """Faults, hostile input and overload against real server processes, with figures for RELIABILITY.md."""
 
+import json
 import os
 import re
 import shutil
@@ -8,6 +9,7 @@ import socket
 import subprocess
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -17,12 +19,14 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.e2e.server import ServerProcess
+from tests.e2e.server import REPO_ROOT, ServerProcess
 from tests.helpers import corrupt_probes
 from tests.reliability.conftest import Scale
 from tests.reliability.load import (
     HEY_MAX_S,
     Load,
+    grpc_load_command,
+    grpc_summary,
     hey_command,
     parse_csv,
     parse_summary,
@@ -30,6 +34,7 @@ from tests.reliability.load import (
     run_hey,
     run_hey_csv,
     server_answers,
+    server_grpc_answers,
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -52,16 +57,31 @@ def _under_load(url: str, concurrency: int, action: Callable[[], None], *, after
     The action runs once the server has answered LOAD_BEGUN requests, and returns once its effect is
     complete (a version served, a worker replaced), so it happens under load on any machine.
     """
-    before = sum(server_answers(url).values())
-    proc = subprocess.Popen(hey_command(url, concurrency, HEY_MAX_S), stdout=subprocess.PIPE, text=True)
+    load, _ = _under_mixed_load(url, None, concurrency, action, after_s=after_s)
+    return load
+
+
+def _under_mixed_load(
+    url: str, grpc_target: str | None, concurrency: int, action: Callable[[], None], *, after_s: float
+) -> tuple[Load, dict[str, Any]]:
+    """The same, with as many gRPC callers beside hey's connections when `grpc_target` is given."""
+    rest_before = sum(server_answers(url).values())
+    grpc_before = sum(server_grpc_answers(url).values())
+    loads = [subprocess.Popen(hey_command(url, concurrency, HEY_MAX_S), stdout=subprocess.PIPE, text=True)]
+    if grpc_target is not None:
+        command = grpc_load_command(grpc_target, concurrency, HEY_MAX_S)
+        loads.append(subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=REPO_ROOT))
     try:
-        _wait_for(lambda: sum(server_answers(url).values()) >= before + LOAD_BEGUN, "the load to begin")
+        _wait_for(lambda: sum(server_answers(url).values()) >= rest_before + LOAD_BEGUN, "the REST load to begin")
+        if grpc_target is not None:
+            _wait_for(lambda: sum(server_grpc_answers(url).values()) >= grpc_before + LOAD_BEGUN, "the gRPC load")
         action()
         time.sleep(after_s)  # more load after the change, not a wait for it
     finally:
-        proc.send_signal(signal.SIGINT)  # hey stops sending, finishes what it sent, and reports
-    out, _ = proc.communicate(timeout=120)
-    return parse_summary(out)
+        for load in loads:  # hey and bench.grpc_load stop sending, finish what they sent, and report
+            load.send_signal(signal.SIGINT)
+    outputs = [load.communicate(timeout=120)[0] for load in loads]
+    return parse_summary(outputs[0]), grpc_summary(outputs[1]) if grpc_target is not None else {}
 
 
 def _version_state(url: str, version: int) -> dict[str, Any]:
@@ -169,21 +189,27 @@ def test_soak_at_64_connections(default_repo: Path, tmp_path: Path, scale: Scale
     )
 
 
-def test_sigterm_mid_load_loses_nothing_accepted(default_repo: Path, tmp_path: Path, record: Record) -> None:
+def test_sigterm_under_rest_and_grpc_load_loses_nothing_accepted(
+    default_repo: Path, tmp_path: Path, record: Record
+) -> None:
     server = ServerProcess(default_repo, tmp_path / "log", poll_interval_s=0)
     server.start()
-    load = _under_load(server.url, 16, lambda: server.stop(signal.SIGTERM), after_s=1)
+    rest, grpc = _under_mixed_load(server.url, server.grpc_target, 16, lambda: server.stop(signal.SIGTERM), after_s=1)
     logs = server.logs()
-    answered_by_server = sum(1 for line in logs.splitlines() if '"path":"/predict"' in line)
-    lost = answered_by_server - load.answered
+    rest_answered = sum(1 for line in logs.splitlines() if '"path":"/predict"' in line)
+    grpc_answered = Counter(json.loads(line)["status"] for line in logs.splitlines() if '"rpc":"/inference' in line)
     assert "shutdown complete" in logs
     assert "Cancel" not in logs  # uvicorn cancels requests only when the grace period runs out
-    assert lost == 0
+    assert rest_answered == rest.answered
+    assert grpc_answered["OK"] == grpc["codes"].get("OK", 0) and set(grpc_answered) == {"OK"}
     record(
-        "SIGTERM under load: the server drains, every request it accepted is answered",
-        answered=load.answered,
-        refused_after_close=sum(load.errors.values()),
-        lost=lost,
+        "SIGTERM under REST and gRPC load: both front doors drain, every request either accepted is answered",
+        rest_answered=rest.answered,
+        rest_refused_after_close=sum(rest.errors.values()),
+        rest_lost=rest_answered - rest.answered,
+        grpc_answered=grpc["codes"].get("OK", 0),
+        grpc_refused_after_close=sum(n for code, n in grpc["codes"].items() if code != "OK"),
+        grpc_lost=grpc_answered["OK"] - grpc["codes"].get("OK", 0),
     )
 
 
@@ -228,15 +254,18 @@ def test_a_version_swapped_mid_load_fails_nothing(default_repo: Path, tmp_path: 
             _wait_for(lambda: _version_state(server.url, 1).get("state") == "END", "version 2 to replace version 1")
 
         before = server_answers(server.url)
-        load = _under_load(server.url, 16, swap, after_s=1)
+        load, grpc = _under_mixed_load(server.url, server.grpc_target, 16, swap, after_s=1)
         lost = _lost(load, server_answers(server.url), before)
         served = httpx.post(f"{server.url}/predict", json={"image": ROW}).json()["version"]
     assert load.failed == 0 and lost == 0 and served == 2
+    assert set(grpc["codes"]) == {"OK"}, grpc
     record(
-        "a new version swapped in under load: no errors, the new version serves",
+        "a new version swapped in under REST and gRPC load: no errors on either, the new version serves",
         requests=load.answered,
         errors=load.failed,
         lost=lost,
+        grpc_requests=grpc["requests"],
+        grpc_errors=grpc["requests"] - grpc["codes"]["OK"],
         served_after=served,
     )
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 
-from service.core.batcher import DynamicBatcher
+from service.core.batcher import QUIET_TURNS, DynamicBatcher
 from service.errors import NotReady, Overloaded, Timeout
 
 
@@ -153,8 +153,8 @@ async def _submit_after(batcher: DynamicBatcher, turns: int, value: float) -> np
 async def test_inline_requests_arriving_turn_after_turn_join_one_call() -> None:
     model = RecordingModel()
     batcher = _batcher(model, None)
-    # One request per event-loop turn, as a server parses them: the batcher waits while the queue grows.
-    results = await asyncio.gather(*(_submit_after(batcher, turns, turns) for turns in range(6)))
+    # Requests a few loop turns apart, as a server parses them: the batcher waits while they keep coming.
+    results = await asyncio.gather(*(_submit_after(batcher, 5 * turns, turns) for turns in range(6)))
     assert model.batches == [6]
     assert [float(r[0, 0]) for r in results] == [2.0 * t for t in range(6)]
     await batcher.close()
@@ -163,8 +163,9 @@ async def test_inline_requests_arriving_turn_after_turn_join_one_call() -> None:
 async def test_inline_requests_after_a_quiet_turn_get_a_call_of_their_own() -> None:
     model = RecordingModel()
     batcher = _batcher(model, None)
-    # Two arrive together, then nothing for a few turns, then two more: the first pair does not wait.
-    await asyncio.gather(*(_submit_after(batcher, turns, 1) for turns in (0, 0, 8, 8)))
+    # Two arrive together, then nothing for longer than the batcher waits, then two more.
+    late = QUIET_TURNS + 8
+    await asyncio.gather(*(_submit_after(batcher, turns, 1) for turns in (0, 0, late, late)))
     assert model.batches == [2, 2]
     await batcher.close()
 

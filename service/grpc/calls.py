@@ -1,0 +1,65 @@
+"""The frame of every RPC: its request id, its metrics and access-log line, and errors as gRPC statuses."""
+
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+
+from service.errors import ServiceError
+from service.grpc.errors import grpc_status, trailing_metadata
+from service.logs import request_id
+from service.metrics import Metrics
+
+REQUEST_ID = "x-request-id"
+_MAX_CLIENT_ID = 128
+T = TypeVar("T")
+Context = grpc.aio.ServicerContext[Any, Any]
+
+logger = logging.getLogger("service.access")
+
+
+class Calls:
+    def __init__(self, metrics: Metrics, *, access_log: bool) -> None:
+        self._metrics = metrics
+        self._access_log = access_log
+
+    async def answer(self, method: str, context: Context, work: Callable[[], Awaitable[T]]) -> T:
+        """`work()`'s result; a ServiceError it raises aborts the RPC with the mapped status."""
+        started = time.perf_counter()
+        rid = _client_request_id(context) or os.urandom(16).hex()
+        token = request_id.set(rid)
+        code = grpc.StatusCode.CANCELLED
+        # NOTE: in the trailing metadata, which costs nothing: sending initial metadata first is a
+        # round trip through gRPC's completion queue before the request even reaches the batcher.
+        context.set_trailing_metadata(((REQUEST_ID, rid),))
+        try:
+            result = await work()
+            code = grpc.StatusCode.OK
+            return result
+        except ServiceError as e:
+            code = grpc_status(e)
+            await context.abort(code, e.message, ((REQUEST_ID, rid), *trailing_metadata(e)))
+            raise  # abort raised already; this line is never reached
+        except Exception:
+            code = grpc.StatusCode.UNKNOWN
+            logger.exception("unhandled error", extra={"rpc": method})
+            raise
+        finally:
+            self._record(method, code, started)
+            request_id.reset(token)
+
+    def _record(self, method: str, code: grpc.StatusCode, started: float) -> None:
+        seconds = time.perf_counter() - started
+        self._metrics.observe_request("grpc", method, "POST", code.name, seconds)
+        if self._access_log:
+            logger.info("request", extra={"rpc": method, "status": code.name, "ms": round(seconds * 1000, 3)})
+
+
+def _client_request_id(context: Context) -> str | None:
+    for key, value in context.invocation_metadata() or ():
+        if key == REQUEST_ID and isinstance(value, str) and 0 < len(value) <= _MAX_CLIENT_ID and value.isprintable():
+            return value
+    return None
