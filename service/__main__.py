@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m service",
+        prog="mnist-serve",
         description="Serve the model repository over /predict, TensorFlow Serving REST and KServe v2. "
         "Every setting also reads from an MNIST_<NAME> environment variable; see docs/configuration.md.",
     )

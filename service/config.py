@@ -25,6 +25,9 @@ class Settings(BaseSettings):
     access_log: bool = Field(True, description="one structured log line per request")
 
     max_request_images: int = Field(256, ge=1, description="most images in one request")
+    max_image_pixels: int = Field(
+        16_000_000, ge=784, description="image files with more pixels (width x height) get 422, before decoding"
+    )
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="request bodies over this get 413")
     body_timeout_s: float = Field(
         10.0, gt=0, description="a body not fully received this long after it started gets 408"

@@ -125,13 +125,18 @@ def _on_signal(server: InferenceServer, sig: int, received: list[int]) -> None:
 
 
 def _run_loop(main: Coroutine[Any, Any, None]) -> None:
+    """Run `main` on uvloop where it is installed (as uvicorn would), else on asyncio's own loop."""
     try:
         import uvloop
     except ImportError:
         asyncio.run(main)
         return
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(main)
+    if sys.version_info >= (3, 11):
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(main)
+    else:
+        uvloop.install()
+        asyncio.run(main)
 
 
 def _worker(settings: Settings, runtimes: RuntimesFactory, sockets: list[socket.socket]) -> None:

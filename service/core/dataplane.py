@@ -91,9 +91,16 @@ class DataPlane:
     def repository_error(self) -> str | None:
         return self.manager.repository_error
 
-    def describe(self, name: str, version: int | None = None) -> ModelDescription:
-        """The served version a request for (name, version) would reach."""
-        model = self.manager.resolve(name, version).model
+    def labels(self, name: str) -> dict[str, int]:
+        self.manager.status(name)
+        return self.manager.labels.labels(name)
+
+    def label_error(self, name: str) -> str | None:
+        return self.manager.labels.errors.get(name)
+
+    def describe(self, name: str, version: int | None = None, label: str | None = None) -> ModelDescription:
+        """The served version a request for (name, version or label) would reach."""
+        model = self.manager.resolve(name, version, label).model
         return ModelDescription(
             name=model.name,
             version=model.version,
@@ -104,11 +111,17 @@ class DataPlane:
         )
 
     async def infer(
-        self, name: str | None, version: int | None, x: np.ndarray, *, timeout_s: float | None = None
+        self,
+        name: str | None,
+        version: int | None,
+        x: np.ndarray,
+        *,
+        label: str | None = None,
+        timeout_s: float | None = None,
     ) -> InferenceResult:
-        """Probabilities for float32 `[N, 784]` pixels, validated by the caller, from one served version;
-        `timeout_s` is the caller's own deadline, if it has one."""
-        served = self.manager.resolve(name or self.settings.default_model, version)
+        """Probabilities for float32 `[N, 784]` pixels, validated by the caller, from one served version:
+        the one named or labelled, else the newest; `timeout_s` is the caller's own deadline, if it has one."""
+        served = self.manager.resolve(name or self.settings.default_model, version, label)
         # NOTE: resolve and submit run without an await between them, so an unload that starts
         # later still finds this request in the batcher's queue and drains it.
         probabilities = await served.batcher.submit(x, timeout_s=timeout_s)
@@ -122,6 +135,12 @@ class DataPlane:
 
     async def load(self, name: str, version: int) -> None:
         await self.manager.load(name, version)
+
+    async def set_label(self, name: str, label: str, version: int) -> None:
+        await self.manager.set_label(name, label, version)
+
+    async def delete_label(self, name: str, label: str) -> None:
+        await self.manager.delete_label(name, label)
 
     async def _poll(self) -> None:
         while True:

@@ -1,9 +1,10 @@
 """The model manager: which versions are served, and hot swaps between them.
 
 Version policy, TensorFlow Serving style: for every model in the repository, serve the newest
-`versions_to_keep` versions that load and pass their self-check; requests without a version go to
-the newest of those. A new version is loaded and checked off the event loop while the old ones keep
-serving, and takes requests only once it passed. A version leaving the policy is removed from
+`versions_to_keep` versions that load and pass their self-check, and every version a label names
+(labels.json); requests without a version or label go to the newest of those. A new version is
+loaded and checked off the event loop while the old ones keep serving, and takes requests only once
+it passed. A version leaving the policy is removed from
 routing first, then its batcher drains the requests already accepted, then it is dropped.
 """
 
@@ -18,10 +19,11 @@ from pathlib import Path
 from contract import list_models, list_versions
 from service.config import Settings
 from service.core.batcher import DynamicBatcher
+from service.core.labels import LabelBook
 from service.core.model import LoadedModel, SelfCheckFailed, load_version
 from service.core.runtime import RuntimeLoader
 from service.core.status import VersionState, VersionStatus
-from service.errors import NotFound, NotReady
+from service.errors import InvalidInput, NotFound, NotReady
 from service.metrics import Metrics
 
 logger = logging.getLogger(__name__)
@@ -55,6 +57,7 @@ class ModelManager:
         self._failed: dict[tuple[str, int], _Fingerprint] = {}
         self._disabled: set[tuple[str, int]] = set()
         self._reload_lock = asyncio.Lock()
+        self.labels = LabelBook(settings.model_dir)
         self.repository_error: str | None = None
 
     async def unload_all(self) -> None:
@@ -76,11 +79,18 @@ class ModelManager:
             raise NotFound(self._unknown_model(name))
         return sorted(self._status[name].values(), key=lambda s: s.version, reverse=True)
 
-    def resolve(self, name: str, version: int | None = None) -> ServedVersion:
-        """The version that serves a request: the one named, or the newest available."""
+    def resolve(self, name: str, version: int | None = None, label: str | None = None) -> ServedVersion:
+        """The version that serves a request: the one named or labelled, or the newest available."""
         if name not in self._status:
             raise NotFound(self._unknown_model(name))
         serving = self._serving.get(name, {})
+        if label is not None:
+            version = self.labels.version_of(name, label)
+            if version not in serving:
+                raise NotFound(
+                    f"label '{label}' of model '{name}' names version {version}, {self._why_not(name, version)}"
+                )
+            return serving[version]
         if version is None:
             if not serving:
                 raise NotReady(f"model '{name}' has no available version yet")
@@ -95,6 +105,25 @@ class ModelManager:
             raise NotFound(f"version {version} of model '{name}' is not served: {status.error}")
         available = ", ".join(map(str, sorted(serving))) or "none"
         raise NotFound(f"model '{name}' has no version {version}; available: {available}")
+
+    async def set_label(self, name: str, label: str, version: int) -> None:
+        """Point `label` at `version`, which must be served: a label never names a version that cannot answer."""
+        self.status(name)
+        async with self._reload_lock:
+            if version not in self._serving.get(name, {}):
+                raise InvalidInput(
+                    f"version {version} of model '{name}' cannot take label '{label}': {self._why_not(name, version)}"
+                )
+            await asyncio.to_thread(self.labels.set, name, label, version)
+            await self._reconcile(name, await asyncio.to_thread(self._scan_model, name))
+        logger.info("label set", extra={"model": name, "label": label, "version": version})
+
+    async def delete_label(self, name: str, label: str) -> None:
+        self.status(name)
+        async with self._reload_lock:
+            await asyncio.to_thread(self.labels.delete, name, label)
+            await self._reconcile(name, await asyncio.to_thread(self._scan_model, name))
+        logger.info("label removed", extra={"model": name, "label": label})
 
     async def reload(self) -> None:
         """Rescan the repository and bring the served versions in line with the policy."""
@@ -125,12 +154,15 @@ class ModelManager:
         await self.reload()
 
     def _scan(self) -> dict[str, _OnDisk]:
-        root = self._settings.model_dir
-        found: dict[str, _OnDisk] = {}
-        for name in list_models(root):
-            versions = list_versions(root / name)
-            found[name] = {v: (path, _fingerprint(path)) for v, path in versions.items()}
-        return found
+        models = list_models(self._settings.model_dir)
+        for gone in set(self._status) - set(models):
+            self.labels.forget(gone)
+        return {name: self._scan_model(name) for name in models}
+
+    def _scan_model(self, name: str) -> _OnDisk:
+        self.labels.read(name)
+        versions = list_versions(self._settings.model_dir / name)
+        return {v: (path, _fingerprint(path)) for v, path in versions.items()}
 
     async def _reconcile(self, name: str, on_disk: _OnDisk) -> None:
         serving = self._serving.setdefault(name, {})
@@ -138,20 +170,33 @@ class ModelManager:
         for version in sorted(on_disk, reverse=True):
             if len(wanted) == self._settings.versions_to_keep:
                 break
-            if (name, version) in self._disabled:
-                continue
-            if version in serving:
+            if await self._serves(name, version, on_disk[version]):
                 wanted.append(version)
-                continue
-            path, fingerprint = on_disk[version]
-            if self._failed.get((name, version)) == fingerprint:
-                continue
-            if await self._load(name, version, path, fingerprint):
+        for version in sorted(self.labels.labelled_versions(name) - set(wanted)):
+            if version in on_disk and await self._serves(name, version, on_disk[version]):
                 wanted.append(version)
         for version in list(serving):
             if version not in wanted:
                 await self._unload(name, version)
         self._forget_removed_failures(name, on_disk)
+
+    async def _serves(self, name: str, version: int, found: tuple[Path, _Fingerprint]) -> bool:
+        """Whether the version serves, loading it first if it is new; disabled and refused ones do not."""
+        if (name, version) in self._disabled:
+            return False
+        if version in self._serving[name]:
+            return True
+        path, fingerprint = found
+        if self._failed.get((name, version)) == fingerprint:
+            return False
+        return await self._load(name, version, path, fingerprint)
+
+    def _why_not(self, name: str, version: int) -> str:
+        status = self._status.get(name, {}).get(version)
+        if status is None:
+            return "which is not in the repository"
+        detail = f": {status.error}" if status.error else ""
+        return f"which is {status.state.value}{detail}"
 
     def _forget_removed_failures(self, name: str, on_disk: _OnDisk) -> None:
         statuses = self._status.setdefault(name, {})

@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from enum import StrEnum
+from enum import Enum
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +33,7 @@ class SelfCheckFailed(Exception):
     """The version must not take traffic; the message says why."""
 
 
-class BatchingMode(StrEnum):
+class BatchingMode(str, Enum):
     BATCHED = "batched"  # rows of many requests share one model call
     ISOLATED = "isolated"  # every row computed alone, padded to two rows
 

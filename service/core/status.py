@@ -1,10 +1,10 @@
 """The life cycle of a model version, as every protocol and metric reports it."""
 
 from dataclasses import dataclass, field
-from enum import StrEnum
+from enum import Enum
 
 
-class VersionState(StrEnum):
+class VersionState(str, Enum):
     LOADING = "LOADING"
     AVAILABLE = "AVAILABLE"
     UNLOADING = "UNLOADING"

@@ -63,7 +63,8 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         async def work() -> get_model_metadata_pb2.GetModelMetadataResponse:
             if list(request.metadata_field) != ["signature_def"]:
                 raise InvalidInput(f"metadata_field must be ['signature_def'], got {list(request.metadata_field)}")
-            return _metadata(self._plane.describe(*_resolve(request.model_spec)))
+            name, version, label = _resolve(request.model_spec)
+            return _metadata(self._plane.describe(name, version, label))
 
         return await self._calls.answer(f"/{PREDICTION_SERVICE}/GetModelMetadata", context, work)
 
@@ -86,14 +87,14 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         self, request: predict_pb2.PredictRequest, deadline_s: float | None
     ) -> predict_pb2.PredictResponse:
         spec = request.model_spec
-        name, version = _resolve(spec)
+        name, version, label = _resolve(spec)
         if spec.signature_name not in ("", SIGNATURE_KEY):
             raise BadRequest(f"unknown signature_name {spec.signature_name!r}; this model has only '{SIGNATURE_KEY}'")
         unknown = set(request.output_filter) - {OUTPUT_NAME, _tensor_name(OUTPUT_NAME)}
         if unknown:
             raise InvalidInput(f"unknown output(s) {sorted(unknown)} in output_filter; the output is '{OUTPUT_NAME}'")
         x = _pixels(request, self._settings.max_request_images)
-        result = await self._plane.infer(name, version, x, timeout_s=deadline_s)
+        result = await self._plane.infer(name, version, x, label=label, timeout_s=deadline_s)
         response = predict_pb2.PredictResponse(model_spec=_spec(result.name, result.version))
         response.outputs[OUTPUT_NAME].CopyFrom(_tensor_proto(result.probabilities))
         return response
@@ -108,7 +109,9 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
         self, request: get_model_status_pb2.GetModelStatusRequest, context: Context
     ) -> get_model_status_pb2.GetModelStatusResponse:
         async def work() -> get_model_status_pb2.GetModelStatusResponse:
-            name, version = _resolve(request.model_spec)
+            name, version, label = _resolve(request.model_spec)
+            if label is not None:
+                version = self._plane.describe(name, label=label).version
             statuses = [s for s in self._plane.status(name) if version is None or s.version == version]
             if not statuses:
                 raise NotFound(f"model '{name}' has no version {version}")
@@ -123,17 +126,18 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
         return await self._calls.answer(f"/{MODEL_SERVICE}/HandleReloadConfigRequest", context, work)
 
 
-def _resolve(spec: model_pb2.ModelSpec) -> tuple[str, int | None]:
+def _resolve(spec: model_pb2.ModelSpec) -> tuple[str, int | None, str | None]:
+    """(name, version, label) from a model spec: a version or a version label, or neither."""
     if not spec.name:
         raise InvalidInput("model_spec.name is required")
     if spec.WhichOneof("version_choice") == "version_label":
-        raise NotFound(f"model '{spec.name}' has no version label '{spec.version_label}'")
+        return spec.name, None, spec.version_label
     if spec.HasField("version"):
         version = spec.version.value
         if contract.parse_version(str(version)) is None:
             raise InvalidInput(f"model_spec.version must be a positive integer, got {version}")
-        return spec.name, version
-    return spec.name, None
+        return spec.name, version, None
+    return spec.name, None, None
 
 
 def _pixels(request: predict_pb2.PredictRequest, max_images: int) -> np.ndarray:

@@ -19,6 +19,7 @@ import service
 from service.config import Settings
 from service.core.dataplane import DataPlane
 from service.errors import ServiceError
+from service.rest import page
 from service.rest.codec import json_response
 from service.rest.errors import error_response
 from service.rest.middleware import RequestContextMiddleware
@@ -33,7 +34,7 @@ logger = logging.getLogger(__name__)
 def routes(plane: DataPlane, settings: Settings) -> list[BaseRoute]:
     """Every route of the app, in matching order: the inference routes first."""
     apis = (PredictApi, TfServingApi, OpenInferenceApi, OpsApi)
-    return [route for api in apis for route in api(plane, settings).routes()]
+    return [route for api in apis for route in api(plane, settings).routes()] + page.routes()
 
 
 def create_app(settings: Settings, plane: DataPlane) -> FastAPI:
@@ -42,6 +43,8 @@ def create_app(settings: Settings, plane: DataPlane) -> FastAPI:
         version=service.__version__,
         summary="Batch-normalized MNIST classifiers: /predict, TensorFlow Serving REST and Open Inference Protocol v2.",
         routes=routes(plane, settings),
+        docs_url=None,  # service.rest.page serves /docs from its own files, offline
+        redoc_url=None,
     )
     _add_error_handlers(app)
     if settings.cors_origins:

@@ -135,4 +135,4 @@ def _nesting_depth(body: bytes) -> int:
     steps = ((raw == _OPEN_SQUARE) | (raw == _OPEN_CURLY)).view(np.int8) - (
         (raw == _CLOSE_SQUARE) | (raw == _CLOSE_CURLY)
     ).view(np.int8)
-    return int(np.cumsum(steps, dtype=np.int32).max(initial=0))
+    return int(np.max(np.cumsum(steps, dtype=np.int32), initial=0))

@@ -10,7 +10,9 @@ Pure ASGI rather than Starlette's BaseHTTPMiddleware, which costs a task and a s
 import asyncio
 import logging
 import os
+import sys
 import time
+from collections.abc import Awaitable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -105,11 +107,11 @@ class _LimitedReceive:
     async def __call__(self) -> Message:
         if self._body_done:  # after the body, receive() only waits for a disconnect: no deadline
             return await self._receive()
-        self._deadline = self._deadline or asyncio.get_running_loop().time() + self._timeout_s
+        loop = asyncio.get_running_loop()
+        self._deadline = self._deadline or loop.time() + self._timeout_s
         try:
-            async with asyncio.timeout_at(self._deadline):
-                message = await self._receive()
-        except TimeoutError:
+            message = await _by(self._deadline, self._receive())
+        except asyncio.TimeoutError:
             raise RequestTimeout(f"request body not received within {self._timeout_s:g}s") from None
         if message["type"] == "http.request":
             self._received += len(message.get("body", b""))
@@ -132,6 +134,13 @@ class _TaggedSend:
             self.status = message["status"]
             message["headers"] = [*message.get("headers", []), (REQUEST_ID_HEADER, self._rid)]
         await self._send(message)
+
+
+async def _by(deadline: float, receiving: Awaitable[Message]) -> Message:
+    if sys.version_info >= (3, 11):  # a timer on this task, where wait_for would start another task
+        async with asyncio.timeout_at(deadline):
+            return await receiving
+    return await asyncio.wait_for(receiving, max(0.0, deadline - asyncio.get_running_loop().time()))
 
 
 def _too_large(max_bytes: int) -> str:

@@ -11,9 +11,10 @@ from starlette.routing import BaseRoute
 
 from service.config import Settings
 from service.core.dataplane import DataPlane
-from service.errors import Forbidden, InvalidInput, NotFound, NotReady, Unauthenticated
+from service.errors import BadRequest, Forbidden, InvalidInput, NotFound, NotReady, Unauthenticated
 from service.rest import codec
 from service.rest.errors import openapi_responses
+from service.rest.schemas import LabelRequest
 
 
 class OpsApi:
@@ -37,6 +38,16 @@ class OpsApi:
             APIRoute("/admin/reload", self.reload, **admin),
             APIRoute("/admin/models/{name}/versions/{version}/unload", self.unload, **admin),
             APIRoute("/admin/models/{name}/versions/{version}/load", self.load, **admin),
+            APIRoute(
+                "/admin/models/{name}/labels/{label}",
+                self.set_label,
+                **{
+                    **admin,
+                    "methods": ["PUT"],
+                    "responses": openapi_responses(BadRequest, Unauthenticated, Forbidden, InvalidInput, NotFound),
+                },
+            ),
+            APIRoute("/admin/models/{name}/labels/{label}", self.delete_label, **{**admin, "methods": ["DELETE"]}),
         ]
 
     async def healthz(self) -> Response:
@@ -55,20 +66,23 @@ class OpsApi:
 
     async def models(self) -> Response:
         """Every model and version this server knows of, with state, batching mode and self-check results."""
-        listing: dict[str, Any] = {
-            name: [
-                {
-                    "version": s.version,
-                    "state": s.state.value,
-                    "error": s.error,
-                    "batching": s.batching,
-                    "checks": s.checks,
-                }
-                for s in self._plane.status(name)
-            ]
-            for name in self._plane.model_names()
-        }
-        return codec.json_response({"models": listing, "repository_error": self._plane.repository_error})
+        listing = {name: self._versions(name) for name in self._plane.model_names()}
+        labels = {name: self._plane.labels(name) for name in self._plane.model_names()}
+        label_errors = {name: e for name in self._plane.model_names() if (e := self._plane.label_error(name))}
+        return codec.json_response(
+            {
+                "models": listing,
+                "labels": labels,
+                "label_errors": label_errors,
+                "repository_error": self._plane.repository_error,
+            }
+        )
+
+    def _versions(self, name: str) -> list[dict[str, Any]]:
+        return [
+            {"version": s.version, "state": s.state.value, "error": s.error, "batching": s.batching, "checks": s.checks}
+            for s in self._plane.status(name)
+        ]
 
     async def require_admin(self, request: Request) -> None:
         """Admin routes need `Authorization: Bearer <MNIST_ADMIN_TOKEN>`; without a token they are off."""
@@ -94,4 +108,14 @@ class OpsApi:
     async def load(self, name: str, version: str) -> Response:
         """Allow an unloaded version to be served again."""
         await self._plane.load(name, codec.path_version(version))
+        return await self.models()
+
+    async def set_label(self, name: str, label: str, body: LabelRequest) -> Response:
+        """Point a label at a version that is AVAILABLE (the labels are kept in the repository's labels.json)."""
+        await self._plane.set_label(name, label, body.version)
+        return await self.models()
+
+    async def delete_label(self, name: str, label: str) -> Response:
+        """Remove a label."""
+        await self._plane.delete_label(name, label)
         return await self.models()

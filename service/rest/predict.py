@@ -16,7 +16,7 @@ from service.rest.errors import INFERENCE_ERRORS, openapi_responses
 from service.rest.routing import FastRoute
 from service.rest.schemas import PredictRequest, PredictResponse, json_request_body
 
-_FIELDS = frozenset({"image", "images", "model", "version"})
+_FIELDS = frozenset({"image", "images", "model", "version", "label"})
 
 
 class PredictApi:
@@ -38,27 +38,32 @@ class PredictApi:
 
     async def predict(self, request: Request) -> Response:
         """Classify one image (`image`) or a batch (`images`) of 784 raw pixel intensities, 0 to 255,
-        or a 28x28 image file (Content-Type image/png, ...; white ink on black, as MNIST) with optional
-        `?model=` and `?version=`."""
+        or one image file of any size (Content-Type image/png, jpeg, webp, gif or bmp), made MNIST-like
+        as `?preprocess=auto|mnist|none` says, with optional `?model=`, and `?version=` or `?label=`.
+        `?show_input=true` adds the 28x28 the model saw to each prediction, as a base64 PNG."""
+        query = request.query_params
+        show_input = _flag(query.get("show_input"), "show_input")
         if images.is_image(codec.media_type(request.headers.get("content-type"))):
-            x = images.pixels_from_image(await request.body())
-            query = request.query_params
-            return _predictions(
-                await self._plane.infer(query.get("model"), codec.json_version(query.get("version")), x)
-            )
+            mode = images.parse_mode(query.get("preprocess"))
+            x = images.pixels_from_image(await request.body(), mode, max_pixels=self._settings.max_image_pixels)
+            return await self._predict(x, dict(query), show_input)
         codec.require_json(request.headers.get("content-type"))
         body = codec.json_object(codec.parse_json(await request.body(), max_depth=self._settings.max_json_depth))
-        x = self._pixels(body)
-        name = body.get("model")
-        if name is not None and not isinstance(name, str):
-            raise InvalidInput(f"'model' must be a string, got {codec.type_name(name)}")
-        return _predictions(await self._plane.infer(name, codec.json_version(body.get("version")), x))
+        return await self._predict(self._pixels(body), body, show_input)
+
+    async def _predict(self, x: np.ndarray, fields: dict[str, Any], show_input: bool) -> Response:
+        name, label = (_optional_string(fields, key) for key in ("model", "label"))
+        version = codec.json_version(fields.get("version"))
+        if version is not None and label is not None:
+            raise InvalidInput("send 'version' or 'label', not both")
+        result = await self._plane.infer(name, version, x, label=label)
+        return _predictions(result, x if show_input else None)
 
     def _pixels(self, body: dict[str, Any]) -> np.ndarray:
         unknown = body.keys() - _FIELDS
         if unknown:
             raise InvalidInput(
-                f"unknown field(s) {', '.join(sorted(unknown))}; expected image or images, model, version"
+                f"unknown field(s) {', '.join(sorted(unknown))}; expected image or images, model, version or label"
             )
         if ("image" in body) == ("images" in body):
             raise InvalidInput("send exactly one of 'image' (784 pixel values) or 'images' (a list of them)")
@@ -67,17 +72,31 @@ class PredictApi:
         return codec.pixels(body["images"], field="images", max_images=self._settings.max_request_images)
 
 
-def _predictions(result: InferenceResult) -> Response:
+def _optional_string(fields: dict[str, Any], key: str) -> str | None:
+    value = fields.get(key)
+    if value is not None and not isinstance(value, str):
+        raise InvalidInput(f"'{key}' must be a string, got {codec.type_name(value)}")
+    return value
+
+
+def _flag(value: str | None, name: str) -> bool:
+    if value in (None, "false", "0"):
+        return False
+    if value in ("true", "1"):
+        return True
+    raise InvalidInput(f"{name} must be true or false, got {value!r}")
+
+
+def _predictions(result: InferenceResult, seen: np.ndarray | None = None) -> Response:
+    """The answer; with `seen`, each prediction also carries the 28x28 the model saw, as a base64 PNG."""
     probabilities = result.probabilities
     digits = probabilities.argmax(axis=1)
     top = probabilities[np.arange(len(digits)), digits]
-    return codec.json_response(
-        {
-            "model": result.name,
-            "version": result.version,
-            "predictions": [
-                {"digit": int(d), "probability": p, "probabilities": row}
-                for d, p, row in zip(digits, top, probabilities, strict=True)
-            ],
-        }
-    )
+    predictions: list[dict[str, Any]] = [
+        {"digit": int(d), "probability": p, "probabilities": row}
+        for d, p, row in zip(digits, top, probabilities, strict=True)
+    ]
+    if seen is not None:
+        for prediction, row in zip(predictions, seen, strict=True):
+            prediction["input_png"] = images.as_png(row)
+    return codec.json_response({"model": result.name, "version": result.version, "predictions": predictions})

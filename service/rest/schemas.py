@@ -62,6 +62,7 @@ class PredictRequest(BaseModel):
     images: list[Image] | None = Field(None, min_length=1, description="a batch of images")
     model: str | None = Field(None, description="model name; the server's default model if absent")
     version: int | None = Field(None, ge=1, description="model version; the newest available if absent")
+    label: str | None = Field(None, description="a version label, such as 'stable'; instead of `version`")
 
 
 class DigitPrediction(BaseModel):
@@ -95,6 +96,12 @@ class VersionStatusModel(BaseModel):
     version: str
     state: VersionState
     status: dict[str, str]
+
+
+class LabelRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: int = Field(ge=1, description="the version the label is to name: one that is AVAILABLE")
 
 
 class TfServingStatusResponse(BaseModel):

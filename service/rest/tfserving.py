@@ -1,7 +1,7 @@
 """TensorFlow Serving's REST API, so its clients work unchanged.
 
-Status: GET /v1/models/{name}[/versions/{v}]; metadata: GET .../metadata;
-predict: POST /v1/models/{name}[/versions/{v}]:predict with `instances` or `inputs`.
+Status: GET /v1/models/{name}[/versions/{v} | /labels/{l}]; metadata: GET .../metadata;
+predict: POST /v1/models/{name}[/versions/{v} | /labels/{l}]:predict with `instances` or `inputs`.
 """
 
 from typing import Any
@@ -29,6 +29,7 @@ from service.rest.schemas import (
 )
 
 _DATATYPES = {"FP32": "DT_FLOAT"}
+MODEL_VERSION_HEADER = "X-Model-Version"  # the version that answered a :predict
 
 
 class TfServingApi:
@@ -49,10 +50,13 @@ class TfServingApi:
         return [
             FastRoute("/v1/models/{name}:predict", self.predict, **predict),
             FastRoute("/v1/models/{name}/versions/{version}:predict", self.predict_version, **predict),
+            FastRoute("/v1/models/{name}/labels/{label}:predict", self.predict_label, **predict),
             APIRoute("/v1/models/{name}", self.model_status, **status),
             APIRoute("/v1/models/{name}/versions/{version}", self.version_status, **status),
+            APIRoute("/v1/models/{name}/labels/{label}", self.label_status, **status),
             APIRoute("/v1/models/{name}/metadata", self.model_metadata, **metadata),
             APIRoute("/v1/models/{name}/versions/{version}/metadata", self.version_metadata, **metadata),
+            APIRoute("/v1/models/{name}/labels/{label}/metadata", self.label_metadata, **metadata),
         ]
 
     async def predict(self, request: Request, name: str) -> Response:
@@ -62,6 +66,10 @@ class TfServingApi:
     async def predict_version(self, request: Request, name: str, version: str) -> Response:
         """Predict with one version."""
         return await self._predict(request, name, codec.path_version(version))
+
+    async def predict_label(self, request: Request, name: str, label: str) -> Response:
+        """Predict with the version a label names."""
+        return await self._predict(request, name, None, label)
 
     async def model_status(self, name: str) -> Response:
         """Status of every version of a model."""
@@ -75,6 +83,17 @@ class TfServingApi:
             raise NotFound(f"model '{name}' has no version {wanted}")
         return codec.json_response({"model_version_status": [_version_status(s) for s in statuses]})
 
+    async def label_status(self, name: str, label: str) -> Response:
+        """Status of the version a label names."""
+        version = self._plane.describe(name, label=label).version
+        return codec.json_response(
+            {"model_version_status": [_version_status(s) for s in self._plane.status(name) if s.version == version]}
+        )
+
+    async def label_metadata(self, name: str, label: str) -> Response:
+        """The serving signature of the version a label names."""
+        return _metadata(self._plane.describe(name, label=label))
+
     async def model_metadata(self, name: str) -> Response:
         """The serving signature of the newest available version."""
         return _metadata(self._plane.describe(name))
@@ -83,7 +102,7 @@ class TfServingApi:
         """The serving signature of one version."""
         return _metadata(self._plane.describe(name, codec.path_version(version)))
 
-    async def _predict(self, request: Request, name: str, version: int | None) -> Response:
+    async def _predict(self, request: Request, name: str, version: int | None, label: str | None = None) -> Response:
         codec.require_json(request.headers.get("content-type"))
         body = codec.json_object(codec.parse_json(await request.body(), max_depth=self._settings.max_json_depth))
         signature = body.get("signature_name", SIGNATURE_KEY)
@@ -93,8 +112,12 @@ class TfServingApi:
             raise InvalidInput("send exactly one of 'instances' (row format) or 'inputs' (columnar format)")
         row_format = "instances" in body
         x = self._instances(body["instances"]) if row_format else self._inputs(body["inputs"])
-        result = await self._plane.infer(name, version, x)
-        return codec.json_response({"predictions" if row_format else "outputs": result.probabilities})
+        result = await self._plane.infer(name, version, x, label=label)
+        # TF Serving's REST body has no room for the version that answered; a header names it.
+        return codec.json_response(
+            {"predictions" if row_format else "outputs": result.probabilities},
+            headers={MODEL_VERSION_HEADER: str(result.version)},
+        )
 
     def _instances(self, value: Any) -> np.ndarray:
         """Row format: a list of images, or of {"pixels": image} objects."""

@@ -2,6 +2,8 @@
 
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,6 +12,9 @@ import pytest
 
 from contract import list_versions
 from tests.e2e.server import REPO_ROOT, ServerProcess
+from training.data import load_splits
+from training.export import load_signature
+from training.train import score
 
 pytestmark = pytest.mark.e2e
 
@@ -48,7 +53,9 @@ def test_the_gate_refuses_a_model_worse_than_the_served_one(served: tuple[Server
     result = _deploy(server, models, "--epochs", "1", "--min-accuracy", "0.5")
     assert result.returncode == 1
     assert "gate refused" in result.stderr and "below the served version 1" in result.stderr
-    assert "vs served version 1 on the same digits: 0.9780" in result.stdout
+    splits = load_splits("embedded", seed=0)  # the split deploy measures both versions on
+    served_accuracy, _ = score(load_signature(models / "mnist" / "1")[1](splits.test.x), splits.test.y)
+    assert f"vs served version 1 on the same digits: {served_accuracy:.4f}" in result.stdout
     assert list(list_versions(models / "mnist")) == [1]
     assert httpx.post(f"{server.url}/predict", json={"image": [0.0] * 784}).json()["version"] == 1
 
@@ -83,3 +90,45 @@ def test_an_unreachable_server_stops_before_training(tmp_path: Path) -> None:
     )
     assert result.returncode == 1 and "cannot reach the server" in result.stderr
     assert not any(tmp_path.iterdir())
+
+
+def test_a_canary_promoted_under_load_fails_nothing_and_stable_never_goes_back(
+    served: tuple[ServerProcess, Path],
+) -> None:
+    server, models = served
+    auth = {"authorization": "Bearer tok"}
+    assert httpx.put(f"{server.url}/admin/models/mnist/labels/stable", json={"version": 1}, headers=auth).is_success
+    answers: list[tuple[float, float, int, int | None]] = []  # sent, received, status, version
+    stop = threading.Event()
+
+    def client() -> None:
+        with httpx.Client(base_url=server.url, timeout=30) as http:
+            while not stop.is_set():
+                sent = time.monotonic()
+                response = http.post("/predict", json={"image": [0.0] * 784, "label": "stable"})
+                answers.append((sent, time.monotonic(), response.status_code, response.json().get("version")))
+
+    clients = [threading.Thread(target=client) for _ in range(4)]
+    for thread in clients:
+        thread.start()
+    try:
+        result = _deploy(
+            server, models, "--epochs", "2", "--min-accuracy", "0.5", "--tolerance", "0.5",
+            "--admin-token", "tok", "--promote",
+        )  # fmt: skip
+        finished = time.monotonic()
+        while not any(sent > finished for sent, *_ in answers):  # at least one request after the deploy
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        for thread in clients:
+            thread.join()
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "[8/9] smoke prediction through /predict, label canary: 7 from version 2" in result.stdout
+    assert "[9/9] smoke prediction through /predict, label stable: 7 from version 2" in result.stdout
+    assert {status for _, _, status, _ in answers} == {200}
+    assert answers[0][3] == 1 and all(version == 2 for sent, _, _, version in answers if sent > finished)
+    first_new = min(received for _, received, _, version in answers if version == 2)
+    assert all(version == 2 for sent, _, _, version in answers if sent > first_new)  # never back to 1
+    labels = httpx.get(f"{server.url}/models").json()["labels"]["mnist"]
+    assert labels == {"stable": 2, "canary": 2}

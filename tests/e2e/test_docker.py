@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,11 +22,12 @@ from tests.e2e.server import REPO_ROOT, free_port, wait_ready
 pytestmark = [pytest.mark.docker, pytest.mark.e2e]
 
 DOCKER = shutil.which("docker", path="/usr/bin") or shutil.which("docker") or "docker"
-BASE_IMAGE = "bn-mnist-base:bookworm"
+BASE_IMAGE = "bn-mnist-base:bookworm-slim"
 IMAGE = "bn-mnist-serving:test"
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 DEBIAN_MIRROR = os.environ.get("DEBIAN_MIRROR", "http://deb.debian.org/debian")
 STOP_GRACE_S = 30
+MAX_IMAGE_BYTES = 1_200_000_000
 
 
 def _docker(*args: str, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess[str]:
@@ -64,13 +66,22 @@ def _build_base_image(rootfs: Path) -> None:
         capture_output=True,
         timeout=900,
     )
+    # As python:3.11-slim does: no package lists or caches, documentation or translations.
+    for leftover in ("var/lib/apt/lists", "var/cache/apt", "usr/share/doc", "usr/share/man", "usr/share/locale"):
+        for path in (rootfs / leftover).glob("*"):
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
     tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
     subprocess.run([DOCKER, "import", "-", BASE_IMAGE], stdin=tar.stdout, check=True, capture_output=True)
     assert tar.wait() == 0
 
 
 @pytest.fixture(scope="module")
-def container(image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, Path, str]]:
+def container(
+    image: str, tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config
+) -> Iterator[tuple[str, str, Path, str]]:
     models = tmp_path_factory.mktemp("mounted") / "models"
     shutil.copytree(REPO_ROOT / "models", models, ignore=shutil.ignore_patterns(".*"))
     port, grpc_port = free_port(), free_port()
@@ -91,10 +102,12 @@ def container(image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     )
     container_id = run.stdout.strip()
     url = f"http://127.0.0.1:{port}"
+    started = time.monotonic()
     try:
         if not wait_ready(url, 180):
             logs = _docker("logs", container_id, check=False)
             pytest.fail(f"container not ready:\n{logs.stdout[-3000:]}{logs.stderr[-3000:]}")
+        _report(pytestconfig, f"cold start, from `docker run` to /readyz 200: {time.monotonic() - started:.1f} s")
         yield container_id, url, models, f"127.0.0.1:{grpc_port}"
     finally:
         _docker("rm", "-f", container_id, check=False)
@@ -104,6 +117,34 @@ def test_hadolint_passes() -> None:
     hadolint = Path(sys.executable).parent / "hadolint"
     result = subprocess.run([str(hadolint), str(REPO_ROOT / "Dockerfile")], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
+
+
+def test_the_image_is_lean(image: str, pytestconfig: pytest.Config) -> None:
+    size = int(_docker("image", "inspect", "-f", "{{.Size}}", image).stdout)
+    history = _docker("history", "--format", "{{.Size}}\t{{.CreatedBy}}", image).stdout
+    _report(pytestconfig, f"image {image}: {size / 1e9:.2f} GB\n{history}")
+    assert size <= MAX_IMAGE_BYTES, history
+    tools = _docker("run", "--rm", "--entrypoint", "sh", image, "-c", "command -v pip gcc cc make || true").stdout
+    assert tools.strip() == "", f"build tools in the image: {tools}"
+    leftovers = _docker(
+        "run",
+        "--rm",
+        "--entrypoint",
+        "sh",
+        image,
+        "-c",
+        "find /opt/venv -name include -path '*tensorflow*' -o -name __pycache__ | head -3",
+    ).stdout
+    assert leftovers.strip() == "", f"headers or byte-code caches in the image: {leftovers}"
+
+
+def _report(config: pytest.Config, text: str) -> None:
+    """Figures for the CI log, past pytest's output capture (docs/docker.md quotes them)."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    if reporter is not None and capture is not None:
+        with capture.global_and_fixture_disabled():
+            reporter.write_line(f"\n[docker] {text}")
 
 
 def test_the_container_serves_every_protocol(container: tuple[str, str, Path, str]) -> None:
@@ -140,6 +181,7 @@ def _grpc_infer(target: str, pixels: list[float]) -> np.ndarray:
 def test_deploy_into_the_mounted_repository_serves_without_restart(container: tuple[str, str, Path, str]) -> None:
     container_id, url, models, _ = container
     started_at = _docker("inspect", "-f", "{{.State.StartedAt}}", container_id).stdout
+    next_version = max(int(p.name) for p in (models / "mnist").iterdir() if p.name.isdigit()) + 1
     deploy = subprocess.run(
         [
             sys.executable,
@@ -165,9 +207,9 @@ def test_deploy_into_the_mounted_repository_serves_without_restart(container: tu
         timeout=600,
     )
     assert deploy.returncode == 0, deploy.stdout[-3000:] + deploy.stderr[-3000:]
-    assert "deployed mnist version 2" in deploy.stdout
+    assert f"deployed mnist version {next_version}" in deploy.stdout
     answer = httpx.post(f"{url}/predict", json={"image": [0.0] * 784}).json()
-    assert answer["version"] == 2
+    assert answer["version"] == next_version
     assert _docker("inspect", "-f", "{{.State.StartedAt}}", container_id).stdout == started_at
 
 

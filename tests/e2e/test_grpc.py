@@ -20,6 +20,7 @@ pytestmark = pytest.mark.e2e
 CLIENTS = Path(__file__).parent / "clients"
 CLIENT_VENV = REPO_ROOT / ".venv-clients"  # tritonclient pins protobuf<7; the server needs 7
 TRITONCLIENT = "tritonclient[grpc]==2.73.*"
+VERSION = int(DEFAULT_VERSION.name)  # what the committed repository serves
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +66,7 @@ def _rest_bits(server: ServerProcess, x: np.ndarray) -> list[list[int]]:
 
 def _client(python: Path | str, script: str, server: ServerProcess, images: Path) -> dict[str, object]:
     run = subprocess.run(
-        [str(python), str(CLIENTS / script), server.grpc_target, str(images)],
+        [str(python), str(CLIENTS / script), server.grpc_target, str(images), str(VERSION)],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
@@ -84,7 +85,7 @@ def test_tensorflow_servings_own_client_gets_the_bits_rest_gets(
     answer = _client(sys.executable, "tf_serving.py", server, path)
     assert answer["bits"] == _rest_bits(server, x)
     assert np.argmax(np.asarray(answer["bits"], np.uint32).view(np.float32)[0]) == 7
-    assert answer["version"] == 1 and answer["inputs"] == ["pixels"] and answer["states"] == ["AVAILABLE"]
+    assert answer["version"] == VERSION and answer["inputs"] == ["pixels"] and answer["states"] == ["AVAILABLE"]
 
 
 def test_tritons_own_client_gets_the_bits_rest_gets_raw_and_typed(
@@ -92,7 +93,7 @@ def test_tritons_own_client_gets_the_bits_rest_gets_raw_and_typed(
 ) -> None:
     path, x = images
     answer = _client(client_python, "triton.py", server, path)
-    assert answer["live"] and answer["ready"] and answer["raw_version"] == "1"
+    assert answer["live"] and answer["ready"] and answer["raw_version"] == str(VERSION)
     assert answer["metadata_inputs"] == [{"name": "pixels", "datatype": "FP32", "shape": ["-1", "784"]}]
     expected = _rest_bits(server, x)
     assert answer["raw_bits"] == expected

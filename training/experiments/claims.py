@@ -134,7 +134,7 @@ def momentum_table(m: Measurements) -> list[str]:
 
 
 def _gaps(m: Measurements, arm: str) -> list[float]:
-    return [r.train_accuracy - r.val_accuracy for r in m.runs("curves", arm)]
+    return [r.train_accuracy - r.test_accuracy for r in m.runs("curves", arm)]
 
 
 def _inference_groups(m: Measurements) -> dict[str, list[float]]:
@@ -165,7 +165,7 @@ FINDINGS = (
         "bn_learning_rates.png",
         plots.sweep("learning_rates", "Final accuracy by learning rate", "Adam learning rate"),
         lambda grid: (
-            f"Final validation accuracy at Adam learning rates {', '.join(map(str, grid.learning_rates))}. "
+            f"Final test accuracy at Adam learning rates {', '.join(map(str, grid.learning_rates))}. "
             "Supported if BN is at least as good at every rate and better at the highest."
         ),
         claim="BN tolerates higher learning rates",
@@ -176,10 +176,10 @@ FINDINGS = (
         "Regularization",
         "bn_regularization.png",
         plots.bars(
-            "Train minus validation accuracy", lambda m: {arm: _gaps(m, arm) for arm in ("bn", "plain")}, "gap (points)"
+            "Train minus test accuracy", lambda m: {arm: _gaps(m, arm) for arm in ("bn", "plain")}, "gap (points)"
         ),
-        lambda grid: "Training accuracy (inference mode, on the training digits) minus validation accuracy.",
-        claim="BN regularizes (smaller train/validation gap)",
+        lambda grid: "Training accuracy (inference mode, on the training digits) minus test accuracy.",
+        claim="BN regularizes (smaller train/test gap)",
         judge=regularization,
     ),
     Finding(
@@ -206,7 +206,7 @@ FINDINGS = (
                 for x in m.values("placement")
                 for arm in ("after", "before")
             },
-            "validation accuracy (%)",
+            "test accuracy (%)",
         ),
         lambda grid: (
             "`Dense → ReLU → BN` (the article) against `Dense → BN → ReLU` (the original BN paper), at two "
@@ -222,7 +222,7 @@ FINDINGS = (
         plots.bars(
             "Dropout 0.3 after vs before BN",
             lambda m: {arm.replace("_", " "): m.accuracies("dropout", arm) for arm in ("after_bn", "before_bn")},
-            "validation accuracy (%)",
+            "test accuracy (%)",
         ),
         lambda grid: "Dropout 0.3 after BN against dropout before BN.",
         claim="Dropout belongs after BN, not before it",

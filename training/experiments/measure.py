@@ -50,7 +50,8 @@ class Measurements:
         return sorted({c.value for c in self.cells if c.experiment == experiment and c.value is not None})
 
     def accuracies(self, experiment: str, arm: str, value: float | None = None) -> list[float]:
-        return [r.val_accuracy for r in self.runs(experiment, arm, value)]
+        """Final accuracy on the test digits, per seed: what the verdicts are written in."""
+        return [r.test_accuracy for r in self.runs(experiment, arm, value)]
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -83,7 +84,7 @@ def measure(grid: Grid, splits: Splits, log: Log) -> Measurements:
         runs = [_summary(_train(network, splits, seed=seed, **hp), splits) for seed in grid.seeds]
         found.cells[Cell(experiment, arm, value)] = runs
         swept = "" if value is None else f" {value:g}"
-        log(f"  {experiment} {arm}{swept}: val {np.mean([r.val_accuracy for r in runs]):.4f}")
+        log(f"  {experiment} {arm}{swept}: test {np.mean([r.test_accuracy for r in runs]):.4f}")
 
     for arm, net in g.WITH_AND_WITHOUT_BN.items():
         cell("curves", arm, net, epochs=grid.epochs, learning_rate=0.001)

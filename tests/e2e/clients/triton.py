@@ -1,4 +1,4 @@
-"""`python triton.py HOST:PORT IMAGES.npy`, in a virtualenv with tritonclient[grpc]: Triton's own client
+"""`python triton.py HOST:PORT IMAGES.npy VERSION`, in a virtualenv with tritonclient[grpc]: Triton's own client
 checks liveness, reads the model's metadata, and infers raw (its `infer`) and typed (its own protos,
 fp32_contents); prints what came back as JSON (probabilities as uint32 bits)."""
 
@@ -11,13 +11,13 @@ import tritonclient.grpc as triton
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 
-def main(target: str, images: str) -> None:
+def main(target: str, images: str, version: str) -> None:
     x = np.load(images).astype(np.float32)
     client = triton.InferenceServerClient(url=target)
     metadata = client.get_model_metadata("mnist", as_json=True)
     tensor = triton.InferInput("pixels", list(x.shape), "FP32")
     tensor.set_data_from_numpy(x)
-    raw = client.infer("mnist", [tensor], outputs=[triton.InferRequestedOutput("probabilities")], model_version="1")
+    raw = client.infer("mnist", [tensor], outputs=[triton.InferRequestedOutput("probabilities")], model_version=version)
     typed_input = service_pb2.ModelInferRequest.InferInputTensor(name="pixels", datatype="FP32", shape=list(x.shape))
     typed_input.contents.fp32_contents.extend(x.ravel().tolist())
     with grpc.insecure_channel(target) as channel:

@@ -56,9 +56,11 @@ def _batcher(
 
 
 async def _until(condition: Callable[[], bool]) -> None:
-    async with asyncio.timeout(30):  # a guard against a hang, not a speed limit
+    async def poll() -> None:
         while not condition():
             await asyncio.sleep(0.001)
+
+    await asyncio.wait_for(poll(), 30)  # a guard against a hang, not a speed limit
 
 
 async def test_concurrent_requests_share_calls_and_get_their_own_rows(executor: ThreadPoolExecutor) -> None:

@@ -6,11 +6,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from contract import read_metadata
+from contract import read_labels, read_metadata
 from service.config import Settings
 from service.core.dataplane import DataPlane, InferenceResult
 from service.core.status import VersionState
-from service.errors import NotFound
+from service.errors import InvalidInput, NotFound
 from service.metrics import Metrics
 from service.runtimes import default_runtimes
 from tests.helpers import DEFAULT_VERSION, corrupt_probes, seal
@@ -174,3 +174,46 @@ async def test_a_version_that_outputs_nan_is_refused_and_the_server_keeps_servin
     states = {s.version: s for s in plane.status("mnist")}
     assert states[2].state is VersionState.FAILED and "non-finite" in states[2].error
     assert (await plane.infer("mnist", None, np.zeros((1, 784), np.float32))).version == 1
+
+
+async def test_a_labelled_version_stays_loaded_beyond_the_newest_n(default_repo: Path, plane_factory: Factory) -> None:
+    _add_version(default_repo, 2)
+    plane = await plane_factory(versions_to_keep=1)
+    assert _states(plane) == {2: "AVAILABLE"}
+    (default_repo / "mnist" / "labels.json").write_text('{"stable": 1}')
+    await plane.reload()
+    assert _states(plane) == {2: "AVAILABLE", 1: "AVAILABLE"}
+    x = np.zeros((1, 784), np.float32)
+    assert (await plane.infer("mnist", None, x, label="stable")).version == 1
+    assert (await plane.infer("mnist", None, x)).version == 2  # the unlabelled route stays the newest
+    with pytest.raises(NotFound, match="no version label 'canary'; labels: stable"):
+        await plane.infer("mnist", None, x, label="canary")
+
+
+async def test_set_label_writes_the_repository_and_refuses_a_version_that_cannot_answer(
+    default_repo: Path, plane_factory: Factory
+) -> None:
+    corrupt_probes(_add_version(default_repo, 2))
+    plane = await plane_factory()
+    await plane.set_label("mnist", "stable", 1)
+    assert read_labels(default_repo / "mnist") == {"stable": 1} and plane.labels("mnist") == {"stable": 1}
+    with pytest.raises(InvalidInput, match="version 2 of model 'mnist' cannot take label 'canary': which is FAILED"):
+        await plane.set_label("mnist", "canary", 2)
+    with pytest.raises(InvalidInput, match="cannot take label 'canary': which is not in the repository"):
+        await plane.set_label("mnist", "canary", 7)
+    with pytest.raises(InvalidInput, match="must be lowercase letters"):
+        await plane.set_label("mnist", "Bad Label", 1)
+    await plane.delete_label("mnist", "stable")
+    assert read_labels(default_repo / "mnist") == {}
+
+
+async def test_a_broken_labels_file_keeps_the_labels_in_force_and_says_why(
+    default_repo: Path, plane_factory: Factory
+) -> None:
+    (default_repo / "mnist" / "labels.json").write_text('{"stable": 1}')
+    plane = await plane_factory()
+    (default_repo / "mnist" / "labels.json").write_text('{"stable": "one"}')
+    await plane.reload()
+    assert plane.labels("mnist") == {"stable": 1}
+    assert "is not a label and a version number" in (plane.label_error("mnist") or "")
+    assert (await plane.infer("mnist", None, np.zeros((1, 784), np.float32), label="stable")).version == 1

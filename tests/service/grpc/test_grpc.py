@@ -37,6 +37,7 @@ from tests.helpers import DEFAULT_VERSION, corrupt_probes, serving
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 PROBES = read_metadata(DEFAULT_VERSION).probes
+VERSION = int(DEFAULT_VERSION.name)  # the committed default model's version, which these servers serve
 SEVEN = np.asarray(PROBES.inputs[7], np.float32)
 
 
@@ -106,7 +107,7 @@ async def test_predict_takes_either_content_and_either_input_name(
     output = response.outputs["probabilities"]
     got = np.frombuffer(output.tensor_content, "<f4").reshape([d.size for d in output.tensor_shape.dim])
     assert np.abs(got - np.asarray(PROBES.outputs[:3], np.float32)).max() <= 1e-6
-    assert response.model_spec.name == "mnist" and response.model_spec.version.value == 1
+    assert response.model_spec.name == "mnist" and response.model_spec.version.value == VERSION
     assert len(dict(await call.trailing_metadata())["x-request-id"]) == 32
 
 
@@ -131,10 +132,10 @@ async def test_model_metadata_and_status_speak_tf_serving(channel: grpc.aio.Chan
     assert signature.inputs["pixels"].name == "serving_default_pixels:0"
     assert [d.size for d in signature.outputs["probabilities"].tensor_shape.dim] == [-1, 10]
     status = await model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(
-        get_model_status_pb2.GetModelStatusRequest(model_spec={"name": "mnist", "version": {"value": 1}})
+        get_model_status_pb2.GetModelStatusRequest(model_spec={"name": "mnist", "version": {"value": VERSION}})
     )
     (version,) = status.model_version_status
-    assert version.version == 1 and version.state == get_model_status_pb2.ModelVersionStatus.AVAILABLE
+    assert version.version == VERSION and version.state == get_model_status_pb2.ModelVersionStatus.AVAILABLE
 
 
 async def test_v2_answers_typed_or_raw_as_asked(channel: grpc.aio.Channel) -> None:
@@ -155,11 +156,11 @@ async def test_v2_health_and_metadata(channel: grpc.aio.Channel) -> None:
     stub = pb_grpc.GRPCInferenceServiceStub(channel)
     assert (await stub.ServerLive(pb.ServerLiveRequest())).live
     assert (await stub.ServerReady(pb.ServerReadyRequest())).ready
-    assert (await stub.ModelReady(pb.ModelReadyRequest(name="mnist", version="1"))).ready
+    assert (await stub.ModelReady(pb.ModelReadyRequest(name="mnist", version=str(VERSION)))).ready
     assert not (await stub.ModelReady(pb.ModelReadyRequest(name="mnist", version="9"))).ready
     assert (await stub.ServerMetadata(pb.ServerMetadataRequest())).name == "bn-mnist-serving"
     metadata = await stub.ModelMetadata(pb.ModelMetadataRequest(name="mnist"))
-    assert metadata.versions == ["1"] and metadata.platform == "tensorflow_savedmodel"
+    assert metadata.versions == [str(VERSION)] and metadata.platform == "tensorflow_savedmodel"
     assert (metadata.inputs[0].name, metadata.inputs[0].datatype, list(metadata.inputs[0].shape)) == (
         "pixels",
         "FP32",
@@ -189,7 +190,7 @@ async def test_reflection_lists_every_service(channel: grpc.aio.Channel) -> None
 ROW = np.zeros((1, 784), np.float32)
 CATALOGUE = [
     ("model_name", {"model_name": "nope"}, grpc.StatusCode.NOT_FOUND, "unknown model 'nope'; available: mnist"),
-    ("version", {"model_version": "9"}, grpc.StatusCode.NOT_FOUND, "has no version 9; available: 1"),
+    ("version", {"model_version": "9"}, grpc.StatusCode.NOT_FOUND, f"has no version 9; available: {VERSION}"),
     ("bad version", {"model_version": "01"}, grpc.StatusCode.INVALID_ARGUMENT, "version must be a positive integer"),
 ]
 
@@ -328,9 +329,11 @@ def gate() -> Iterator[Gate]:
 
 
 async def _until(condition: Any) -> None:
-    async with asyncio.timeout(30):
+    async def poll() -> None:
         while not condition():
             await asyncio.sleep(0.005)
+
+    await asyncio.wait_for(poll(), 30)  # a guard against a hang, not a speed limit
 
 
 async def test_a_full_queue_is_resource_exhausted_with_retry_after(gate: Gate) -> None:
@@ -348,7 +351,7 @@ async def test_a_full_queue_is_resource_exhausted_with_retry_after(gate: Gate) -
         answers = await asyncio.gather(*held)
     assert shed.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "at capacity" in (shed.value.details() or "")
     assert dict(shed.value.trailing_metadata() or ())["retry-after"] == "1"
-    assert [a.model_version for a in answers] == ["1"] * 3
+    assert [a.model_version for a in answers] == [str(VERSION)] * 3
 
 
 def _ended(plane: DataPlane, rpc: str) -> float:
@@ -377,3 +380,14 @@ async def test_the_clients_deadline_is_honoured_and_its_work_skipped(gate: Gate)
         await stub.ModelInfer(_infer_request(ROW))
     assert late.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     assert gate.calls == [2, 2]  # two single rows, each padded to two; the late request's three never ran
+
+
+async def test_a_version_label_in_the_model_spec_reaches_the_labelled_version(default_repo: Path) -> None:
+    (default_repo / "mnist" / "labels.json").write_text('{"stable": 1}')
+    async with grpc_serving(_settings(model_dir=default_repo)) as (_, channel):
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        response = await stub.Predict(_predict_request(SEVEN[None], version_label="stable"))
+        status = await model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(
+            get_model_status_pb2.GetModelStatusRequest(model_spec={"name": "mnist", "version_label": "stable"})
+        )
+    assert response.model_spec.version.value == 1 and [s.version for s in status.model_version_status] == [1]

@@ -1,4 +1,5 @@
 import re
+import shutil
 from collections.abc import AsyncIterator
 
 import httpx
@@ -18,9 +19,12 @@ PROBES = read_metadata(DEFAULT_VERSION).probes
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def client() -> AsyncIterator[Client]:
+async def client(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Client]:
+    # The default model as version 1 of a private copy: the label tests write labels.json into it.
+    repository = tmp_path_factory.mktemp("repository")
+    shutil.copytree(DEFAULT_VERSION, repository / "mnist" / "1")
     settings = Settings(
-        model_dir=DEFAULT_VERSION.parents[1],
+        model_dir=repository,
         poll_interval_s=0,
         max_request_images=16,
         admin_token="s3cret",
@@ -359,20 +363,119 @@ def _png_claiming(width: int, height: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b"")
 
 
+def _animated_gif() -> bytes:
+    import io
+
+    from PIL import Image
+
+    frames = [Image.new("L", (28, 28), shade) for shade in (0, 255)]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:])
+    return buffer.getvalue()
+
+
 @pytest.mark.parametrize(
     ("body", "query", "status", "message"),
     [
-        (_png([0.0] * 80 * 100, (100, 80)), "", 422, "expected a 28x28 image, got 100x80"),
-        (_png_claiming(100_000, 100_000), "", 422, "claims billions of pixels"),
-        (_png_claiming(10_000, 10_000), "", 422, "expected a 28x28 image, got 10000x10000"),
-        (b"\x89PNG\r\n\x1a\n not really", "", 422, "not an image Pillow can read"),
-        (b"", "", 422, "not an image Pillow can read"),
+        (_png([0.0] * 80 * 100, (100, 80)), "", 422, "no ink: every pixel is the background's shade"),
+        (_png([255.0] * 80 * 100, (100, 80)), "?preprocess=mnist", 422, "no ink"),
+        (_png([0.0] * 80 * 100, (100, 80)), "?preprocess=none", 422, "preprocess=none needs a 28x28 image, got 100x80"),
+        (_png(ROW), "?preprocess=sharpen", 422, "preprocess must be one of auto, mnist or none"),
+        (_png(ROW), "?show_input=maybe", 422, "show_input must be true or false"),
+        (_png_claiming(100_000, 100_000), "", 422, "claims more pixels than can be read"),
+        (_png_claiming(10_000, 10_000), "", 422, "the image is 10000x10000, 100,000,000 pixels; at most 16,000,000"),
+        (_png_claiming(0, 10), "", 422, "not an image that can be read"),
+        (_animated_gif(), "", 422, "animated (2 frames)"),
+        (b"\x89PNG\r\n\x1a\n not really", "", 422, "not an image that can be read"),
+        (b"", "", 422, "the body is empty"),
         (_png(ROW), "?model=nope", 404, "unknown model 'nope'"),
         (_png(ROW), "?version=x", 422, "version must be a positive integer"),
     ],
 )
-async def test_bad_image_uploads_get_a_clear_4xx(
+async def test_bad_image_uploads_get_a_clear_4xx_and_the_next_request_a_200(
     client: Client, body: bytes, query: str, status: int, message: str
 ) -> None:
     response = await client.post(f"/predict{query}", content=body, headers={"content-type": "image/png"})
+    assert response.status_code == status and message in response.json()["error"]
+    assert (await client.post("/predict", content=_png(ROW), headers={"content-type": "image/png"})).status_code == 200
+
+
+def _photo(pixels: list[float], side: int = 500) -> bytes:
+    """A digit as a person might send it: 500x500 RGBA, dark ink, transparent background, off-centre."""
+    import io
+
+    from PIL import Image
+
+    ink = Image.fromarray(np.asarray(pixels, np.uint8).reshape(28, 28)).resize((260, 260), Image.Resampling.BICUBIC)
+    rgba = np.zeros((side, side, 4), np.uint8)
+    rgba[40:300, 200:460, 3] = np.asarray(ink)
+    buffer = io.BytesIO()
+    Image.fromarray(rgba, "RGBA").save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("digit", [2, 4, 7])
+async def test_a_large_rgba_dark_on_light_png_is_read(client: Client, digit: int) -> None:
+    body = _photo(PROBES.inputs[digit])
+    response = await client.post("/predict?show_input=true", content=body, headers={"content-type": "image/png"})
+    assert response.status_code == 200
+    prediction = response.json()["predictions"][0]
+    assert prediction["digit"] == digit
+    import base64
+    import io
+
+    from PIL import Image
+
+    seen = Image.open(io.BytesIO(base64.b64decode(prediction["input_png"])))
+    assert seen.size == (28, 28) and seen.mode == "L"
+
+
+async def test_preprocess_none_and_auto_keep_an_mnist_image_bit_for_bit(client: Client) -> None:
+    pixels = [float(round(v)) for v in PROBES.inputs[3]]
+    answers = [
+        (await client.post(f"/predict{query}", content=_png(pixels), headers={"content-type": "image/png"})).json()
+        for query in ("?preprocess=none", "?preprocess=auto", "")
+    ]
+    from_json = (await client.post("/predict", json={"image": pixels})).json()
+    assert answers == [from_json] * 3
+
+
+async def test_labels_through_tf_serving_routes_predict_and_the_admin_api(client: Client) -> None:
+    admin = {"authorization": "Bearer s3cret"}
+    assert (await client.put("/admin/models/mnist/labels/stable", json={"version": 1})).status_code == 401
+    listing = (await client.put("/admin/models/mnist/labels/stable", json={"version": 1}, headers=admin)).json()
+    assert listing["labels"] == {"mnist": {"stable": 1}}
+    try:
+        status = (await client.get("/v1/models/mnist/labels/stable")).json()
+        assert status["model_version_status"][0]["version"] == "1"
+        metadata = (await client.get("/v1/models/mnist/labels/stable/metadata")).json()
+        assert metadata["model_spec"]["version"] == "1"
+        labelled = await client.post("/v1/models/mnist/labels/stable:predict", json={"instances": [PROBES.inputs[4]]})
+        assert np.asarray(labelled.json()["predictions"]).argmax() == 4
+        assert labelled.headers["x-model-version"] == "1"
+        answer = (await client.post("/predict", json={"image": PROBES.inputs[4], "label": "stable"})).json()
+        assert answer["version"] == 1 and answer["predictions"][0]["digit"] == 4
+        refused = await client.put("/admin/models/mnist/labels/canary", json={"version": 9}, headers=admin)
+        assert refused.status_code == 422 and "cannot take label 'canary'" in refused.json()["error"]
+    finally:
+        deleted = await client.delete("/admin/models/mnist/labels/stable", headers=admin)
+    assert deleted.status_code == 200 and deleted.json()["labels"] == {"mnist": {}}
+
+
+@pytest.mark.parametrize(
+    ("request_", "status", "message"),
+    [
+        (("GET", "/v1/models/mnist/labels/nope", None), 404, "has no version label 'nope'; labels: none"),
+        (("POST", "/v1/models/mnist/labels/nope:predict", {"instances": [ROW]}), 404, "no version label 'nope'"),
+        (("POST", "/predict", {"image": ROW, "label": "nope"}), 404, "no version label 'nope'"),
+        (("POST", "/predict", {"image": ROW, "label": "stable", "version": 1}), 422, "'version' or 'label', not both"),
+        (("POST", "/predict", {"image": ROW, "label": 7}), 422, "'label' must be a string"),
+    ],
+)
+async def test_label_errors_are_clear(
+    client: Client, request_: tuple[str, str, object], status: int, message: str
+) -> None:
+    method, path, body = request_
+
+    response = await client.request(method, path, json=body)
     assert response.status_code == status and message in response.json()["error"]

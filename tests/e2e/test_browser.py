@@ -1,0 +1,188 @@
+"""The draw-a-digit page and the API docs, in a real headless Chromium, against a real server.
+
+Digits are drawn with real pointer events: each row of an official test digit, scaled 10x onto the
+280x280 canvas, is traced as a stroke wherever its ink is. The browser is the system's Chromium
+(Debian's `chromium`, installed by scripts/system-deps.sh as root), driven by Playwright; nothing is
+downloaded, and every request the page makes must go to the server on 127.0.0.1.
+"""
+
+import io
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.e2e.server import REPO_ROOT, ServerProcess
+from training.data import Digits, load_embedded, load_source
+
+pytestmark = [pytest.mark.e2e, pytest.mark.browser]
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SCALE = 10  # canvas pixels per MNIST pixel
+CANVAS_IS_EMPTY = """() => {
+  const c = document.getElementById("pad");
+  return c.getContext("2d").getImageData(0, 0, c.width, c.height).data.every((v, i) => i % 4 !== 3 || v === 0);
+}"""
+STROKE_INK = 128  # MNIST pixels at least this bright are traced
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    with ServerProcess(REPO_ROOT / "models", tmp_path_factory.mktemp("logs") / "server.log") as process:
+        yield process
+
+
+@pytest.fixture(scope="module")
+def digits(mnist_dir: Path | None) -> Digits:
+    """Official test digits when this machine has them; else the embedded ones (training digits)."""
+    if mnist_dir is not None:
+        test = load_source(str(mnist_dir)).test
+        assert test is not None
+        return test
+    return load_embedded()
+
+
+@dataclass
+class Watch:
+    """What a page did that it must not: requests away from the server, console errors, exceptions."""
+
+    server_url: str
+    outside: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    def request(self, url: str) -> None:
+        if not url.startswith((self.server_url, "data:", "blob:")):
+            self.outside.append(url)
+
+
+@pytest.fixture
+def watch(server: ServerProcess) -> Watch:
+    return Watch(server.url)
+
+
+@pytest.fixture
+def page(tmp_path: Path, server: ServerProcess, watch: Watch) -> Iterator[Any]:
+    if CHROMIUM is None:
+        pytest.skip("no Chromium here (scripts/system-deps.sh installs Debian's as root)")
+    playwright_api = pytest.importorskip("playwright.sync_api", reason="Playwright is in the dev extra")
+    with playwright_api.sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(
+            str(tmp_path / "profile"), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            # Anything not for the server is refused: the network is closed to the page.
+            context.route(
+                "**/*",
+                lambda route: route.continue_() if route.request.url.startswith(server.url) else route.abort(),
+            )
+            page = context.pages[0] if context.pages else context.new_page()
+            page.on("request", lambda r: watch.request(r.url))
+            page.on("console", lambda m: watch.problems.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: watch.problems.append(str(e)))
+            yield page
+            assert watch.outside == [], f"requests left 127.0.0.1: {watch.outside}"
+            assert watch.problems == [], f"console errors: {watch.problems}"
+        finally:
+            context.close()
+
+
+def _draw(page: Any, pixels: np.ndarray) -> None:
+    """Trace each row's ink, left to right, as one pointer stroke per run of inked pixels."""
+    box = page.locator("#pad").bounding_box()
+    step = box["width"] / (28 * SCALE) * SCALE
+    image = pixels.reshape(28, 28) >= STROKE_INK
+    for row in range(28):
+        columns = np.flatnonzero(image[row])
+        if columns.size == 0:
+            continue
+        runs = np.split(columns, np.flatnonzero(np.diff(columns) > 1) + 1)
+        for run in runs:
+            y = box["y"] + (row + 0.5) * step
+            page.mouse.move(box["x"] + (run[0] + 0.5) * step, y)
+            page.mouse.down()
+            page.mouse.move(box["x"] + (run[-1] + 0.5) * step, y, steps=max(2, len(run)))
+            page.mouse.up()
+
+
+def _first_of_each(digits: Digits, wanted: tuple[int, ...]) -> list[tuple[int, np.ndarray]]:
+    return [(d, digits.x[np.flatnonzero(digits.y == d)[0]]) for d in wanted]
+
+
+def test_drawn_digits_are_read_and_clear_empties_the_page(page: Any, server: ServerProcess, digits: Digits) -> None:
+    from playwright.sync_api import expect
+
+    page.goto(server.url + "/")
+    expect(page.locator("#model option")).to_have_count(2)  # newest healthy, and version 2 by number
+    for label, pixels in _first_of_each(digits, (0, 1, 7, 3)):
+        _draw(page, pixels)
+        expect(page.locator("#digit")).to_have_text(str(label), timeout=15_000)
+        expect(page.locator("#seen")).to_be_visible()
+        expect(page.locator("#served-by")).to_have_text("answered by mnist version 2")
+        if label == 7 and os.environ.get("PAGE_SCREENSHOT"):  # how docs/page.png was taken
+            page.screenshot(path=os.environ["PAGE_SCREENSHOT"])
+        page.get_by_role("button", name="Clear").click()
+        expect(page.locator("#digit")).to_have_text("–")
+        assert page.evaluate(CANVAS_IS_EMPTY)
+
+
+def test_an_uploaded_photo_like_png_is_read(page: Any, server: ServerProcess, digits: Digits, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    label, pixels = _first_of_each(digits, (4,))[0]
+    path = tmp_path / "four.png"
+    path.write_bytes(_photo_like(pixels))
+    page.goto(server.url + "/")
+    page.set_input_files("#file", str(path))
+    expect(page.locator("#digit")).to_have_text(str(label), timeout=15_000)
+    expect(page.locator("#error")).to_be_hidden()
+
+
+def test_a_bad_upload_is_explained_in_words(page: Any, server: ServerProcess, watch: Watch, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    path = tmp_path / "blank.png"
+    buffer = io.BytesIO()
+    Image.new("L", (200, 200), 255).save(buffer, "PNG")
+    path.write_bytes(buffer.getvalue())
+    page.goto(server.url + "/")
+    page.set_input_files("#file", str(path))
+    expect(page.locator("#error")).to_contain_text("no ink")
+    watch.problems[:] = [p for p in watch.problems if "422" not in p]  # the browser logs the 4xx itself
+
+
+def test_the_api_docs_render_offline(page: Any, server: ServerProcess) -> None:
+    from playwright.sync_api import expect
+
+    page.goto(server.url + "/docs")
+    expect(page.locator(".opblock-summary-path", has_text="/predict").first).to_be_visible(timeout=15_000)
+
+
+def test_the_pages_carry_a_strict_content_security_policy(page: Any, server: ServerProcess) -> None:
+    for path in ("/", "/docs"):
+        policy = page.goto(server.url + path).headers["content-security-policy"]
+        assert "default-src 'none'" in policy and "script-src 'self'" in policy and "http" not in policy
+
+
+def _photo_like(pixels: np.ndarray) -> bytes:
+    """Dark ink on white paper, 500x500, RGBA, the digit off-centre: a PNG such as a person would make."""
+    ink = Image.fromarray(pixels.reshape(28, 28).astype(np.uint8)).resize((300, 300), Image.Resampling.BICUBIC)
+    alpha = np.asarray(ink)
+    rgba = np.zeros((500, 500, 4), np.uint8)
+    rgba[60:360, 150:450, 3] = alpha  # transparent where there is no ink
+    buffer = io.BytesIO()
+    Image.fromarray(rgba, "RGBA").save(buffer, "PNG")
+    return buffer.getvalue()
