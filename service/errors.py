@@ -36,6 +36,10 @@ class NotFound(ServiceError):
     """An unknown route, model or version."""
 
 
+class Conflict(ServiceError):
+    """The repository cannot take the change here: it is mounted read-only, or its files cannot be written."""
+
+
 class RequestTimeout(ServiceError):
     """The request body did not arrive in time."""
 

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from contract import is_label, labels_lock, read_labels, write_labels
-from service.errors import InvalidInput, NotFound
+from service.errors import Conflict, InvalidInput, NotFound
 
 Change = Callable[[dict[str, int]], dict[str, int]]
 
@@ -58,12 +58,18 @@ class LabelBook:
 
     def _change(self, name: str, change: Change) -> None:
         model_dir = self._root / name
-        with labels_lock(model_dir):
-            try:
-                current = read_labels(model_dir)
-            except ValueError:
-                current = self._labels.get(name, {})  # replace a broken file with what is in force
-            labels = change(current)
-            write_labels(model_dir, labels)
+        try:
+            with labels_lock(model_dir):
+                try:
+                    current = read_labels(model_dir)
+                except ValueError:
+                    current = self._labels.get(name, {})  # replace a broken file with what is in force
+                labels = change(current)
+                write_labels(model_dir, labels)
+        except OSError as e:
+            raise Conflict(
+                f"cannot write {model_dir / 'labels.json'} ({e.strerror or e}); on a read-only repository, "
+                "change labels.json where the repository is written"
+            ) from e
         self._labels[name] = labels
         self.errors.pop(name, None)

@@ -4,6 +4,7 @@ import grpc
 
 from service.errors import (
     BadRequest,
+    Conflict,
     Forbidden,
     InvalidInput,
     ModelOutputError,
@@ -31,6 +32,7 @@ GRPC_STATUS: dict[type[ServiceError], grpc.StatusCode] = {
     PayloadTooLarge: grpc.StatusCode.RESOURCE_EXHAUSTED,
     Overloaded: grpc.StatusCode.RESOURCE_EXHAUSTED,
     NotReady: grpc.StatusCode.UNAVAILABLE,
+    Conflict: grpc.StatusCode.FAILED_PRECONDITION,
     ModelOutputError: grpc.StatusCode.INTERNAL,
     Unimplemented: grpc.StatusCode.UNIMPLEMENTED,
 }

@@ -7,6 +7,7 @@ from starlette.responses import Response
 
 from service.errors import (
     BadRequest,
+    Conflict,
     Forbidden,
     InvalidInput,
     ModelOutputError,
@@ -30,6 +31,7 @@ HTTP_STATUS: dict[type[ServiceError], int] = {
     Forbidden: 403,
     NotFound: 404,
     RequestTimeout: 408,
+    Conflict: 409,
     PayloadTooLarge: 413,
     UnsupportedMediaType: 415,
     InvalidInput: 422,

@@ -11,7 +11,7 @@ from starlette.routing import BaseRoute
 
 from service.config import Settings
 from service.core.dataplane import DataPlane
-from service.errors import BadRequest, Forbidden, InvalidInput, NotFound, NotReady, Unauthenticated
+from service.errors import BadRequest, Conflict, Forbidden, InvalidInput, NotFound, NotReady, Unauthenticated
 from service.rest import codec
 from service.rest.errors import openapi_responses
 from service.rest.schemas import LabelRequest
@@ -44,10 +44,20 @@ class OpsApi:
                 **{
                     **admin,
                     "methods": ["PUT"],
-                    "responses": openapi_responses(BadRequest, Unauthenticated, Forbidden, InvalidInput, NotFound),
+                    "responses": openapi_responses(
+                        BadRequest, Unauthenticated, Forbidden, InvalidInput, NotFound, Conflict
+                    ),
                 },
             ),
-            APIRoute("/admin/models/{name}/labels/{label}", self.delete_label, **{**admin, "methods": ["DELETE"]}),
+            APIRoute(
+                "/admin/models/{name}/labels/{label}",
+                self.delete_label,
+                **{
+                    **admin,
+                    "methods": ["DELETE"],
+                    "responses": openapi_responses(Unauthenticated, Forbidden, InvalidInput, NotFound, Conflict),
+                },
+            ),
         ]
 
     async def healthz(self) -> Response:

@@ -479,3 +479,20 @@ async def test_label_errors_are_clear(
 
     response = await client.request(method, path, json=body)
     assert response.status_code == status and message in response.json()["error"]
+
+
+async def test_a_label_change_on_a_read_only_repository_is_a_409_and_changes_nothing(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    import service.core.labels
+
+    def read_only(*args: object) -> None:
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(service.core.labels, "write_labels", read_only)
+    admin = {"authorization": "Bearer s3cret"}
+    refused = await client.put("/admin/models/mnist/labels/stable", json={"version": 1}, headers=admin)
+    assert refused.status_code == 409 and "Read-only file system" in refused.json()["error"]
+    assert (await client.get("/models")).json()["labels"] == {"mnist": {}}
