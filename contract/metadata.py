@@ -64,6 +64,9 @@ class Metadata(BaseModel):
     keras_version: str
     created_at: str
     savedmodel_sha256: str
+    distribution: dict[str, Any] | None = Field(
+        None, description="tf.distribute strategy, replicas, per-replica and global batch, synchronized BN"
+    )
     input_scale: str = f"raw pixel intensities, {PIXEL_MIN:g} to {PIXEL_MAX:g}"
     probes: GoldenProbes
 

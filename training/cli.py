@@ -12,6 +12,7 @@ from pathlib import Path
 
 from training.augment import DISTORTIONS
 from training.config import HYPERPARAMETER_NAMES, Hyperparameters
+from training.distributed import STRATEGIES, Distribution, is_chief
 from training.networks import DEFAULT_NETWORK, NETWORKS
 from training.pipeline import (
     DEFAULT_DATA,
@@ -92,11 +93,32 @@ def _add_training_arguments(parser: argparse.ArgumentParser) -> None:
                 flag, type=type(default), default=None, metavar=name.upper(), help=f"base default: {default}"
             )
     parser.add_argument("--quiet", action="store_true", help="no per-epoch progress")
+    spread = parser.add_argument_group("tf.distribute (docs/scaling.md)")
+    spread.add_argument(
+        "--strategy",
+        choices=STRATEGIES,
+        default="none",
+        help="none (default), mirrored (the devices of this machine) or multiworker (the cluster in TF_CONFIG); "
+        "--batch-size is then per replica",
+    )
+    spread.add_argument("--devices", type=int, default=0, help="mirrored: split the CPU into this many devices")
+    spread.add_argument(
+        "--no-sync-bn",
+        dest="sync_bn",
+        action="store_false",
+        help="let each replica normalize over its own slice of the batch (for comparison)",
+    )
 
 
 def _training_options(args: argparse.Namespace) -> tuple[TrainOptions, Repository]:
     overrides = {name: getattr(args, name) for name in HYPERPARAMETER_NAMES if getattr(args, name) is not None}
-    options = TrainOptions(network=args.network, data=args.data, hyperparameters=overrides, verbose=not args.quiet)
+    options = TrainOptions(
+        network=args.network,
+        data=args.data,
+        hyperparameters=overrides,
+        verbose=not args.quiet,
+        distribution=Distribution(args.strategy, args.devices, args.sync_bn),
+    )
     return options, Repository(args.models_dir, args.name)
 
 
@@ -117,6 +139,9 @@ def _train(args: argparse.Namespace) -> int:
     started = time.monotonic()
     options, repository = _training_options(args)
     trained = train(options, print)
+    if not is_chief():
+        print("trained; this worker is not the chief, so it publishes nothing")
+        return 0
     published = publish(trained, repository, print)
     m = trained.result.metrics
     print(f"published {repository.name} version {published.version} at {published.path}")

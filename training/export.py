@@ -219,6 +219,7 @@ def staged_export(
     metrics: dict[str, float],
     models_dir: Path,
     name: str,
+    distribution: dict[str, Any] | None = None,
 ) -> Iterator[StagedVersion]:
     """Export and verify into a staging folder; whatever is not published is removed on exit."""
     if not is_model_name(name):
@@ -248,6 +249,7 @@ def staged_export(
             keras_version=keras.__version__,
             created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             savedmodel_sha256=savedmodel_digest(staging),
+            distribution=distribution,
             probes=GoldenProbes(inputs=probes.tolist(), outputs=serve(probes).tolist()),
         )
         yield StagedVersion(model_dir, staging, metadata, checks)

@@ -74,12 +74,16 @@ NETWORKS: dict[str, Network] = {
 DEFAULT_NETWORK = "bn-768-768-affine"
 
 
-def build_model(network: Network, *, dropout: float, momentum: float, epsilon: float) -> keras.Model:
-    """The Keras model for `network`, uncompiled."""
+def build_model(
+    network: Network, *, dropout: float, momentum: float, epsilon: float, synchronized: bool = False
+) -> keras.Model:
+    """The Keras model for `network`, uncompiled; `synchronized` BN all-reduces its moments across replicas."""
     inputs = keras.Input((IMAGE_PIXELS,), name=INPUT_NAME)
     x = keras.layers.Rescaling(1.0 / 255.0)(inputs)
     for width in network.hidden:
-        x = _hidden_block(x, width, network, dropout=dropout, momentum=momentum, epsilon=epsilon)
+        x = _hidden_block(
+            x, width, network, dropout=dropout, momentum=momentum, epsilon=epsilon, synchronized=synchronized
+        )
     outputs = keras.layers.Dense(NUM_CLASSES, activation="softmax")(x)
     return keras.Model(inputs, outputs, name=network.name)
 
@@ -113,9 +117,10 @@ def _hidden_block(
     dropout: float,
     momentum: float,
     epsilon: float,
+    synchronized: bool,
 ) -> keras.KerasTensor:
     def bn(t: keras.KerasTensor) -> keras.KerasTensor:
-        return keras.layers.BatchNormalization(momentum=momentum, epsilon=epsilon)(t)
+        return keras.layers.BatchNormalization(momentum=momentum, epsilon=epsilon, synchronized=synchronized)(t)
 
     def drop(t: keras.KerasTensor) -> keras.KerasTensor:
         return keras.layers.Dropout(dropout)(t) if dropout > 0 else t

@@ -12,8 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from contract import list_versions, read_metadata
+from training import distributed
 from training.config import Hyperparameters, hyperparameters_for
 from training.data import DataError, Splits, load_splits
+from training.distributed import Distribution
 from training.export import CheckResult, ExportError, StagedVersion, load_signature, staged_export
 from training.networks import DEFAULT_NETWORK, NETWORKS, Network
 from training.train import TrainResult, run, score
@@ -34,6 +36,7 @@ class TrainOptions:
     data: str = DEFAULT_DATA
     hyperparameters: Mapping[str, Any] = field(default_factory=dict)  # over the network's own defaults
     verbose: bool = True
+    distribution: Distribution = field(default_factory=Distribution)  # tf.distribute; none by default
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,7 @@ class Trained:
     hp: Hyperparameters
     splits: Splits
     result: TrainResult
+    distribution: dict[str, Any] | None = None  # for metadata.json, when trained under a strategy
 
     @property
     def test_accuracy(self) -> float:
@@ -90,7 +94,29 @@ def train(options: TrainOptions, log: Log) -> Trained:
         f"training {network.name} on {info.source}: {info.train_size} train, "
         f"{info.validation_size} validation, {info.test_size} test digits"
     )
-    return Trained(network, hp, splits, run(network, hp, splits, verbose=2 if options.verbose else 0))
+    if options.distribution.strategy == "none":
+        return Trained(network, hp, splits, run(network, hp, splits, verbose=2 if options.verbose else 0))
+    return _train_distributed(network, hp, splits, options, log)
+
+
+def _train_distributed(
+    network: Network, hp: Hyperparameters, splits: Splits, options: TrainOptions, log: Log
+) -> Trained:
+    try:
+        strategy = distributed.make_strategy(options.distribution)
+        described = distributed.describe(options.distribution, strategy, hp)
+        log(
+            f"{described['strategy']} over {described['replicas']} replicas: {described['per_replica_batch']} rows "
+            f"each, global batch {described['global_batch']}, BN {'' if described['synchronized_bn'] else 'not '}"
+            "synchronized"
+        )
+        result = distributed.fit(
+            network, hp, splits, strategy, sync_bn=options.distribution.sync_bn, log=log if options.verbose else None
+        )
+    except ValueError as e:
+        raise PipelineError(str(e)) from e
+    log(f"weights sha256 {distributed.weights_digest(result.model)} (the same on every worker)")
+    return Trained(network, hp, splits, result, described)
 
 
 @contextmanager
@@ -105,6 +131,7 @@ def stage(trained: Trained, repository: Repository) -> Iterator[StagedVersion]:
             metrics=trained.result.metrics,
             models_dir=repository.models_dir,
             name=repository.name,
+            distribution=trained.distribution,
         ) as staged:
             yield staged
     except ExportError as e:
