@@ -31,6 +31,8 @@ from training.train import TrainResult, evaluate, make_deterministic
 StrategyName = Literal["none", "mirrored", "multiworker"]
 STRATEGIES: tuple[StrategyName, ...] = ("none", "mirrored", "multiworker")
 Log = Callable[[str], None]
+# What a collective op raises when a peer stops (its heartbeats stop, or the connection drops).
+WORKER_LOST = (tf.errors.UnavailableError, tf.errors.AbortedError, tf.errors.DeadlineExceededError)
 
 
 @dataclass(frozen=True)

@@ -115,6 +115,9 @@ def _train_distributed(
         )
     except ValueError as e:
         raise PipelineError(str(e)) from e
+    except distributed.WORKER_LOST as e:
+        reason = (e.message or str(e)).strip().splitlines()[0][:300]
+        raise PipelineError(f"training stopped: a worker was lost ({reason}); nothing was published") from e
     log(f"weights sha256 {distributed.weights_digest(result.model)} (the same on every worker)")
     return Trained(network, hp, splits, result, described)
 

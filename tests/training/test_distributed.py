@@ -17,18 +17,22 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.distributed
 
 
-def _probe(
-    strategy: str, devices: int, sync: bool, out: Path, env: dict[str, str] | None = None
-) -> subprocess.Popen[str]:
-    command = [sys.executable, "-m", "tests.training.distributed_probe", strategy, str(devices)]
+def _start(command: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [*command, "sync" if sync else "nosync", str(out)],
+        command,
         cwd=ROOT,
         env={**os.environ, **(env or {})},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
+
+
+def _probe(
+    strategy: str, devices: int, sync: bool, out: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
+    probe = [sys.executable, "-m", "tests.training.distributed_probe", strategy, str(devices)]
+    return _start([*probe, "sync" if sync else "nosync", str(out)], env)
 
 
 def _finish(proc: subprocess.Popen[str], out: Path) -> dict[str, object]:
@@ -79,12 +83,7 @@ def test_two_workers_train_identical_weights_and_only_the_chief_publishes(tmp_pa
         sys.executable, "-m", "training", "train", "bn-128-64", "--strategy", "multiworker", "--epochs", "2",
         "--batch-size", "32", "--quiet", "--data", "embedded", "--models-dir", str(tmp_path / "models"),
     ]  # fmt: skip
-    procs = [
-        subprocess.Popen(
-            command, cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
-        for env in _cluster(2)
-    ]
+    procs = [_start(command, env) for env in _cluster(2)]
     outputs = [proc.communicate(timeout=600)[0] for proc in procs]
     assert [proc.returncode for proc in procs] == [0, 0], outputs[0][-2000:] + outputs[1][-2000:]
     digests = [next(line for line in out.splitlines() if line.startswith("weights sha256")) for out in outputs]
@@ -102,12 +101,28 @@ def test_the_same_seed_gives_the_same_model(tmp_path: Path) -> None:
         sys.executable, "-m", "training", "train", "bn-128-64", "--strategy", "mirrored", "--devices", "2",
         "--epochs", "1", "--quiet", "--data", "embedded",
     ]  # fmt: skip
-    runs = [
-        subprocess.run(
-            [*command, "--models-dir", str(tmp_path / f"m{i}")], cwd=ROOT, capture_output=True, text=True, timeout=600
-        )
-        for i in range(2)
-    ]
-    assert all(run.returncode == 0 for run in runs), runs[0].stderr[-2000:]
-    digests = [next(line for line in run.stdout.splitlines() if line.startswith("weights sha256")) for run in runs]
+    procs = [_start([*command, "--models-dir", str(tmp_path / f"m{i}")]) for i in range(2)]
+    outputs = [proc.communicate(timeout=600)[0] for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0], outputs[0][-2000:]
+    digests = [next(line for line in out.splitlines() if line.startswith("weights sha256")) for out in outputs]
     assert digests[0] == digests[1]
+
+
+def test_a_killed_worker_fails_the_run_clearly_and_nothing_is_published(tmp_path: Path) -> None:
+    command = [
+        sys.executable, "-m", "training", "train", "bn-128-64", "--strategy", "multiworker", "--epochs", "50",
+        "--batch-size", "32", "--data", "embedded", "--models-dir", str(tmp_path / "models"),
+    ]  # fmt: skip
+    chief, worker = (_start(command, env) for env in _cluster(2))
+    assert chief.stdout is not None
+    seen = ""
+    while "epoch 1/50" not in seen:  # training is under way on both workers
+        line = chief.stdout.readline()
+        assert line, f"the chief ended before its first epoch: {seen[-2000:]}"
+        seen += line
+    worker.kill()
+    worker.wait()
+    output = seen + chief.communicate(timeout=300)[0]
+    assert chief.returncode == 1
+    assert "error: training stopped: a worker was lost" in output and "nothing was published" in output
+    assert not (tmp_path / "models" / "mnist").exists() or not list_versions(tmp_path / "models" / "mnist")
