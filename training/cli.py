@@ -248,13 +248,24 @@ def _add_experiments_parser(commands: "argparse._SubParsersAction[argparse.Argum
         action="store_true",
         help="train nothing: redo the verdicts, plots and report from OUT/experiments.json",
     )
+    parser.add_argument(
+        "--replica-batch-only",
+        action="store_true",
+        help="measure only the synchronized-BN replica-batch section into OUT/experiments.json, then report",
+    )
     parser.set_defaults(handler=_experiments)
 
 
 def _experiments(args: argparse.Namespace) -> int:
     from training.experiments import ExperimentOptions, run_experiments
 
-    options = ExperimentOptions(data=args.data, out=args.out, quick=args.quick, report_only=args.report_only)
+    options = ExperimentOptions(
+        data=args.data,
+        out=args.out,
+        quick=args.quick,
+        report_only=args.report_only,
+        replicas_only=args.replica_batch_only,
+    )
     run_experiments(options, print)
     return 0
 

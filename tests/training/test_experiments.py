@@ -3,6 +3,7 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from training.cli import main
@@ -29,6 +30,15 @@ def test_quick_mode_writes_the_report_and_every_plot(quick_run: Path) -> None:
         assert (quick_run / finding.figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", finding.figure
         assert f"]({finding.figure})" in report
     assert "python -m training experiments --quick" in report
+    for section, figures in (
+        ("## The BN paper's MNIST experiment", ("bn_paper_accuracy.png", "bn_paper_percentiles.png")),
+        ("## Synchronized BN and the per-replica batch", ("bn_replica_batch.png",)),
+    ):
+        assert section in report
+        for figure in figures:
+            assert (quick_run / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", figure
+    for statement in ("BN paper 4.1: the BN network reaches", "Synchronized BN matches one device"):
+        assert statement in report
 
 
 def test_the_report_can_be_redone_from_the_raw_data_alone(quick_run: Path) -> None:
@@ -61,3 +71,35 @@ def test_verdicts_follow_the_measurements(quick_run: Path) -> None:
     same = copy.deepcopy(measured)
     same.inference["training_batch_of_one"] = same.inference["inference"]
     assert next(v for v in verdicts(same) if v.claim.startswith("7.")).verdict == "not supported"
+
+
+def test_the_bn_paper_verdicts_follow_the_measurements(quick_run: Path) -> None:
+    from training.experiments import bn_paper
+
+    measured = bn_paper.Replica.from_json(json.loads((quick_run / "experiments.json").read_text())["bn_paper"])
+    steps, seeds = len(measured.steps), len(measured.grid.seeds)
+    steady = [[[-1.0, 0.0, 1.0]] * steps] * seeds
+    drifting = [[[-1.0 + t, t, 1.0 + 2 * t] for t in np.linspace(0, 3, steps)] for _ in range(seeds)]
+
+    def judged(bn: float, plain: float, bn_runs: list, plain_runs: list) -> list[str]:
+        r = copy.deepcopy(measured)
+        r.accuracy = {"bn": [[bn] * steps] * seeds, "plain": [[plain] * steps] * seeds}
+        r.percentiles = {"bn": bn_runs, "plain": plain_runs}
+        return [v for _, v, _ in bn_paper.verdicts(r)]
+
+    assert judged(0.98, 0.95, steady, drifting) == ["supported", "supported"]
+    assert judged(0.95, 0.98, drifting, steady) == ["not supported", "not supported"]
+
+
+def test_the_replica_batch_verdicts_follow_the_measurements() -> None:
+    from training.experiments.replicas import ReplicaBatch, ReplicaGrid, verdicts
+
+    grid = ReplicaGrid((4, 8), (0, 1, 2), 1, 10)
+
+    def judged(sync: float, unsync: float) -> list[str]:
+        accuracy = {f"{n}/{arm}": [value + 0.001 * s for s in range(3)] for n in grid.replicas
+                    for arm, value in (("single", 0.97), ("sync", sync), ("unsync", unsync))}  # fmt: skip
+        return [v for _, v, _ in verdicts(ReplicaBatch(grid, accuracy))]
+
+    assert judged(sync=0.97, unsync=0.90) == ["supported", "supported"]
+    assert judged(sync=0.90, unsync=0.97) == ["not supported", "not supported"]

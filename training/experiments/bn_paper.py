@@ -4,11 +4,11 @@ The paper's network: 28x28 input, three fully connected hidden layers of 100 sig
 softmax with cross-entropy, small random Gaussian initial weights, mini-batches of 60, 50,000 steps.
 The BN network normalizes each sigmoid's input, z = g(BN(Wu)), with no bias (BN's beta replaces it);
 the baseline is the same network without BN. The paper names no optimizer or learning rate; the same
-plain SGD at `LEARNING_RATE` trains both here.
+plain SGD trains both here (its rate is stated below).
 
-Measured every `eval_every` steps, in inference mode: accuracy on the test digits (Figure 1a), and the
-15th, 50th and 85th percentiles, over the test digits, of the input to one sigmoid of the last hidden
-layer (unit `UNIT`, fixed in advance; Figure 1b and 1c).
+Measured at regular steps, in inference mode: accuracy on the test digits (Figure 1a), and the 15th,
+50th and 85th percentiles, over the test digits, of the input to one sigmoid of the last hidden layer
+(its first unit, fixed in advance; Figure 1b and 1c).
 """
 
 from collections.abc import Callable

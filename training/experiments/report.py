@@ -2,7 +2,7 @@
 
 import os
 
-from training.experiments import bn_paper, rules
+from training.experiments import bn_paper, replicas, rules
 from training.experiments.claims import FINDINGS, Verdict
 from training.experiments.measure import Measurements
 
@@ -12,6 +12,7 @@ def report(
     found: list[Verdict],
     replica: bn_paper.Replica,
     paper_figures: tuple[str, str],
+    spread: replicas.ReplicaBatch | None,
     *,
     earlier: dict[str, str],
     command: str,
@@ -41,6 +42,8 @@ def report(
         if finding.table is not None:
             lines += [*finding.table(m), ""]
     lines += _paper_section(replica, paper_figures)
+    if spread is not None:
+        lines += _replica_section(spread)
     return "\n".join(lines)
 
 
@@ -85,4 +88,23 @@ def _paper_section(r: bn_paper.Replica, figures: tuple[str, str]) -> list[str]:
         "| statement | verdict | evidence |",
         "|---|---|---|",
         *[f"| {claim} | **{verdict}** | {evidence} |" for claim, verdict, evidence in judged],
+    ]
+
+
+def _replica_section(r: replicas.ReplicaBatch) -> list[str]:
+    method = " ".join((replicas.__doc__ or "").split("\n\n", 1)[1].split())
+    grid = r.grid
+    return [
+        "",
+        "## Synchronized BN and the per-replica batch",
+        "",
+        f"{method} Here: {grid.per_class:,} training digits of each class, the official test digits, "
+        f"{grid.epochs} epochs, Adam 0.001, seeds {list(grid.seeds)}; `mnist-train experiments "
+        "--replica-batch-only` measures this section alone into an existing report.",
+        "",
+        "![Test accuracy by per-replica batch, with and without synchronized BN](bn_replica_batch.png)",
+        "",
+        "| statement | verdict | evidence |",
+        "|---|---|---|",
+        *[f"| {claim} | **{verdict}** | {evidence} |" for claim, verdict, evidence in replicas.verdicts(r)],
     ]

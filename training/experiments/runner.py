@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from training.data import Source, Splits, load_source, split
-from training.experiments import bn_paper, plots
+from training.experiments import bn_paper, plots, replicas
 from training.experiments.claims import FINDINGS, Verdict, verdicts
 from training.experiments.grid import GRIDS, Grid
 from training.experiments.measure import Measurements, measure
@@ -21,6 +21,7 @@ REPORT_FILE = "experiments.md"
 # The measurements of an earlier run on other data, if kept beside DATA_FILE: the report shows its verdicts.
 EARLIER_FILE = "experiments-embedded.json"
 PAPER_FIGURES = ("bn_paper_accuracy.png", "bn_paper_percentiles.png")
+REPLICA_FIGURE = "bn_replica_batch.png"
 
 
 @dataclass(frozen=True)
@@ -29,15 +30,19 @@ class ExperimentOptions:
     out: Path = Path("docs")
     quick: bool = False  # 2 seeds, 3 epochs, 600 digits, a short BN paper replica: for tests
     report_only: bool = False  # train nothing: redo verdicts, plots and report from OUT/experiments.json
+    replicas_only: bool = False  # measure only the replica-batch section into OUT/experiments.json
 
 
 def run_experiments(options: ExperimentOptions, log: Log) -> list[Verdict]:
     data = options.out / DATA_FILE
-    if options.report_only:
+    size = "quick" if options.quick else "full"
+    if options.report_only or options.replicas_only:
         saved = json.loads(data.read_text())
         found, replica = Measurements.from_json(saved), bn_paper.Replica.from_json(saved["bn_paper"])
+        spread = replicas.ReplicaBatch.from_json(saved["replica_batch"]) if "replica_batch" in saved else None
+        if options.replicas_only:
+            spread = replicas.measure(replicas.REPLICA_GRIDS[size], options.data, log)
     else:
-        size = "quick" if options.quick else "full"
         grid, source = GRIDS[size], load_source(options.data)
         started = time.monotonic()
         splits = _splits(grid, source)
@@ -45,15 +50,23 @@ def run_experiments(options: ExperimentOptions, log: Log) -> list[Verdict]:
         found.wall_s = time.monotonic() - started
         test = source.test if source.test is not None else splits.test
         replica = bn_paper.measure(bn_paper.PAPER_GRIDS[size], source.train, test, source.name, log)
+        spread = replicas.measure(replicas.REPLICA_GRIDS[size], options.data, log)
+    if not options.report_only:
         options.out.mkdir(parents=True, exist_ok=True)
-        data.write_text(json.dumps({**found.to_json(), "bn_paper": replica.to_json()}, indent=1) + "\n")
+        saved = {**found.to_json(), "bn_paper": replica.to_json()}
+        if spread is not None:
+            saved["replica_batch"] = spread.to_json()
+        data.write_text(json.dumps(saved, indent=1) + "\n")
     judged = verdicts(found) + [Verdict(*v) for v in bn_paper.verdicts(replica)]
+    if spread is not None:
+        judged += [Verdict(*v) for v in replicas.verdicts(spread)]
+        plots.save(replicas.draw, spread, options.out / REPLICA_FIGURE)
     for finding in FINDINGS:
         plots.save(finding.draw, found, options.out / finding.figure)
     plots.save(bn_paper.draw_accuracy, replica, options.out / PAPER_FIGURES[0])
     plots.save(bn_paper.draw_percentiles, replica, options.out / PAPER_FIGURES[1], columns=2)
     command = "python -m training experiments" + (" --quick" if found.grid.name == "quick" else "")
-    text = report(found, judged, replica, PAPER_FIGURES, earlier=_earlier(options.out), command=command)
+    text = report(found, judged, replica, PAPER_FIGURES, spread, earlier=_earlier(options.out), command=command)
     (options.out / REPORT_FILE).write_text(text)
     for v in judged:
         log(f"{v.claim}: {v.verdict}")
