@@ -25,6 +25,7 @@ from bench.report import Measured, report
 
 CONCURRENCY = (1, 16, 64)
 READY_S = 180
+KEPT_SECTION = "\n## Image preprocessing"
 
 
 def main() -> int:
@@ -49,9 +50,15 @@ def main() -> int:
         print(f"== {server.name}", flush=True)
         measured[server.name] = _measure(server, args.duration)
     text = report(measured, command=" ".join(["python -m bench", *sys.argv[1:]]), duration=args.duration)
-    args.out.write_text(text)
+    args.out.write_text(text + _kept(args.out))
     print(text)
     return 0
+
+
+def _kept(out: Path) -> str:
+    """The sections other commands keep in the report (`python -m bench.images`'s), from KEPT_SECTION on."""
+    old = out.read_text() if out.exists() else ""
+    return old[old.index(KEPT_SECTION) :] if KEPT_SECTION in old else ""
 
 
 def _measure(server: Server, duration: float) -> Measured:
