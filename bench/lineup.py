@@ -7,7 +7,8 @@ from pathlib import Path
 from bench.loads import IMAGE, Load
 
 ROOT = Path(__file__).resolve().parent.parent
-MODEL = ROOT / "models" / "mnist" / "1"
+# The newest committed version: what every server in the table serves.
+MODEL = max((p for p in (ROOT / "models" / "mnist").iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
 MLSERVER_VENV = ROOT / "bench" / ".venv-mlserver"
 OURS = "this service"
 
@@ -41,8 +42,20 @@ def servers(mlserver_venv: Path | None) -> list[Server]:
         ours("v2 infer", v2),
         ours("gRPC v2 ModelInfer", Load.grpc("v2")),
         ours("gRPC TF Serving Predict", Load.grpc("tfserving")),
-        Server("FastAPI + Keras model.predict", _uvicorn("bench.servers.keras_predict:app"), single, "/ready"),
-        Server("FastAPI + SavedModel per request", _uvicorn("bench.servers.savedmodel_direct:app"), single, "/ready"),
+        Server(
+            "FastAPI + Keras model.predict",
+            _uvicorn("bench.servers.keras_predict:app"),
+            single,
+            "/ready",
+            {"BENCH_MODEL": str(MODEL)},
+        ),
+        Server(
+            "FastAPI + SavedModel per request",
+            _uvicorn("bench.servers.savedmodel_direct:app"),
+            single,
+            "/ready",
+            {"BENCH_MODEL": str(MODEL)},
+        ),
     ]
     if mlserver_venv is not None:
         mlserver = [str(mlserver_venv / "bin" / "mlserver"), "start", "{workdir}"]

@@ -7,7 +7,7 @@ import numpy as np
 from fastapi import FastAPI
 from pydantic import BaseModel
 
-MODEL_PATH = os.environ.get("BENCH_MODEL", "models/mnist/1")
+MODEL_PATH = os.environ["BENCH_MODEL"]  # set by bench/lineup.py
 model = keras.Sequential([keras.Input((784,)), keras.layers.TFSMLayer(MODEL_PATH, call_endpoint="serving_default")])
 app = FastAPI()
 

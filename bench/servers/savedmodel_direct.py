@@ -7,7 +7,7 @@ import tensorflow as tf
 from fastapi import FastAPI
 from pydantic import BaseModel
 
-MODEL_PATH = os.environ.get("BENCH_MODEL", "models/mnist/1")
+MODEL_PATH = os.environ["BENCH_MODEL"]  # set by bench/lineup.py
 signature = tf.saved_model.load(MODEL_PATH).signatures["serving_default"]
 app = FastAPI()
 
