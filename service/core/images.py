@@ -83,8 +83,7 @@ def as_png(row: np.ndarray) -> str:
 
 def mnist_style(grey: np.ndarray) -> np.ndarray:
     """Steps 3 to 7 on a float32 grey image of any size: a float32 28x28, white ink on black."""
-    ring = np.concatenate([grey[0], grey[-1], grey[1:-1, 0], grey[1:-1, -1]])
-    background = float(np.median(ring))
+    background = _border_level(grey)
     ink = background - grey if background > MID_GREY else grey - background
     np.clip(ink, 0, None, out=ink)
     peak = float(np.max(ink))
@@ -135,9 +134,13 @@ def _decode(body: bytes, max_pixels: int) -> Image.Image:
 def _already_mnist(image: Image.Image) -> bool:
     if image.size != (SIDE, SIDE):
         return False
-    grey = _to_grey(image)
+    return _border_level(_to_grey(image)) <= MID_GREY
+
+
+def _border_level(grey: np.ndarray) -> float:
+    """Step 3's background level: the median of the outermost ring of pixels."""
     ring = np.concatenate([grey[0], grey[-1], grey[1:-1, 0], grey[1:-1, -1]])
-    return float(np.median(ring)) <= MID_GREY
+    return float(np.median(ring))
 
 
 def _to_grey(image: Image.Image) -> np.ndarray:
