@@ -64,14 +64,13 @@ def parse_mode(value: str | None) -> Preprocess:
 def pixels_from_image(body: bytes, mode: Preprocess = Preprocess.AUTO, *, max_pixels: int) -> np.ndarray:
     """float32 `[1, 784]` intensities, 0..255, white ink on black, as MNIST: what the model sees."""
     image = _decode(body, max_pixels)
-    if mode is Preprocess.NONE or (mode is Preprocess.AUTO and _already_mnist(image)):
-        if image.size != (SIDE, SIDE):
-            width, height = image.size
-            raise InvalidInput(f"preprocess=none needs a {SIDE}x{SIDE} image, got {width}x{height}")
-        grey = np.asarray(image.convert("L"), dtype=np.float32)
-    else:
-        grey = mnist_style(_to_grey(image))
-    return grey.reshape(1, SIDE * SIDE)
+    if mode is Preprocess.NONE and image.size != (SIDE, SIDE):
+        width, height = image.size
+        raise InvalidInput(f"preprocess=none needs a {SIDE}x{SIDE} image, got {width}x{height}")
+    grey = None if mode is Preprocess.NONE else _to_grey(image)
+    if grey is None or (mode is Preprocess.AUTO and _already_mnist(image.size, grey)):
+        return np.asarray(image.convert("L"), dtype=np.float32).reshape(1, SIDE * SIDE)
+    return mnist_style(grey).reshape(1, SIDE * SIDE)
 
 
 def as_png(row: np.ndarray) -> str:
@@ -131,10 +130,9 @@ def _decode(body: bytes, max_pixels: int) -> Image.Image:
     return image
 
 
-def _already_mnist(image: Image.Image) -> bool:
-    if image.size != (SIDE, SIDE):
-        return False
-    return _border_level(_to_grey(image)) <= MID_GREY
+def _already_mnist(size: tuple[int, int], grey: np.ndarray) -> bool:
+    """28x28 with a dark background: `auto` leaves it as it is."""
+    return size == (SIDE, SIDE) and _border_level(grey) <= MID_GREY
 
 
 def _border_level(grey: np.ndarray) -> float:
