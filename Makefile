@@ -64,9 +64,8 @@ experiments-quick: setup
 recipes: setup  ## the article's recipes on the full MNIST, 3 seeds each: the table in docs/training.md
 	$(VENV)/bin/mnist-train recipes --data $(MNIST_DATA)
 
-bench: setup  ## the side-by-side benchmark: BENCHMARKS.md (installs MLServer in its own venv first)
-	test -x bench/.venv-mlserver/bin/mlserver || { $(PYTHON) -m venv bench/.venv-mlserver && \
-		bench/.venv-mlserver/bin/pip install --quiet "mlserver==1.7.*" tensorflow-cpu==2.21.0 "uvloop<0.22"; }
+bench: setup  ## the side-by-side benchmark with the peers and the time budget: BENCHMARKS.md (peers' venvs built once)
+	scripts/system-deps.sh
 	$(PY) -m bench
 
 reliability: setup  ## the reliability suite at full size (60 s soak): RELIABILITY.md

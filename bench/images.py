@@ -14,11 +14,7 @@ Both tables go into docs/robustness.md; the cost table also into BENCHMARKS.md, 
 import argparse
 import io
 import os
-import socket
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -27,6 +23,10 @@ from pathlib import Path
 import httpx
 import numpy as np
 from PIL import Image
+
+from bench.lineup import ours
+from bench.loads import IMAGE, Load
+from bench.process import running
 
 ROOT = Path(__file__).resolve().parents[1]
 Render = Callable[[np.ndarray, np.random.Generator], tuple[bytes, str]]
@@ -183,31 +183,9 @@ def _between_markers(path: Path, lines: list[str]) -> None:
 @contextmanager
 def _server() -> Iterator[str]:
     """`python -m service` on a free port, for the length of a `with`: its URL."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "MNIST_PORT": str(port), "MNIST_GRPC_ENABLED": "false", "MNIST_ACCESS_LOG": "false"}
-    url = f"http://127.0.0.1:{port}"
-    with tempfile.TemporaryFile() as log:
-        proc = subprocess.Popen([sys.executable, "-m", "service"], cwd=ROOT, env=env, stdout=log, stderr=log)
-        try:
-            deadline = time.monotonic() + 180
-            while not _ready(url):
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    log.seek(0)
-                    raise SystemExit(f"the server did not become ready:\n{log.read().decode()[-2000:]}")
-                time.sleep(0.3)
-            yield url
-        finally:
-            proc.terminate()
-            proc.wait(60)
-
-
-def _ready(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/readyz", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
+    image = Load.http("/predict", {"image": IMAGE})
+    with running(ours("images", image), env={"MNIST_GRPC_ENABLED": "false"}) as live:
+        yield live.url
 
 
 if __name__ == "__main__":

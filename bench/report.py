@@ -1,14 +1,19 @@
-"""BENCHMARKS.md: the machine, the command, one table row per server and concurrency, and the ratios."""
+"""BENCHMARKS.md: the machine, the command, one table row per server and concurrency, the goals' verdicts,
+and a plot of throughput by concurrency."""
 
+import math
 import os
 import platform
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.lineup import OURS
+from bench.lineup import OURS, RAW_LIMIT, Server
 from bench.loads import Result
+
+PREDICT = f"{OURS} (/predict)"
+PEER_GOAL_CONCURRENCY = (1, 16, 64)
 
 
 @dataclass(frozen=True)
@@ -16,54 +21,134 @@ class Measured:
     cold_start_s: float
     rss_mib: float
     results: list[Result]
+    settings: list[str] = field(default_factory=list)  # per result: the wait window it was measured with
+    failure: str | None = None  # why the server could not be measured
+
+    @classmethod
+    def failed(cls, why: str) -> "Measured":
+        return cls(math.nan, math.nan, [], [], why)
+
+    @classmethod
+    def best(cls, runs: list["Measured"]) -> "Measured":
+        """One run per setting, combined: at each concurrency, the result with the most req/s."""
+        results, settings = [], []
+        for i in range(len(runs[0].results)):
+            result, setting = max(((m.results[i], m.settings[i]) for m in runs), key=lambda pair: pair[0].rps)
+            results.append(result)
+            settings.append(setting)
+        cold_start = min(m.cold_start_s for m in runs)
+        return cls(cold_start, max(m.rss_mib for m in runs), results, settings)
 
     def at(self, concurrency: int) -> Result:
         return next(r for r in self.results if r.concurrency == concurrency)
 
 
-def report(measured: dict[str, Measured], *, command: str, duration: float) -> str:
+def report(
+    measured: dict[str, Measured],
+    servers: list[Server],
+    *,
+    command: str,
+    duration: float,
+    model_call_p50_ms: float | None,
+    extra: list[str],
+) -> str:
+    """The whole report: `extra` is the sections after the ratios (the time budget, the scaling figures)."""
     lines = [
         "# Benchmarks",
         "",
         f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {os.cpu_count()} cores of {_cpu()}, "
         f"{_mem_gib():.0f} GiB, Python {platform.python_version()}, Linux {platform.release()}. The load "
         "generators share the machine with the server: `hey` for HTTP, `h2load` (nghttp2) for gRPC, each "
-        "connection with one request in flight. One 784-pixel image per request.",
+        "connection with one request in flight. One 784-pixel image per request, in each server's own JSON "
+        "form (the same pixels). Every server runs one process or worker, with access logs off.",
         "",
-        f"Command: `{command}` ({duration:g} s of load per cell; `make bench` installs MLServer into "
-        "bench/.venv-mlserver and runs `python -m bench`). Access logs off for every server; MLServer with its "
-        "defaults plus adaptive batching (max 64 rows, 1 ms).",
+        f"Command: `{command}` ({duration:g} s of load per cell). Peers run from virtualenvs the bench builds "
+        "once (bench/.venv-*, Python 3.11, tensorflow-cpu 2.21.0), each with its batching at most 64 rows and "
+        "its wait window swept; a row's `window` is the one that gave that concurrency its best req/s, and "
+        "cold start and RSS are the best and worst over the sweep. RSS counts every process the server "
+        "started.",
         "",
-        "| server | cold start | RSS | c | requests | errors | req/s | p50 ms | p99 ms |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "![req/s by concurrency, one line per server](docs/benchmarks.png)",
+        "",
+        "| server | cold start | RSS | c | window | requests | errors | req/s | p50 ms | p99 ms |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, m in measured.items():
+        if m.failure is not None:
+            lines.append(f"| {name} | – | – | – | – | – | – | did not run: {_cell(m.failure)} | | |")
+            continue
         for i, r in enumerate(m.results):
             head = f"| {name} | {m.cold_start_s:.1f} s | {m.rss_mib:.0f} MiB" if i == 0 else "| | |"
-            cells = (r.concurrency, r.requests, r.errors, f"{r.rps:,.0f}", f"{r.p50_ms:.2f}", f"{r.p99_ms:.2f}")
+            cells = (r.concurrency, m.settings[i] or "–", r.requests, r.errors, f"{r.rps:,.0f}")
+            cells += (f"{r.p50_ms:.2f}", f"{r.p99_ms:.2f}")
             lines.append(f"{head} | " + " | ".join(map(str, cells)) + " |")
-    return "\n".join([*lines, "", *_ratios(measured), ""])
+    lines += ["", "Settings:", ""]
+    lines += [f"- {s.name}: {s.settings}." for s in servers if s.settings and s.name in measured]
+    peers = [s.name for s in servers if s.venv is not None and s.name in measured]
+    ratios = _ratios(measured, peers)
+    if ratios and model_call_p50_ms is not None:
+        ratios += composed_floor(measured, model_call_p50_ms)
+    return "\n".join([*lines, "", *ratios, "", *extra, ""])
 
 
-def _ratios(measured: dict[str, Measured]) -> list[str]:
-    ours = measured.get(f"{OURS} (/predict)")
-    if ours is None:
+def _cell(text: str) -> str:
+    return text.replace("|", "/").replace("\n", " ")[:300]
+
+
+def _ratios(measured: dict[str, Measured], peers: list[str]) -> list[str]:
+    ours = measured.get(PREDICT)
+    if ours is None or ours.failure:
         return []
-    lines = ["## Ratios within this run", ""]
-    raw = measured.get("raw ASGI + orjson, no model (limit)")
+    lines = ["## Ratios within this run", "", *_peer_verdicts(measured, ours, peers), ""]
+    raw = measured.get(RAW_LIMIT)
     for c in (16, 64):
         parts = [f"{ours.at(c).rps:,.0f} req/s"]
         if raw:
-            parts.append(f"{ours.at(c).rps / raw.at(c).rps:.0%} of the raw ASGI limit")
+            share = ours.at(c).rps / raw.at(c).rps
+            parts.append(f"{share:.0%} of the raw ASGI limit ({_verdict(share >= 0.5)} the goal of at least 50%)")
         for other in ("FastAPI + SavedModel per request", "MLServer 1.7, adaptive batching"):
-            if other in measured:
+            if other in measured and not measured[other].failure:
                 parts.append(f"{ours.at(c).rps / measured[other].at(c).rps:.1f}x {other}")
         lines.append(f"- /predict at c={c}: " + "; ".join(parts) + f"; errors {ours.at(c).errors}.")
-    if raw:
-        p50 = ours.at(1).p50_ms
-        lines.append(f"- /predict at c=1: p50 {p50:.2f} ms, {p50 / raw.at(1).p50_ms:.1f}x the raw limit's.")
     lines += _grpc_ratios(measured, ours)
     return lines
+
+
+def composed_floor(measured: dict[str, Measured], model_call_p50_ms: float) -> list[str]:
+    """The c=1 goal: /predict's p50 within 1.5x the raw limit's p50 plus the bare model call's."""
+    ours, raw = measured.get(PREDICT), measured.get(RAW_LIMIT)
+    if ours is None or raw is None:
+        return []
+    p50, floor = ours.at(1).p50_ms, raw.at(1).p50_ms + model_call_p50_ms
+    return [
+        f"- /predict at c=1: p50 {p50:.3f} ms against a composed floor of {floor:.3f} ms (the raw limit's "
+        f"{raw.at(1).p50_ms:.3f} ms + the bare model call's {model_call_p50_ms:.3f} ms): {p50 / floor:.2f}x, "
+        f"{_verdict(p50 <= 1.5 * floor)} the goal of at most 1.5x."
+    ]
+
+
+def _peer_verdicts(measured: dict[str, Measured], ours: Measured, peers: list[str]) -> list[str]:
+    """The peers' goal: more req/s and a lower p99 than every peer that runs, at every concurrency."""
+    lines = []
+    for name in peers:
+        peer = measured[name]
+        if peer.failure:
+            lines.append(f"- {name}: did not run, so no comparison (see the table).")
+            continue
+        parts, ahead = [], []
+        for c in PEER_GOAL_CONCURRENCY:
+            mine, theirs = ours.at(c), peer.at(c)
+            ahead.append(mine.rps > theirs.rps and mine.p99_ms < theirs.p99_ms)
+            parts.append(
+                f"c={c} {mine.rps / theirs.rps:.1f}x the req/s, p99 {mine.p99_ms:.2f} against {theirs.p99_ms:.2f} ms"
+                f" ({'ahead' if ahead[-1] else 'NOT ahead'})"
+            )
+        lines.append(f"- /predict against {name}: " + "; ".join(parts) + f"; {_verdict(all(ahead))} the goal.")
+    return lines
+
+
+def _verdict(met: bool) -> str:
+    return "meets" if met else "misses"
 
 
 def _grpc_ratios(measured: dict[str, Measured], rest: Measured) -> list[str]:
@@ -73,18 +158,40 @@ def _grpc_ratios(measured: dict[str, Measured], rest: Measured) -> list[str]:
         if grpc is None:
             continue
         for c in (16, 64):
-            verdict = "meets" if grpc.at(c).rps >= rest.at(c).rps else "misses"
             parts = [
-                f"{grpc.at(c).rps / rest.at(c).rps:.0%} of /predict's throughput ({verdict} the goal of at least 100%)"
+                f"{grpc.at(c).rps / rest.at(c).rps:.0%} of /predict's throughput "
+                f"({_verdict(grpc.at(c).rps >= rest.at(c).rps)} the goal of at least 100%)"
             ]
             noop = measured.get("no-op grpc.aio server (gRPC limit)")
             if noop:
                 parts.append(f"{grpc.at(c).rps / noop.at(c).rps:.0%} of the no-op grpc.aio limit")
             mlserver = measured.get("MLServer 1.7 gRPC, adaptive batching")
-            if mlserver:
+            if mlserver and not mlserver.failure:
                 parts.append(f"{grpc.at(c).rps / mlserver.at(c).rps:.1f}x MLServer's gRPC")
             lines.append(f"- {name.removeprefix(OURS).strip(' ()')} at c={c}: " + "; ".join(parts) + ".")
     return lines
+
+
+def plot(measured: dict[str, Measured], out: Path) -> None:
+    """req/s by concurrency, one line per HTTP or gRPC server that ran; ours solid, the rest dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.2), dpi=110)
+    for name, m in measured.items():
+        if m.failure:
+            continue
+        style = "-" if name.startswith(OURS) else ":" if "limit" in name else "--"
+        ax.plot([r.concurrency for r in m.results], [r.rps for r in m.results], style, marker="o", ms=3, label=name)
+    ax.set(xscale="log", xlabel="concurrency (connections, one request in flight each)", ylabel="req/s")
+    ax.set_xticks([1, 16, 64], labels=["1", "16", "64"])
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
 
 
 def _cpu() -> str:
