@@ -172,6 +172,11 @@ async def _discard(message: dict[str, Any]) -> None:
     return None
 
 
+class _LoneClient:
+    def possible(self) -> bool:
+        return False
+
+
 async def micro(model_dir: Path, body: bytes, batch: int) -> dict[str, float]:
     """µs per call of each stage's own code, and of the whole app, in this process; the bare model
     call also per row at `batch` rows."""
@@ -181,6 +186,7 @@ async def micro(model_dir: Path, body: bytes, batch: int) -> dict[str, float]:
 
     from bench.servers import raw_asgi
     from service.config import Settings
+    from service.core.arrivals import HttpArrivals
     from service.core.dataplane import DataPlane
     from service.metrics import Metrics
     from service.rest import codec
@@ -191,6 +197,7 @@ async def micro(model_dir: Path, body: bytes, batch: int) -> dict[str, float]:
 
     settings = Settings(model_dir=model_dir, poll_interval_s=0, access_log=False)
     plane = DataPlane(settings, runtimes=default_runtimes(settings), metrics=Metrics())
+    plane.arrivals.add(_LoneClient())  # as under `hey -c 1`: one connection, its request in the app
     await plane.start()
     try:
         app, api = create_app(settings, plane), PredictApi(plane, settings)
@@ -208,7 +215,7 @@ async def micro(model_dir: Path, body: bytes, batch: int) -> dict[str, float]:
 
         wrapped = RequestContextMiddleware(
             noop_app, metrics=plane.metrics, max_body_bytes=settings.max_body_bytes,
-            body_timeout_s=settings.body_timeout_s, access_log=False,
+            body_timeout_s=settings.body_timeout_s, access_log=False, arrivals=HttpArrivals(),
         )  # fmt: skip
         limited = settings.max_body_bytes, settings.body_timeout_s
         stages = {

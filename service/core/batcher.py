@@ -52,6 +52,7 @@ class DynamicBatcher:
         max_queue_rows: int,
         timeout_s: float,
         observer: BatchObserver,
+        arrivals: Callable[[], bool] | None = None,
     ) -> None:
         self._predict = predict
         self._executor = executor
@@ -60,6 +61,7 @@ class DynamicBatcher:
         self._max_queue_rows = max_queue_rows
         self._timeout_s = timeout_s
         self._observer = observer
+        self._may_arrive = arrivals or (lambda: True)
         self._full = min(max_rows, max_queue_rows)  # rows at which waiting for more is pointless
         self._queue: deque[_Pending] = deque()
         self._queued_rows = 0
@@ -116,7 +118,8 @@ class DynamicBatcher:
                 await self._compute(batch)
 
     async def _let_arrivals_join(self) -> None:
-        """Yield to the event loop until QUIET_TURNS turns in a row add no request, or a call is full.
+        """Yield to the event loop until QUIET_TURNS turns in a row add no request, a call is full, or
+        the front doors know that no other request can come (`service.core.arrivals`).
 
         NOTE: requests that arrived while the model ran need loop turns to reach the queue. Firing
         at the first queued one settles into batches of ~3 rows at 16 HTTP connections, each paying
@@ -124,14 +127,15 @@ class DynamicBatcher:
         round trip through its completion queue, and stopping at the first quiet turn left gRPC at
         one call per batch (930 req/s at c=16, h2load). Waiting for 64 quiet turns took it to 3,650
         and REST from 4,200 to 4,400, while a lone request pays 64 idle turns, about 48 µs
-        (measured; BENCHMARKS.md).
+        (measured; BENCHMARKS.md). Those turns were most of a lone request's time in the queue, for
+        nobody: 350 µs of 1,000 in `bench/budget.py`'s table, so now nobody waits who cannot be joined.
         """
         quiet = 0
         for _ in range(MAX_JOIN_TURNS):
+            if self._queued_rows >= self._full or not self._may_arrive():
+                return
             queued = len(self._queue)
             await asyncio.sleep(0)
-            if self._queued_rows >= self._full:
-                return
             quiet = quiet + 1 if len(self._queue) == queued else 0
             if quiet >= QUIET_TURNS:
                 return

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from service.config import Settings
+from service.core.arrivals import Arrivals
 from service.core.manager import ModelManager
 from service.core.runtime import RuntimeLoader, TensorSpec
 from service.core.status import VersionStatus
@@ -47,6 +48,7 @@ class DataPlane:
         self.settings = settings
         self.metrics = metrics
         self._runtimes = runtimes
+        self.arrivals = Arrivals()  # the front doors add their sources as they open
         self._executor: ThreadPoolExecutor | None = None
         self._manager: ModelManager | None = None
         self._poller: asyncio.Task[None] | None = None
@@ -56,7 +58,11 @@ class DataPlane:
         if self.settings.model_thread:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
         self._manager = ModelManager(
-            self.settings, runtimes=self._runtimes, metrics=self.metrics, executor=self._executor
+            self.settings,
+            runtimes=self._runtimes,
+            metrics=self.metrics,
+            executor=self._executor,
+            arrivals=self.arrivals.possible,
         )
         await self._manager.reload()
         if self.settings.poll_interval_s > 0:

@@ -11,7 +11,7 @@ routing first, then its batcher drains the requests already accepted, then it is
 import asyncio
 import gc
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,11 +47,13 @@ class ModelManager:
         runtimes: Mapping[str, RuntimeLoader],
         metrics: Metrics,
         executor: Executor | None,
+        arrivals: Callable[[], bool] | None = None,
     ) -> None:
         self._settings = settings
         self._runtimes = runtimes
         self._metrics = metrics
         self._executor = executor
+        self._arrivals = arrivals
         self._serving: dict[str, dict[int, ServedVersion]] = {}
         self._status: dict[str, dict[int, VersionStatus]] = {}
         self._failed: dict[tuple[str, int], _Fingerprint] = {}
@@ -223,6 +225,7 @@ class ModelManager:
             max_queue_rows=self._settings.queue_max_rows,
             timeout_s=self._settings.request_timeout_s,
             observer=self._metrics.batcher_observer(name, version),
+            arrivals=self._arrivals,
         )
         self._serving[name][version] = ServedVersion(model, batcher)
         self._metrics.queues.watch(name, version, lambda: batcher.queued_rows)

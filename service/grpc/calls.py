@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 import grpc
 
+from service.core.arrivals import GrpcArrivals
 from service.errors import ServiceError
 from service.grpc.errors import grpc_status, trailing_metadata
 from service.logs import request_id
@@ -22,9 +23,10 @@ logger = logging.getLogger("service.access")
 
 
 class Calls:
-    def __init__(self, metrics: Metrics, *, access_log: bool) -> None:
+    def __init__(self, metrics: Metrics, *, access_log: bool, arrivals: GrpcArrivals | None = None) -> None:
         self._metrics = metrics
         self._access_log = access_log
+        self._arrivals = arrivals or GrpcArrivals()
 
     async def answer(self, method: str, context: Context, work: Callable[[], Awaitable[T]]) -> T:
         """`work()`'s result; a ServiceError it raises aborts the RPC with the mapped status."""
@@ -35,6 +37,7 @@ class Calls:
         # NOTE: in the trailing metadata, which costs nothing: sending initial metadata first is a
         # round trip through gRPC's completion queue before the request even reaches the batcher.
         context.set_trailing_metadata(((REQUEST_ID, rid),))
+        self._arrivals.started()
         try:
             result = await work()
             code = grpc.StatusCode.OK
@@ -48,6 +51,7 @@ class Calls:
             logger.exception("unhandled error", extra={"rpc": method})
             raise
         finally:
+            self._arrivals.finished()
             self._record(method, code, started)
             request_id.reset(token)
 

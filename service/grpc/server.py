@@ -15,6 +15,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from service.config import Settings
+from service.core.arrivals import GrpcArrivals
 from service.core.dataplane import DataPlane
 from service.grpc.calls import Calls
 from service.grpc.protos import open_inference_grpc_pb2_grpc
@@ -38,7 +39,9 @@ class GrpcServer:
         # second server start on a port that is already taken, and steal half its calls.
         self._server = grpc.aio.server(options=_options(settings, shared_port=shared_port))
         self._follow: asyncio.Task[None] | None = None
-        calls = Calls(plane.metrics, access_log=settings.access_log)
+        arrivals = GrpcArrivals()
+        plane.arrivals.add(arrivals)
+        calls = Calls(plane.metrics, access_log=settings.access_log, arrivals=arrivals)
         # The generated registration functions carry no types (grpcio-tools writes none for them).
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(  # type: ignore[no-untyped-call]
             PredictionService(plane, settings, calls), self._server

@@ -17,6 +17,7 @@ from starlette.routing import BaseRoute
 
 import service
 from service.config import Settings
+from service.core.arrivals import HttpArrivals
 from service.core.dataplane import DataPlane
 from service.errors import ServiceError
 from service.rest import page
@@ -37,7 +38,8 @@ def routes(plane: DataPlane, settings: Settings) -> list[BaseRoute]:
     return [route for api in apis for route in api(plane, settings).routes()] + page.routes()
 
 
-def create_app(settings: Settings, plane: DataPlane) -> FastAPI:
+def create_app(settings: Settings, plane: DataPlane, arrivals: HttpArrivals | None = None) -> FastAPI:
+    """The app; `arrivals`, when given, counts the requests inside it for the batcher."""
     app = FastAPI(
         title="BN-MNIST serving",
         version=service.__version__,
@@ -57,6 +59,7 @@ def create_app(settings: Settings, plane: DataPlane) -> FastAPI:
         max_body_bytes=settings.max_body_bytes,
         body_timeout_s=settings.body_timeout_s,
         access_log=settings.access_log,
+        arrivals=arrivals or HttpArrivals(),
     )
     app.openapi = lambda: _openapi_with_shared_schemas(app)  # type: ignore[method-assign]
     return app

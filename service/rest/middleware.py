@@ -1,4 +1,5 @@
-"""Pure ASGI middleware for every request: an id, body limits, metrics and an access log.
+"""Pure ASGI middleware for every request: an id, body limits, metrics and an access log; and the
+count of requests inside the app, for the batcher (`service.core.arrivals`).
 
 Body limits: a declared Content-Length over the maximum is refused before reading; a streamed
 (chunked) body is counted as it arrives; a body that trickles in slower than `body_timeout_s` gets
@@ -16,6 +17,7 @@ from collections.abc import Awaitable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.core.arrivals import HttpArrivals
 from service.errors import PayloadTooLarge, RequestTimeout, ServiceError, UnsupportedMediaType
 from service.logs import request_id
 from service.metrics import Metrics
@@ -29,9 +31,17 @@ logger = logging.getLogger("service.access")
 
 class RequestContextMiddleware:
     def __init__(
-        self, app: ASGIApp, *, metrics: Metrics, max_body_bytes: int, body_timeout_s: float, access_log: bool
+        self,
+        app: ASGIApp,
+        *,
+        metrics: Metrics,
+        max_body_bytes: int,
+        body_timeout_s: float,
+        access_log: bool,
+        arrivals: HttpArrivals,
     ) -> None:
         self.app = app
+        self.arrivals = arrivals
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
         self.body_timeout_s = body_timeout_s
@@ -45,6 +55,7 @@ class RequestContextMiddleware:
         rid = _client_request_id(scope) or os.urandom(16).hex()
         token = request_id.set(rid)
         tagged = _TaggedSend(send, rid)
+        self.arrivals.in_app += 1
         try:
             refusal = self._refuse_early(scope)
             if refusal is None:
@@ -54,6 +65,7 @@ class RequestContextMiddleware:
                 response.headers["connection"] = "close"
                 await response(scope, receive, tagged)
         finally:
+            self.arrivals.in_app -= 1
             self._record(scope, tagged.status, started)
             request_id.reset(token)
 

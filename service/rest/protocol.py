@@ -14,6 +14,8 @@ connections; these guards do the same, in the server layer, before the ASGI app 
 - Per client: past `max_per_client` open connections from one address, a new one gets 429 at once
   and is closed; other addresses are not affected. 0 turns the cap off (behind a proxy, every
   connection comes from the proxy's address).
+
+It also counts the open connections for the batcher (`service.core.arrivals.HttpArrivals`).
 """
 
 import asyncio
@@ -22,6 +24,8 @@ from collections.abc import Callable
 
 import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from service.core.arrivals import HttpArrivals
 
 Refused = Callable[[str], None]  # told the reason: "header_timeout" or "per_client_cap"
 _REASONS = {408: b"Request Timeout", 429: b"Too Many Requests"}
@@ -34,6 +38,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     max_per_client: int
     on_refuse: Refused
     open_per_client: Counter[str]
+    arrivals: HttpArrivals
     _header_timer: asyncio.TimerHandle | None = None
     _counted: str | None = None
 
@@ -41,6 +46,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_made(transport)
         host = self.client[0] if self.client else ""
         self.open_per_client[host] += 1
+        self.arrivals.connections += 1
         self._counted = host
         if self.max_per_client and self.open_per_client[host] > self.max_per_client:
             self.on_refuse("per_client_cap")
@@ -51,6 +57,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         if self._counted is not None:
+            self.arrivals.connections -= 1
             self.open_per_client[self._counted] -= 1
             if not self.open_per_client[self._counted]:
                 del self.open_per_client[self._counted]
@@ -92,7 +99,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
 
 def guarded_protocol(
-    *, header_timeout_s: float, max_per_client: int, on_refuse: Refused
+    *, header_timeout_s: float, max_per_client: int, on_refuse: Refused, arrivals: HttpArrivals | None = None
 ) -> type[GuardedHttpToolsProtocol]:
     """A protocol class for `uvicorn.Config(http=...)`, with its own count of connections per address."""
     settings = {
@@ -100,5 +107,6 @@ def guarded_protocol(
         "max_per_client": max_per_client,
         "on_refuse": staticmethod(on_refuse),
         "open_per_client": Counter(),
+        "arrivals": arrivals or HttpArrivals(),
     }
     return type("GuardedHttpToolsProtocol", (GuardedHttpToolsProtocol,), settings)

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import uvicorn
 
 from service.config import Settings
+from service.core.arrivals import HttpArrivals
 from service.core.dataplane import DataPlane
 from service.rest.app import create_app
 from service.rest.protocol import guarded_protocol
@@ -25,8 +26,10 @@ class _Uvicorn(uvicorn.Server):
 class RestServer:
     def __init__(self, settings: Settings, plane: DataPlane, *, sockets: list[socket.socket] | None = None) -> None:
         self._sockets = sockets
+        arrivals = HttpArrivals()
+        plane.arrivals.add(arrivals)
         config = uvicorn.Config(
-            create_app(settings, plane),
+            create_app(settings, plane, arrivals),
             host=settings.host,
             port=settings.port,
             lifespan="off",
@@ -38,6 +41,7 @@ class RestServer:
                 header_timeout_s=settings.header_timeout_s,
                 max_per_client=settings.max_connections_per_client,
                 on_refuse=plane.metrics.refuse_connection,
+                arrivals=arrivals,
             ),
         )
         self._server = _Uvicorn(config)

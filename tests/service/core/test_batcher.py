@@ -172,6 +172,23 @@ async def test_inline_requests_after_a_quiet_turn_get_a_call_of_their_own() -> N
     await batcher.close()
 
 
+async def test_inline_a_request_nobody_can_join_is_computed_without_waiting() -> None:
+    model = RecordingModel()
+    arriving = [True]
+    batcher = DynamicBatcher(
+        model, None, max_rows=8, max_wait_s=0.0, max_queue_rows=100, timeout_s=5.0,
+        observer=RecordingObserver(), arrivals=lambda: arriving[0],
+    )  # fmt: skip
+    # The front doors know of one more request on its way: the batcher waits for it, as by default.
+    await asyncio.gather(*(_submit_after(batcher, turns, 1) for turns in (0, 3)))
+    assert model.batches == [2]
+    # Nobody else can come: the first request is computed at once, and one two turns later gets its own call.
+    arriving[0] = False
+    await asyncio.gather(*(_submit_after(batcher, turns, 1) for turns in (0, 2)))
+    assert model.batches == [2, 1, 1]
+    await batcher.close()
+
+
 async def test_inline_joining_stops_once_a_call_is_full() -> None:
     model = RecordingModel()
     batcher = _batcher(model, None, max_rows=4)

@@ -1,0 +1,69 @@
+"""Whether a request that is not in a batcher's queue yet may still join it: what the front doors know.
+
+The batcher, once woken, yields the event loop a few turns so that requests already on their way can
+share the model call. Waiting is only worth it if one can come. Each front door reports that through a
+source, and the data plane asks them all:
+
+- HTTP/1.1 carries one request at a time per connection. With every open connection's request already
+  in the app, nobody can send another before a response goes out: a lone client never waits.
+- gRPC multiplexes calls on a connection, and grpc.aio accepts a new call only once per round trip
+  through its completion queue, so calls on their way are invisible. A client that ran calls
+  concurrently within the last second is taken to still be doing so.
+
+With no source at all (the data plane without front doors, as in unit tests) arrivals count as possible,
+which only costs the wait.
+"""
+
+import time
+from typing import Protocol
+
+CONCURRENT_GRPC_MEMORY_S = 1.0
+
+
+class ArrivalSource(Protocol):
+    def possible(self) -> bool:
+        """Whether a request this front door has not handed to a batcher yet may still arrive soon."""
+        ...
+
+
+class Arrivals:
+    """Every front door's source, asked at once."""
+
+    def __init__(self) -> None:
+        self._sources: list[ArrivalSource] = []
+
+    def add(self, source: ArrivalSource) -> None:
+        self._sources.append(source)
+
+    def possible(self) -> bool:
+        return not self._sources or any(source.possible() for source in self._sources)
+
+
+class HttpArrivals:
+    """Open HTTP connections, and requests inside the app: one is possible while a connection is idle."""
+
+    def __init__(self) -> None:
+        self.connections = 0
+        self.in_app = 0
+
+    def possible(self) -> bool:
+        return self.connections > self.in_app
+
+
+class GrpcArrivals:
+    """Calls in progress, and when two or more last ran at once."""
+
+    def __init__(self) -> None:
+        self.active = 0
+        self._concurrent_at = float("-inf")
+
+    def started(self) -> None:
+        self.active += 1
+        if self.active > 1:
+            self._concurrent_at = time.monotonic()
+
+    def finished(self) -> None:
+        self.active -= 1
+
+    def possible(self) -> bool:
+        return time.monotonic() - self._concurrent_at < CONCURRENT_GRPC_MEMORY_S

@@ -1,0 +1,32 @@
+from service.core.arrivals import Arrivals, GrpcArrivals, HttpArrivals
+
+
+def test_http_arrivals_are_possible_while_an_open_connection_has_no_request_in_the_app():
+    http = HttpArrivals()
+    assert not http.possible()  # no connection at all
+    http.connections = 2
+    http.in_app = 1
+    assert http.possible()
+    http.in_app = 2  # one request per HTTP/1.1 connection: both are in
+    assert not http.possible()
+
+
+def test_grpc_arrivals_are_possible_once_calls_ran_concurrently():
+    grpc = GrpcArrivals()
+    grpc.started()
+    assert not grpc.possible()  # one call at a time: a sequential client
+    grpc.started()
+    grpc.finished()
+    grpc.finished()
+    assert grpc.possible()  # two ran at once, just now
+
+
+def test_the_plane_asks_every_front_door_and_assumes_arrivals_without_any():
+    arrivals = Arrivals()
+    assert arrivals.possible()
+    http, grpc = HttpArrivals(), GrpcArrivals()
+    arrivals.add(http)
+    arrivals.add(grpc)
+    assert not arrivals.possible()
+    http.connections = 1
+    assert arrivals.possible()
