@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench import budget, loads
+from bench import budget, loads, scaling
 from bench.lineup import ROOT, Server, servers
 from bench.process import ServerFailed, rss_mib, running
 from bench.report import Measured, plot, report
@@ -32,6 +32,7 @@ def main() -> int:
         "--no-peers", action="store_true", help="skip MLServer, LitServe, BentoML, Ray Serve and KServe (own venvs)"
     )
     parser.add_argument("--no-budget", action="store_true", help="skip the per-request time budget (py-spy)")
+    parser.add_argument("--no-scaling", action="store_true", help="skip the 1- and 2-worker scaling figures")
     args = parser.parse_args()
     for tool in ("hey", "h2load"):
         if shutil.which(tool) is None:
@@ -44,6 +45,8 @@ def main() -> int:
     command = " ".join(["python -m bench", *sys.argv[1:]])
     spent = None if args.no_budget else budget.run(args.duration)
     extra = spent.lines if spent else []
+    if not args.no_scaling:
+        extra += scaling.lines(scaling.measure(args.duration), scaling.memory_stages())
     floor = spent.model_call_p50_ms if spent else None
     text = report(measured, table, command=command, duration=args.duration, model_call_p50_ms=floor, extra=extra)
     (args.out.parent / "docs").mkdir(exist_ok=True)

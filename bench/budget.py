@@ -274,6 +274,7 @@ def run(seconds: float) -> Budget:
     by_name = {s.name: s for s in servers(with_peers=False)}
     with running(by_name[f"{OURS} (/predict)"]) as live:
         _hey(live.port, 1, 1.0)  # warm-up
+        alone = _hey(live.port, 1, seconds)  # unsampled: what the micro-benchmarks must add up to
         sampled = [sample(live.pid, live.port, BODY, c, seconds, py_spy) for c in (1, 16)]
     with running(by_name[RAW_LIMIT]) as live:
         raw = [_hey(live.port, c, seconds) for c in (1, 16)]
@@ -282,7 +283,8 @@ def run(seconds: float) -> Budget:
         [sys.executable, "-m", "bench.budget", str(batch)], cwd=ROOT, capture_output=True, text=True, check=True
     )
     timed = json.loads(done.stdout.strip().splitlines()[-1])
-    return Budget(_table(sampled, raw, timed, batch), timed["model call (bare signature, batch of 2)"] / 1000)
+    table = _table(sampled, alone, raw, timed, batch)
+    return Budget(table, timed["model call (bare signature, batch of 2)"] / 1000)
 
 
 def _hey(port: int, concurrency: int, seconds: float) -> tuple[float, float]:
@@ -317,8 +319,15 @@ def _micro_column(timed: dict[str, float], raw_c1: tuple[float, float]) -> dict[
     return column
 
 
-def _table(sampled: list[Sampled], raw: list[tuple[float, float]], timed: dict[str, float], batch: int) -> list[str]:
+def _table(
+    sampled: list[Sampled],
+    alone: tuple[float, float],
+    raw: list[tuple[float, float]],
+    timed: dict[str, float],
+    batch: int,
+) -> list[str]:
     c1, c16 = sampled
+    alone_us = alone[1]
     micro_c1 = _micro_column(timed, raw[0])
     # At c=16 one request costs the loop: what it costs uvicorn at saturation (the raw limit's 1/req/s, less
     # its app), the app's own stages without the model, and the model's cost per row at the mean batch.
@@ -343,12 +352,13 @@ def _table(sampled: list[Sampled], raw: list[tuple[float, float]], timed: dict[s
     micro_sum = sum(micro_c1.values())
     lines += [
         f"| **sum** | {sum(c1.us_by_stage.values()):,.0f} | {sum(c16.us_by_stage.values()):,.0f} | {micro_sum:,.0f} |",
-        f"| **measured** (c=1: mean latency; c=16: 1 / req/s) | {c1.mean_ms * 1000:,.0f} | {1e6 / c16.rps:,.0f} "
-        f"| {c1.mean_ms * 1000:,.0f} |",
+        f"| **measured** (mean latency at c=1, 1 / req/s at c=16) | {c1.mean_ms * 1000:,.0f} "
+        f"| {1e6 / c16.rps:,.0f} | {alone_us:,.0f} (unsampled) |",
         "",
-        f"- At c=1 the micro-benchmarks add up to {micro_sum / (c1.mean_ms * 1000):.0%} of the latency `hey` "
-        f"measured while sampling ({c1.rps:,.0f} req/s). The sampled c=1 column counts the time between "
-        "requests too, so it sums to 1 / req/s rather than to the latency.",
+        f"- At c=1 the micro-benchmarks add up to {micro_sum / alone_us:.0%} of the mean latency `hey` measured "
+        f"without the profiler ({alone[0]:,.0f} req/s). Their routing row is derived: the whole app in-process "
+        "less its measured stages. The sampler slows the server it samples: at c=1 it measured "
+        f"{c1.rps:,.0f} req/s, so read the sampled columns as shares rather than as absolute times.",
         f"- At c=16 the mean batch was {c16.mean_batch:.1f} rows ({c16.rps:,.0f} req/s). Estimated from the "
         f"micro-benchmarks, a request costs the loop {estimate_c16:,.0f} µs: uvicorn at saturation "
         f"{1e6 / raw[1][0] - timed['raw ASGI app, in process']:,.0f} (the raw limit's 1 / req/s, "

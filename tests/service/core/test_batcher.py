@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 
+from service.core.arrivals import GrpcArrivals
 from service.core.batcher import QUIET_TURNS, DynamicBatcher
 from service.errors import NotReady, Overloaded, Timeout
 
@@ -186,6 +187,29 @@ async def test_inline_a_request_nobody_can_join_is_computed_without_waiting() ->
     arriving[0] = False
     await asyncio.gather(*(_submit_after(batcher, turns, 1) for turns in (0, 2)))
     assert model.batches == [2, 1, 1]
+    await batcher.close()
+
+
+async def test_inline_grpc_calls_arriving_together_share_a_call() -> None:
+    # Calls that each run start to finish without yielding never overlap, so "were calls concurrent?"
+    # would send each alone. While a call is in progress, another may come: they share one call.
+    model, grpc = RecordingModel(), GrpcArrivals()
+    batcher = DynamicBatcher(
+        model, None, max_rows=8, max_wait_s=0.0, max_queue_rows=100, timeout_s=5.0,
+        observer=RecordingObserver(), arrivals=grpc.possible,
+    )  # fmt: skip
+
+    async def call(turns: int) -> np.ndarray:
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        grpc.started()
+        try:
+            return await batcher.submit(np.ones((1, 3)))
+        finally:
+            grpc.finished()
+
+    await asyncio.gather(*(call(turns) for turns in range(4)))
+    assert model.batches == [4]
     await batcher.close()
 
 
