@@ -180,6 +180,7 @@ def plot(measured: dict[str, Measured], out: Path) -> None:
     from matplotlib import pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7.5, 4.2), dpi=110)
+    ax.set_prop_cycle(color=plt.get_cmap("tab20").colors)  # one colour per server, up to 20
     for name, m in measured.items():
         if m.failure:
             continue
