@@ -139,9 +139,9 @@ class DynamicBatcher:
         the full model call. gRPC calls trickle in slower still: grpc.aio accepts one new call per
         round trip through its completion queue, and stopping at the first quiet turn left gRPC at
         one call per batch (930 req/s at c=16, h2load). Waiting for 64 quiet turns took it to 3,650
-        and REST from 4,200 to 4,400, while a lone request pays 64 idle turns, about 48 µs
-        (measured; BENCHMARKS.md). Those turns were most of a lone request's time in the queue, for
-        nobody: 350 µs of 1,000 in `bench/budget.py`'s table, so now nobody waits who cannot be joined.
+        and REST from 4,200 to 4,400. A lone request paid the 64 idle turns for nobody: 48 µs when
+        first measured, 340 to 400 µs on a busier host with version 2 (`bench/budget.py`), so now
+        the batcher waits only while another request can come.
         """
         quiet = 0
         for _ in range(MAX_JOIN_TURNS):
