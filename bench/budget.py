@@ -107,8 +107,7 @@ def sample(pid: int, port: int, body: bytes, concurrency: int, seconds: float, p
         summary = load.communicate()[0]
         counts = main_thread_stages(out.read_text())
     rows, calls = (after - before for after, before in zip(_batches(port), batches_before, strict=True))
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", summary).group(1))  # type: ignore[union-attr]
-    mean_ms = float(re.search(r"Average:\s+([\d.]+) secs", summary).group(1)) * 1000  # type: ignore[union-attr]
+    rps, mean_ms = hey.requests_per_second(summary), hey.mean_ms(summary)
     total = sum(counts.values())
     per_request_us = 1e6 / rps
     return Sampled(
@@ -300,15 +299,7 @@ def _hey(port: int, concurrency: int, seconds: float) -> tuple[float, float]:
         (Path(tmp) / "body").write_bytes(BODY)
         command = hey.command(f"http://127.0.0.1:{port}/predict", Path(tmp) / "body", concurrency, seconds)
         summary = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    return _rps(summary), _mean_ms(summary) * 1000
-
-
-def _rps(summary: str) -> float:
-    return float(re.search(r"Requests/sec:\s+([\d.]+)", summary).group(1))  # type: ignore[union-attr]
-
-
-def _mean_ms(summary: str) -> float:
-    return float(re.search(r"Average:\s+([\d.]+) secs", summary).group(1)) * 1000  # type: ignore[union-attr]
+    return hey.requests_per_second(summary), hey.mean_ms(summary) * 1000
 
 
 def _micro_column(timed: dict[str, float], raw_c1: tuple[float, float]) -> dict[str, float]:

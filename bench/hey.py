@@ -30,3 +30,18 @@ def errors(summary: str) -> dict[str, int]:
 def percentile_ms(summary: str, p: int) -> float:
     match = re.search(rf"{p}% in ([\d.]+) secs", summary)
     return float(match.group(1)) * 1000 if match else float("nan")
+
+
+def requests_per_second(summary: str) -> float:
+    return _seconds_or_rate(r"Requests/sec:\s+([\d.]+)", summary)
+
+
+def mean_ms(summary: str) -> float:
+    return _seconds_or_rate(r"Average:\s+([\d.]+) secs", summary) * 1000
+
+
+def _seconds_or_rate(pattern: str, summary: str) -> float:
+    match = re.search(pattern, summary)
+    if match is None:
+        raise ValueError(f"hey's summary has no {pattern!r}:\n{summary[-500:]}")
+    return float(match.group(1))
