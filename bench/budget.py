@@ -44,7 +44,7 @@ STAGES: list[tuple[str, tuple[str, ...]]] = [
     ("JSON decode", ("parse_json ",)),
     ("response build and encode", ("_predictions ", "json_response ", "dumps (service", "starlette/responses.py")),
     ("body read", ("starlette/requests.py", "_LimitedReceive", "RequestResponseCycle.receive")),
-    ("validation", ("service/rest/codec.py", "service/rest/predict.py")),
+    ("validation", ("service/inputs/", "service/rest/codec.py", "service/rest/predict.py")),
     ("queueing and futures", ("service/core/batcher.py", "service/core/dataplane.py", "service/core/manager.py")),
     (
         "middleware: ids, metrics, logs",
@@ -186,26 +186,30 @@ async def micro(model_dir: Path, body: bytes, batch: int) -> dict[str, float]:
     from starlette.requests import Request
 
     from bench.servers import raw_asgi
+    from service import inputs
     from service.config import Settings
-    from service.core.arrivals import HttpArrivals
-    from service.core.dataplane import DataPlane
+    from service.core.arrivals import Arrivals, HttpArrivals
+    from service.core.dataplane import DataPlane, ModelRef
+    from service.core.manager import ModelManager
     from service.metrics import Metrics
     from service.rest import codec
     from service.rest.app import create_app
     from service.rest.middleware import RequestContextMiddleware, _LimitedReceive
-    from service.rest.predict import PredictApi, _predictions
+    from service.rest.predict import _predictions
     from service.runtimes import default_runtimes
 
     settings = Settings(model_dir=model_dir, poll_interval_s=0, access_log=False)
-    plane = DataPlane(settings, runtimes=default_runtimes(settings), metrics=Metrics())
-    plane.arrivals.add(_LoneClient())  # as under `hey -c 1`: one connection, its request in the app
-    await plane.start()
+    metrics = Metrics()
+    lone = Arrivals((_LoneClient(),))  # as under `hey -c 1`: one connection, its request in the app
+    manager = ModelManager(settings, runtimes=default_runtimes(settings), metrics=metrics, arrivals=lone.possible)
+    await manager.start()
+    plane, default = DataPlane(manager, default_model=settings.default_model), ModelRef(None)
     try:
-        app, api = create_app(settings, plane), PredictApi(plane, settings)
+        app = create_app(settings, plane, manager=manager, metrics=metrics, arrivals=HttpArrivals())
         scope, parsed = _scope(body), codec.parse_json(body, max_depth=settings.max_json_depth)
-        x = api._pixels(parsed)
-        result = await plane.infer(None, None, x)
-        served = plane.manager.resolve(settings.default_model, None, None)
+        x = inputs.predict_json(parsed, max_images=settings.max_request_images)
+        result = await plane.infer(default, x)
+        served = manager.resolve(settings.default_model)
         path = model_dir / served.model.name / str(served.model.version)
         signature = tf.saved_model.load(str(path)).signatures["serving_default"]
         two = tf.constant(np.concatenate([x, np.zeros_like(x)]))
@@ -215,17 +219,19 @@ async def micro(model_dir: Path, body: bytes, batch: int) -> dict[str, float]:
             await send({"type": "http.response.body", "body": b"{}"})
 
         wrapped = RequestContextMiddleware(
-            noop_app, metrics=plane.metrics, max_body_bytes=settings.max_body_bytes,
+            noop_app, metrics=metrics, max_body_bytes=settings.max_body_bytes,
             body_timeout_s=settings.body_timeout_s, access_log=False, arrivals=HttpArrivals(),
         )  # fmt: skip
         limited = settings.max_body_bytes, settings.body_timeout_s
         stages = {
             "body read": await _amedian_us(lambda: Request(scope, _LimitedReceive(_receiver(body), *limited)).body()),
             "JSON decode": _median_us(lambda: codec.parse_json(body, max_depth=settings.max_json_depth)),
-            "validation": _median_us(lambda: api._pixels(codec.json_object(parsed))),
+            "validation": _median_us(
+                lambda: inputs.predict_json(codec.json_object(parsed), max_images=settings.max_request_images)
+            ),
             "model call (bare signature, batch of 2)": _median_us(lambda: signature(pixels=two)),
             "model call, as the batcher makes it": _median_us(lambda: served.model.predict(x)),
-            "infer: batcher and model": await _amedian_us(lambda: plane.infer(None, None, x)),
+            "infer: batcher and model": await _amedian_us(lambda: plane.infer(default, x)),
             "response build and encode": await _amedian_us(
                 lambda: _predictions(result)(scope, _receiver(b""), _discard)
             ),
@@ -246,7 +252,7 @@ async def micro(model_dir: Path, body: bytes, batch: int) -> dict[str, float]:
         )
         return stages
     finally:
-        await plane.stop()
+        await manager.stop()
 
 
 # -- the report section --------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """Structured logs: one JSON object per line, carrying the id of the request being served."""
 
 import logging
+import os
 import sys
 import time
 from contextvars import ContextVar
@@ -9,8 +10,17 @@ from typing import Any
 import orjson
 
 request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
+REQUEST_ID_KEY = "x-request-id"  # the HTTP header and the gRPC metadata key
+MAX_CLIENT_REQUEST_ID = 128
 
 _STANDARD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "taskName"}
+
+
+def accept_request_id(sent: str | None) -> str:
+    """The client's request id if it sent a usable one (printable, at most 128 characters), else a new one."""
+    if sent is not None and 0 < len(sent) <= MAX_CLIENT_REQUEST_ID and sent.isprintable():
+        return sent
+    return os.urandom(16).hex()
 
 
 class JsonFormatter(logging.Formatter):

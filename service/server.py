@@ -20,7 +20,9 @@ from multiprocessing.process import BaseProcess
 from typing import Any, Protocol
 
 from service.config import Settings
+from service.core.arrivals import Arrivals, ArrivalSource, GrpcArrivals, HttpArrivals
 from service.core.dataplane import DataPlane
+from service.core.manager import ModelManager
 from service.core.runtime import RuntimeLoader
 from service.logs import configure_logging
 from service.metrics import Metrics
@@ -42,25 +44,36 @@ class FrontDoor(Protocol):
 
 
 class InferenceServer:
+    """The models, the data plane over them, and the front doors, wired together: each door gets the data
+    plane, the metrics, and the arrivals counter its batchers read."""
+
     def __init__(self, settings: Settings, *, runtimes: RuntimesFactory = default_runtimes) -> None:
         self.settings = settings
-        self.plane = DataPlane(settings, runtimes=runtimes(settings), metrics=Metrics())
+        self.metrics = Metrics()
+        self._http = HttpArrivals()
+        self._grpc = GrpcArrivals() if settings.grpc_enabled else None
+        sources: list[ArrivalSource] = [self._http] if self._grpc is None else [self._http, self._grpc]
+        self.manager = ModelManager(
+            settings, runtimes=runtimes(settings), metrics=self.metrics, arrivals=Arrivals(sources).possible
+        )
+        self.plane = DataPlane(self.manager, default_model=settings.default_model)
         self._stopping = asyncio.Event()
         self._force = False
 
     async def serve(self, sockets: list[socket.socket] | None = None) -> None:
         """Load the models, open the front doors, and serve until `stop()`; then close the doors, answer
         what they accepted, and drain the batchers."""
-        await self.plane.start()
+        await self.manager.start()
         doors = self._front_doors(sockets)
         try:
             for door in doors:
                 await door.start()
-            logger.info("serving", extra={**self._addresses(), "ready": self.plane.ready(), "pid": os.getpid()})
+            ready = self.plane.server_readiness().ready
+            logger.info("serving", extra={**self._addresses(), "ready": ready, "pid": os.getpid()})
             await self._stopping.wait()
         finally:
             await asyncio.gather(*(door.stop(force=self._force) for door in doors))
-            await self.plane.stop()
+            await self.manager.stop()
             logger.info("shutdown complete")
 
     def stop(self, *, force: bool = False) -> None:
@@ -68,12 +81,23 @@ class InferenceServer:
         self._stopping.set()
 
     def _front_doors(self, sockets: list[socket.socket] | None) -> list[FrontDoor]:
-        doors: list[FrontDoor] = [RestServer(self.settings, self.plane, sockets=sockets)]
-        if self.settings.grpc_enabled:
+        doors: list[FrontDoor] = [
+            RestServer(
+                self.settings,
+                self.plane,
+                manager=self.manager,
+                metrics=self.metrics,
+                arrivals=self._http,
+                sockets=sockets,
+            )
+        ]
+        if self._grpc is not None:
             # NOTE: imported here, once the models (and TensorFlow, whose protos gRPC's use) are loaded.
             from service.grpc.server import GrpcServer
 
-            doors.append(GrpcServer(self.settings, self.plane, shared_port=sockets is not None))
+            shared = sockets is not None
+            grpc = GrpcServer(self.settings, self.plane, metrics=self.metrics, arrivals=self._grpc, shared_port=shared)
+            doors.append(grpc)
         return doors
 
     def _addresses(self) -> dict[str, str]:

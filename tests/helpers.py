@@ -1,14 +1,18 @@
 """Helpers that several test modules share."""
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
 from contract import list_versions, read_metadata, savedmodel_digest, write_metadata
 from service.config import Settings
+from service.core.arrivals import Arrivals, HttpArrivals
 from service.core.dataplane import DataPlane
+from service.core.manager import ModelManager
+from service.core.runtime import RuntimeLoader
 from service.metrics import Metrics
 from service.rest.app import create_app
 from service.runtimes import default_runtimes
@@ -57,14 +61,39 @@ def corrupt_probes(version_dir: Path) -> None:
     write_metadata(version_dir, metadata.model_copy(update={"probes": probes}))
 
 
+@dataclass(frozen=True)
+class Core:
+    """What the server builds before its front doors: the manager, the data plane over it, and the metrics."""
+
+    manager: ModelManager
+    plane: DataPlane
+    metrics: Metrics
+
+
 @asynccontextmanager
-async def serving(settings: Settings) -> AsyncIterator[tuple[DataPlane, httpx.AsyncClient]]:
-    """A started data plane, and an HTTP client talking to the REST app over it in this event loop."""
-    plane = DataPlane(settings, runtimes=default_runtimes(settings), metrics=Metrics())
-    await plane.start()
+async def started_core(
+    settings: Settings, runtimes: Mapping[str, RuntimeLoader] | None = None, arrivals: Arrivals | None = None
+) -> AsyncIterator[Core]:
+    """A started manager and data plane, as the server wires them; arrivals always possible unless given."""
+    metrics = Metrics()
+    manager = ModelManager(
+        settings,
+        runtimes=default_runtimes(settings) if runtimes is None else runtimes,
+        metrics=metrics,
+        arrivals=(arrivals or Arrivals(())).possible,
+    )
+    await manager.start()
     try:
-        transport = httpx.ASGITransport(app=create_app(settings, plane))
-        async with httpx.AsyncClient(transport=transport, base_url="http://rest") as client:
-            yield plane, client
+        yield Core(manager, DataPlane(manager, default_model=settings.default_model), metrics)
     finally:
-        await plane.stop()
+        await manager.stop()
+
+
+@asynccontextmanager
+async def serving(settings: Settings) -> AsyncIterator[tuple[Core, httpx.AsyncClient]]:
+    """A started core, and an HTTP client talking to the REST app over it in this event loop."""
+    async with started_core(settings) as core:
+        app = create_app(settings, core.plane, manager=core.manager, metrics=core.metrics, arrivals=HttpArrivals())
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://rest") as client:
+            yield core, client

@@ -1,21 +1,22 @@
 """Whether a request that is not in a batcher's queue yet may still join it: what the front doors know.
 
 The batcher, once woken, yields the event loop a few turns so that requests already on their way can
-share the model call. Waiting is only worth it if one can come. Each front door reports that through a
-source, and the data plane asks them all:
+share the model call. Waiting is only worth it if one can come, and each front door reports that
+through a source:
 
 - HTTP/1.1 carries one request at a time per connection. With every open connection's request already
   in the app, nobody can send another before a response goes out: a lone client never waits.
 - gRPC multiplexes calls on a connection, and grpc.aio accepts a new call only once per round trip
   through its completion queue, so calls on their way are invisible: while any gRPC call is in
-  progress, another may come. (A first version guessed from calls seen running at once; but a call
-  computed straight away never overlaps another, so under load the guess said "nobody", every call
-  went alone, and gRPC fell to 477 req/s at 16 connections. The count of calls has no such loop.)
+  progress, another may come. (Guessing from calls seen running at once does not work: a call
+  computed straight away never overlaps another, so under load the guess says "nobody" and every
+  call goes alone. docs/performance.md has the measurement.)
 
-With no source at all (the data plane without front doors, as in unit tests) arrivals count as possible,
+With no source at all (a data plane without front doors, as in unit tests) arrivals count as possible,
 which only costs the wait.
 """
 
+from collections.abc import Sequence
 from typing import Protocol
 
 
@@ -28,15 +29,8 @@ class ArrivalSource(Protocol):
 class Arrivals:
     """Every front door's source, asked at once."""
 
-    def __init__(self) -> None:
-        self._sources: list[ArrivalSource] = []
-
-    def add(self, source: ArrivalSource) -> None:
-        self._sources.append(source)
-
-    @property
-    def sources(self) -> tuple[ArrivalSource, ...]:
-        return tuple(self._sources)
+    def __init__(self, sources: Sequence[ArrivalSource]) -> None:
+        self._sources = tuple(sources)
 
     def possible(self) -> bool:
         return not self._sources or any(source.possible() for source in self._sources)

@@ -52,7 +52,7 @@ class DynamicBatcher:
         max_queue_rows: int,
         timeout_s: float,
         observer: BatchObserver,
-        arrivals: Callable[[], bool] | None = None,
+        arrivals: Callable[[], bool],
     ) -> None:
         self._predict = predict
         self._executor = executor
@@ -61,7 +61,7 @@ class DynamicBatcher:
         self._max_queue_rows = max_queue_rows
         self._timeout_s = timeout_s
         self._observer = observer
-        self._may_arrive = arrivals or (lambda: True)
+        self._may_arrive = arrivals
         self._full = min(max_rows, max_queue_rows)  # rows at which waiting for more is pointless
         self._queue: deque[_Pending] = deque()
         self._queued_rows = 0
@@ -100,9 +100,9 @@ class DynamicBatcher:
     def _alone(self, x: np.ndarray) -> np.ndarray:
         """A request nobody can join, with the model free: computed here, in the caller's task.
 
-        NOTE: through the queue, a lone request costs a future, a shield, a timer and two task
-        switches (the worker's, then the caller's): 115 to 180 µs of `bench/budget.py`'s table
-        beside the model call. The answer and the metrics are the same either way.
+        NOTE: through the queue, a lone request would pay for a future, a shield, a timer and two task
+        switches for nobody (`python -m bench.budget` measures them). The answer and the metrics are
+        the same either way.
         """
         out = self._predict(x)
         self._observer.on_batch(len(x))
@@ -135,13 +135,10 @@ class DynamicBatcher:
         the front doors know that no other request can come (`service.core.arrivals`).
 
         NOTE: requests that arrived while the model ran need loop turns to reach the queue. Firing
-        at the first queued one settles into batches of ~3 rows at 16 HTTP connections, each paying
-        the full model call. gRPC calls trickle in slower still: grpc.aio accepts one new call per
-        round trip through its completion queue, and stopping at the first quiet turn left gRPC at
-        one call per batch (930 req/s at c=16, h2load). Waiting for 64 quiet turns took it to 3,650
-        and REST from 4,200 to 4,400. A lone request paid the 64 idle turns for nobody: 48 µs when
-        first measured, 340 to 400 µs on a busier host with version 2 (`bench/budget.py`), so now
-        the batcher waits only while another request can come.
+        at the first queued one settles into batches of a few rows, each paying the full model call,
+        and gRPC calls trickle in slower still (grpc.aio accepts one new call per round trip through
+        its completion queue). Waiting is pointless when nobody can come, so it stops then too.
+        docs/performance.md has the measurements behind QUIET_TURNS.
         """
         quiet = 0
         for _ in range(MAX_JOIN_TURNS):

@@ -1,18 +1,20 @@
-"""The model manager: which versions are served, and hot swaps between them.
+"""The model manager: which versions are served, hot swaps between them, and the admin operations.
 
 Version policy, TensorFlow Serving style: for every model in the repository, serve the newest
 `versions_to_keep` versions that load and pass their self-check, and every version a label names
 (labels.json); requests without a version or label go to the newest of those. A new version is
 loaded and checked off the event loop while the old ones keep serving, and takes requests only once
-it passed. A version leaving the policy is removed from
-routing first, then its batcher drains the requests already accepted, then it is dropped.
+it passed. A version leaving the policy is removed from routing first, then its batcher drains the
+requests already accepted, then it is dropped.
+
+The manager also owns the serving life cycle: the first scan, the polling, the optional model thread.
 """
 
 import asyncio
 import gc
 import logging
-from collections.abc import Callable, Mapping
-from concurrent.futures import Executor
+from collections.abc import Awaitable, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,34 +48,61 @@ class ModelManager:
         *,
         runtimes: Mapping[str, RuntimeLoader],
         metrics: Metrics,
-        executor: Executor | None,
-        arrivals: Callable[[], bool] | None = None,
+        arrivals: Callable[[], bool],
     ) -> None:
+        """`arrivals` says whether a request may still join a batch (`service.core.arrivals`)."""
         self._settings = settings
         self._runtimes = runtimes
         self._metrics = metrics
-        self._executor = executor
         self._arrivals = arrivals
+        self._executor: ThreadPoolExecutor | None = None
+        self._poller: asyncio.Task[None] | None = None
         self._serving: dict[str, dict[int, ServedVersion]] = {}
         self._status: dict[str, dict[int, VersionStatus]] = {}
         self._failed: dict[tuple[str, int], _Fingerprint] = {}
         self._disabled: set[tuple[str, int]] = set()
         self._reload_lock = asyncio.Lock()
-        self.labels = LabelBook(settings.model_dir)
+        self._changed: asyncio.Future[None] | None = None  # done at the next change of state
+        self._labels = LabelBook(settings.model_dir)
         self.repository_error: str | None = None
 
-    async def unload_all(self) -> None:
-        """Drain and drop every version."""
+    async def start(self) -> None:
+        """Load the repository's versions, then keep polling it."""
+        if self._settings.model_thread:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
+        await self.reload()
+        if self._settings.poll_interval_s > 0:
+            self._poller = asyncio.get_running_loop().create_task(self._poll())
+        logger.info("models loaded", extra={"models": {n: sorted(self._serving.get(n, {})) for n in self._status}})
+
+    async def stop(self) -> None:
+        """Stop polling, then drain and drop every version."""
+        if self._poller is not None:
+            self._poller.cancel()
         async with self._reload_lock:
             for name, versions in self._serving.items():
                 for version in list(versions):
                     await self._unload(name, version)
+        if self._executor is not None:
+            self._executor.shutdown()
+
+    def changed(self) -> Awaitable[None]:
+        """Done at the next change of any version's state after this call."""
+        if self._changed is None:
+            self._changed = asyncio.get_running_loop().create_future()
+        return asyncio.shield(self._changed)
 
     def has_available(self, name: str) -> bool:
         return bool(self._serving.get(name))
 
     def model_names(self) -> list[str]:
         return sorted(self._status)
+
+    def labels(self, name: str) -> dict[str, int]:
+        return self._labels.labels(name)
+
+    def label_error(self, name: str) -> str | None:
+        return self._labels.errors.get(name)
 
     def status(self, name: str) -> list[VersionStatus]:
         """Every version this server knows of, newest first; raises NotFound for unknown models."""
@@ -87,7 +116,7 @@ class ModelManager:
             raise NotFound(self._unknown_model(name))
         serving = self._serving.get(name, {})
         if label is not None:
-            version = self.labels.version_of(name, label)
+            version = self._labels.version_of(name, label)
             if version not in serving:
                 raise NotFound(
                     f"label '{label}' of model '{name}' names version {version}, {self._why_not(name, version)}"
@@ -116,14 +145,14 @@ class ModelManager:
                 raise InvalidInput(
                     f"version {version} of model '{name}' cannot take label '{label}': {self._why_not(name, version)}"
                 )
-            await asyncio.to_thread(self.labels.set, name, label, version)
+            await asyncio.to_thread(self._labels.set, name, label, version)
             await self._reconcile(name, await asyncio.to_thread(self._scan_model, name))
         logger.info("label set", extra={"model": name, "label": label, "version": version})
 
     async def delete_label(self, name: str, label: str) -> None:
         self.status(name)
         async with self._reload_lock:
-            await asyncio.to_thread(self.labels.delete, name, label)
+            await asyncio.to_thread(self._labels.delete, name, label)
             await self._reconcile(name, await asyncio.to_thread(self._scan_model, name))
         logger.info("label removed", extra={"model": name, "label": label})
 
@@ -158,11 +187,11 @@ class ModelManager:
     def _scan(self) -> dict[str, _OnDisk]:
         models = list_models(self._settings.model_dir)
         for gone in set(self._status) - set(models):
-            self.labels.forget(gone)
+            self._labels.forget(gone)
         return {name: self._scan_model(name) for name in models}
 
     def _scan_model(self, name: str) -> _OnDisk:
-        self.labels.read(name)
+        self._labels.read(name)
         versions = list_versions(self._settings.model_dir / name)
         return {v: (path, _fingerprint(path)) for v, path in versions.items()}
 
@@ -174,7 +203,7 @@ class ModelManager:
                 break
             if await self._serves(name, version, on_disk[version]):
                 wanted.append(version)
-        for version in sorted(self.labels.labelled_versions(name) - set(wanted)):
+        for version in sorted(self._labels.labelled_versions(name) - set(wanted)):
             if version in on_disk and await self._serves(name, version, on_disk[version]):
                 wanted.append(version)
         for version in list(serving):
@@ -229,10 +258,10 @@ class ModelManager:
         )
         self._serving[name][version] = ServedVersion(model, batcher)
         self._metrics.queues.watch(name, version, lambda: batcher.queued_rows)
-        # NOTE: a loaded SavedModel leaves ~100,000 long-lived Python objects; a full collection
-        # walking TensorFlow's ~400,000 took 185 ms of stalled event loop, the whole p99 tail at 64
-        # connections. Freezing them after every load keeps them out of the collector's view. The
-        # price: reference cycles among the objects of a version unloaded later are not collected.
+        # NOTE: a loaded SavedModel leaves many long-lived Python objects, and a full collection walking
+        # them all stalls the event loop: it was the whole p99 tail under load (docs/architecture.md,
+        # "The request path"). Freezing them after every load keeps them out of the collector's view.
+        # The price: reference cycles among the objects of a version unloaded later are not collected.
         gc.freeze()
         report = model.report
         self._set_status(
@@ -268,6 +297,17 @@ class ModelManager:
     def _set_status(self, name: str, status: VersionStatus) -> None:
         self._status.setdefault(name, {})[status.version] = status
         self._metrics.set_version_state(name, status.version, status.state)
+        if self._changed is not None:
+            self._changed.set_result(None)
+            self._changed = None
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(self._settings.poll_interval_s)
+            try:
+                await self.reload()
+            except Exception:  # the poller must outlive any one bad scan
+                logger.exception("repository poll failed")
 
     def _unknown_model(self, name: str) -> str:
         return f"unknown model '{name}'; available: {', '.join(self.model_names()) or 'none'}"

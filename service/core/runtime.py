@@ -1,7 +1,7 @@
 """The runtime seam: what the server needs from a model, whichever framework computes it.
 
 A version's `metadata.json` names its runtime; the server holds a table of runtime loaders by name
-(`service.runtimes.DEFAULT_RUNTIMES`) and refuses a version whose runtime it does not have.
+(`service.runtimes.default_runtimes`) and refuses a version whose runtime it does not have.
 """
 
 from collections.abc import Callable
@@ -12,12 +12,13 @@ from typing import Protocol
 import numpy as np
 
 Predict = Callable[[np.ndarray], np.ndarray]
+FP32 = "FP32"  # tensor datatypes go by the Open Inference Protocol's names
 
 
 @dataclass(frozen=True)
 class TensorSpec:
     name: str
-    datatype: str  # as the Open Inference Protocol names it, e.g. "FP32"
+    datatype: str  # e.g. FP32
     shape: tuple[int, ...]  # -1 where any size goes
 
 

@@ -1,7 +1,6 @@
 """The frame of every RPC: its request id, its metrics and access-log line, and errors as gRPC statuses."""
 
 import logging
-import os
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -11,11 +10,9 @@ import grpc
 from service.core.arrivals import GrpcArrivals
 from service.errors import ServiceError
 from service.grpc.errors import grpc_status, trailing_metadata
-from service.logs import request_id
+from service.logs import REQUEST_ID_KEY, accept_request_id, request_id
 from service.metrics import Metrics
 
-REQUEST_ID = "x-request-id"
-_MAX_CLIENT_ID = 128
 T = TypeVar("T")
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -23,20 +20,20 @@ logger = logging.getLogger("service.access")
 
 
 class Calls:
-    def __init__(self, metrics: Metrics, *, access_log: bool, arrivals: GrpcArrivals | None = None) -> None:
+    def __init__(self, metrics: Metrics, *, access_log: bool, arrivals: GrpcArrivals) -> None:
         self._metrics = metrics
         self._access_log = access_log
-        self._arrivals = arrivals or GrpcArrivals()
+        self._arrivals = arrivals
 
     async def answer(self, method: str, context: Context, work: Callable[[], Awaitable[T]]) -> T:
         """`work()`'s result; a ServiceError it raises aborts the RPC with the mapped status."""
         started = time.perf_counter()
-        rid = _client_request_id(context) or os.urandom(16).hex()
+        rid = accept_request_id(_sent_request_id(context))
         token = request_id.set(rid)
         code = grpc.StatusCode.CANCELLED
         # NOTE: in the trailing metadata, which costs nothing: sending initial metadata first is a
         # round trip through gRPC's completion queue before the request even reaches the batcher.
-        context.set_trailing_metadata(((REQUEST_ID, rid),))
+        context.set_trailing_metadata(((REQUEST_ID_KEY, rid),))
         self._arrivals.started()
         try:
             result = await work()
@@ -44,7 +41,7 @@ class Calls:
             return result
         except ServiceError as e:
             code = grpc_status(e)
-            await context.abort(code, e.message, ((REQUEST_ID, rid), *trailing_metadata(e)))
+            await context.abort(code, e.message, ((REQUEST_ID_KEY, rid), *trailing_metadata(e)))
             raise  # abort raised already; this line is never reached
         except Exception:
             code = grpc.StatusCode.UNKNOWN
@@ -62,8 +59,6 @@ class Calls:
             logger.info("request", extra={"rpc": method, "status": code.name, "ms": round(seconds * 1000, 3)})
 
 
-def _client_request_id(context: Context) -> str | None:
-    for key, value in context.invocation_metadata() or ():
-        if key == REQUEST_ID and isinstance(value, str) and 0 < len(value) <= _MAX_CLIENT_ID and value.isprintable():
-            return value
-    return None
+def _sent_request_id(context: Context) -> str | None:
+    sent = (value for key, value in context.invocation_metadata() or () if key == REQUEST_ID_KEY)
+    return next((value for value in sent if isinstance(value, str)), None)

@@ -2,39 +2,24 @@
 
 import grpc
 
-from service.errors import (
-    BadRequest,
-    Conflict,
-    Forbidden,
-    InvalidInput,
-    ModelOutputError,
-    NotFound,
-    NotReady,
-    Overloaded,
-    PayloadTooLarge,
-    RequestTimeout,
-    ServiceError,
-    Timeout,
-    Unauthenticated,
-    Unimplemented,
-    UnsupportedMediaType,
-)
+from service import errors
+from service.errors import ServiceError
 
 GRPC_STATUS: dict[type[ServiceError], grpc.StatusCode] = {
-    BadRequest: grpc.StatusCode.INVALID_ARGUMENT,
-    InvalidInput: grpc.StatusCode.INVALID_ARGUMENT,
-    UnsupportedMediaType: grpc.StatusCode.INVALID_ARGUMENT,
-    Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
-    Forbidden: grpc.StatusCode.PERMISSION_DENIED,
-    NotFound: grpc.StatusCode.NOT_FOUND,
-    RequestTimeout: grpc.StatusCode.DEADLINE_EXCEEDED,
-    Timeout: grpc.StatusCode.DEADLINE_EXCEEDED,
-    PayloadTooLarge: grpc.StatusCode.RESOURCE_EXHAUSTED,
-    Overloaded: grpc.StatusCode.RESOURCE_EXHAUSTED,
-    NotReady: grpc.StatusCode.UNAVAILABLE,
-    Conflict: grpc.StatusCode.FAILED_PRECONDITION,
-    ModelOutputError: grpc.StatusCode.INTERNAL,
-    Unimplemented: grpc.StatusCode.UNIMPLEMENTED,
+    errors.BadRequest: grpc.StatusCode.INVALID_ARGUMENT,
+    errors.InvalidInput: grpc.StatusCode.INVALID_ARGUMENT,
+    errors.UnsupportedMediaType: grpc.StatusCode.INVALID_ARGUMENT,
+    errors.Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
+    errors.Forbidden: grpc.StatusCode.PERMISSION_DENIED,
+    errors.NotFound: grpc.StatusCode.NOT_FOUND,
+    errors.RequestTimeout: grpc.StatusCode.DEADLINE_EXCEEDED,
+    errors.Timeout: grpc.StatusCode.DEADLINE_EXCEEDED,
+    errors.PayloadTooLarge: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    errors.Overloaded: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    errors.NotReady: grpc.StatusCode.UNAVAILABLE,
+    errors.Conflict: grpc.StatusCode.FAILED_PRECONDITION,
+    errors.ModelOutputError: grpc.StatusCode.INTERNAL,
+    errors.Unimplemented: grpc.StatusCode.UNIMPLEMENTED,
 }
 
 
@@ -44,4 +29,4 @@ def grpc_status(error: ServiceError) -> grpc.StatusCode:
 
 def trailing_metadata(error: ServiceError) -> tuple[tuple[str, str], ...]:
     """What HTTP puts in headers: when to retry after shedding."""
-    return (("retry-after", str(error.retry_after_s)),) if isinstance(error, Overloaded) else ()
+    return (("retry-after", str(error.retry_after_s)),) if isinstance(error, errors.Overloaded) else ()

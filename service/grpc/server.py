@@ -3,8 +3,8 @@
 Guards, as for HTTP (`service.rest.protocol`): the HTTP/2 handshake must finish within
 MNIST_HEADER_TIMEOUT_S; one connection carries at most MNIST_GRPC_MAX_STREAMS concurrent calls; a
 message is at most MNIST_MAX_BODY_BYTES; an idle connection is closed after a while. Health
-(`grpc.health.v1`, per service and overall) follows the data plane's readiness; reflection lets
-grpcurl-style tools list and call every service.
+(`grpc.health.v1`, per service and overall) follows the data plane's readiness as it changes;
+reflection lets grpcurl-style tools list and call every service.
 """
 
 import asyncio
@@ -22,16 +22,18 @@ from service.grpc.protos import open_inference_grpc_pb2_grpc
 from service.grpc.protos.tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 from service.grpc.tfserving import MODEL_SERVICE, PREDICTION_SERVICE, ModelService, PredictionService
 from service.grpc.v2 import INFERENCE_SERVICE, InferenceService
+from service.metrics import Metrics
 
 SERVICES = (PREDICTION_SERVICE, MODEL_SERVICE, INFERENCE_SERVICE)
 IDLE_CONNECTION_S = 300
-_READINESS_POLL_S = 0.5
 
 logger = logging.getLogger(__name__)
 
 
 class GrpcServer:
-    def __init__(self, settings: Settings, plane: DataPlane, *, shared_port: bool = False) -> None:
+    def __init__(
+        self, settings: Settings, plane: DataPlane, *, metrics: Metrics, arrivals: GrpcArrivals, shared_port: bool
+    ) -> None:
         self._settings = settings
         self._plane = plane
         self._health = health.aio.HealthServicer()
@@ -39,9 +41,7 @@ class GrpcServer:
         # second server start on a port that is already taken, and steal half its calls.
         self._server = grpc.aio.server(options=_options(settings, shared_port=shared_port))
         self._follow: asyncio.Task[None] | None = None
-        arrivals = GrpcArrivals()
-        plane.arrivals.add(arrivals)
-        calls = Calls(plane.metrics, access_log=settings.access_log, arrivals=arrivals)
+        calls = Calls(metrics, access_log=settings.access_log, arrivals=arrivals)
         # The generated registration functions carry no types (grpcio-tools writes none for them).
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(  # type: ignore[no-untyped-call]
             PredictionService(plane, settings, calls), self._server
@@ -60,8 +60,9 @@ class GrpcServer:
         if self._server.add_insecure_port(address) == 0:
             raise OSError(f"gRPC could not bind {address}")
         await self._server.start()
-        await self._set_health(self._plane.ready())
-        self._follow = asyncio.get_running_loop().create_task(self._follow_readiness())
+        ready = self._plane.server_readiness().ready
+        await self._set_health(ready)
+        self._follow = asyncio.get_running_loop().create_task(self._follow_readiness(ready))
 
     async def stop(self, *, force: bool = False) -> None:
         """Stop taking calls, then wait for the calls accepted so far (up to the graceful-shutdown time)."""
@@ -70,13 +71,13 @@ class GrpcServer:
         await self._health.enter_graceful_shutdown()
         await self._server.stop(grace=0 if force else self._settings.graceful_shutdown_s)
 
-    async def _follow_readiness(self) -> None:
-        ready = self._plane.ready()
+    async def _follow_readiness(self, ready: bool) -> None:
         while True:
-            await asyncio.sleep(_READINESS_POLL_S)
-            if self._plane.ready() != ready:
-                ready = self._plane.ready()
+            change = self._plane.next_change()  # taken before reading, so no change goes unseen
+            if self._plane.server_readiness().ready != ready:
+                ready = not ready
                 await self._set_health(ready)
+            await change
 
     async def _set_health(self, ready: bool) -> None:
         status = health_pb2.HealthCheckResponse.SERVING if ready else health_pb2.HealthCheckResponse.NOT_SERVING

@@ -1,31 +1,27 @@
-"""The Open Inference Protocol over gRPC (KServe v2, Triton): `inference.GRPCInferenceService`.
+"""The Open Inference Protocol over gRPC (KServe v2, Triton): `inference.GRPCInferenceService`, as protobuf
+messages to and from `service.protocols.v2`.
 
 Pixels arrive as typed `fp32_contents` or as `raw_input_contents` (little-endian FP32, as
 `tritonclient.grpc` sends them). The answer comes back raw when the pixels came raw or an output
-asks for `binary_data`, typed otherwise. The tensor checks are the protocol's, shared with REST.
+asks for `binary_data`, typed otherwise.
 """
 
-import numpy as np
-
-import contract
-import service
-from contract import INPUT_NAME, OUTPUT_NAME
+from service import inputs
 from service.config import Settings
-from service.core import tensors
 from service.core.dataplane import DataPlane
-from service.core.status import VersionState
-from service.errors import InvalidInput, NotFound, NotReady
 from service.grpc.calls import Calls, Context
 from service.grpc.protos import open_inference_grpc_pb2 as pb
 from service.grpc.protos import open_inference_grpc_pb2_grpc
+from service.protocols.tensors import raw_bytes
+from service.protocols.v2 import InferResult, OpenInference, TensorMetadata
 
 INFERENCE_SERVICE = "inference.GRPCInferenceService"
-SERVER_NAME = "bn-mnist-serving"
+_CONTENTS = {"FP32": "fp32_contents", "BOOL": "bool_contents"}  # typed contents, by datatype
 
 
 class InferenceService(open_inference_grpc_pb2_grpc.GRPCInferenceServiceServicer):
     def __init__(self, plane: DataPlane, settings: Settings, calls: Calls) -> None:
-        self._plane = plane
+        self._protocol = OpenInference(plane, settings)
         self._settings = settings
         self._calls = calls
 
@@ -37,37 +33,34 @@ class InferenceService(open_inference_grpc_pb2_grpc.GRPCInferenceServiceServicer
 
     async def ServerReady(self, request: pb.ServerReadyRequest, context: Context) -> pb.ServerReadyResponse:
         async def work() -> pb.ServerReadyResponse:
-            return pb.ServerReadyResponse(ready=self._plane.ready())
+            return pb.ServerReadyResponse(ready=self._protocol.server_ready().ready)
 
         return await self._calls.answer(f"/{INFERENCE_SERVICE}/ServerReady", context, work)
 
     async def ModelReady(self, request: pb.ModelReadyRequest, context: Context) -> pb.ModelReadyResponse:
         async def work() -> pb.ModelReadyResponse:
-            self._plane.status(request.name)  # an unknown model is NOT_FOUND, a model not serving is not ready
-            try:
-                self._plane.describe(request.name, _version(request.version))
-            except (NotFound, NotReady):
-                return pb.ModelReadyResponse(ready=False)
-            return pb.ModelReadyResponse(ready=True)
+            readiness = self._protocol.model_ready(request.name, _version(request.version))
+            return pb.ModelReadyResponse(ready=readiness.ready)
 
         return await self._calls.answer(f"/{INFERENCE_SERVICE}/ModelReady", context, work)
 
     async def ServerMetadata(self, request: pb.ServerMetadataRequest, context: Context) -> pb.ServerMetadataResponse:
         async def work() -> pb.ServerMetadataResponse:
-            return pb.ServerMetadataResponse(name=SERVER_NAME, version=service.__version__)
+            metadata = self._protocol.server_metadata()
+            extensions = metadata.extensions
+            return pb.ServerMetadataResponse(name=metadata.name, version=metadata.version, extensions=extensions)
 
         return await self._calls.answer(f"/{INFERENCE_SERVICE}/ServerMetadata", context, work)
 
     async def ModelMetadata(self, request: pb.ModelMetadataRequest, context: Context) -> pb.ModelMetadataResponse:
         async def work() -> pb.ModelMetadataResponse:
-            statuses = self._plane.status(request.name)
-            model = self._plane.describe(request.name, _version(request.version))
+            metadata = self._protocol.model_metadata(request.name, _version(request.version))
             return pb.ModelMetadataResponse(
-                name=model.name,
-                versions=[str(s.version) for s in statuses if s.state is VersionState.AVAILABLE],
-                platform=model.platform,
-                inputs=[_tensor_metadata(s.name, s.datatype, s.shape) for s in model.inputs],
-                outputs=[_tensor_metadata(s.name, s.datatype, s.shape) for s in model.outputs],
+                name=metadata.name,
+                versions=metadata.versions,
+                platform=metadata.platform,
+                inputs=list(map(_tensor_metadata, metadata.inputs)),
+                outputs=list(map(_tensor_metadata, metadata.outputs)),
             )
 
         return await self._calls.answer(f"/{INFERENCE_SERVICE}/ModelMetadata", context, work)
@@ -78,51 +71,40 @@ class InferenceService(open_inference_grpc_pb2_grpc.GRPCInferenceServiceServicer
         )
 
     async def _infer(self, request: pb.ModelInferRequest, deadline_s: float | None) -> pb.ModelInferResponse:
-        x = _pixels(request, self._settings.max_request_images)
-        raw = _wants_raw_output(request)
-        result = await self._plane.infer(request.model_name, _version(request.model_version), x, timeout_s=deadline_s)
-        output = pb.ModelInferResponse.InferOutputTensor(
-            name=OUTPUT_NAME, datatype=tensors.FP32, shape=result.probabilities.shape
+        tensors = [
+            inputs.WireTensor(t.name, t.datatype, list(t.shape), b"", t.contents.fp32_contents) for t in request.inputs
+        ]
+        x = inputs.v2_protobuf(tensors, request.raw_input_contents, max_images=self._settings.max_request_images)
+        result = await self._protocol.infer(
+            request.model_name,
+            _version(request.model_version),
+            x,
+            outputs=[o.name for o in request.outputs],
+            deadline_s=deadline_s,
         )
-        response = pb.ModelInferResponse(
-            model_name=result.name, model_version=str(result.version), id=request.id, outputs=[output]
-        )
-        if raw:
-            response.raw_output_contents.append(result.probabilities.astype("<f4").tobytes())
-        else:
-            output.contents.fp32_contents.extend(result.probabilities.reshape(-1).tolist())
-            response.outputs[0].CopyFrom(output)
-        return response
+        return _infer_response(result, request, raw=_wants_raw_output(request))
 
 
 def _version(text: str) -> int | None:
-    if not text:
-        return None
-    version = contract.parse_version(text)
-    if version is None:
-        raise InvalidInput(f"version must be a positive integer, got '{text}'")
-    return version
-
-
-def _pixels(request: pb.ModelInferRequest, max_images: int) -> np.ndarray:
-    if len(request.inputs) != 1:
-        raise InvalidInput(f"'inputs' must hold exactly one tensor, '{INPUT_NAME}'")
-    tensor = request.inputs[0]
-    rows = tensors.infer_input_rows(tensor.name, tensor.datatype, list(tensor.shape), max_images=max_images)
-    if request.raw_input_contents:
-        if len(request.raw_input_contents) != 1 or len(tensor.contents.fp32_contents):
-            raise InvalidInput("send the pixels once: one raw_input_contents entry, or typed contents, not both")
-        return tensors.pixels_from_bytes(request.raw_input_contents[0], rows)
-    return tensors.pixels_from_values(np.asarray(tensor.contents.fp32_contents, dtype=np.float32), rows)
+    """A version field; proto3 sends an absent one as ''."""
+    return inputs.version(text) if text else None
 
 
 def _wants_raw_output(request: pb.ModelInferRequest) -> bool:
-    for requested in request.outputs:
-        if requested.name != OUTPUT_NAME:
-            raise InvalidInput(f"unknown output {requested.name!r}; the model's output is '{OUTPUT_NAME}'")
     asked = any(o.parameters["binary_data"].bool_param for o in request.outputs if "binary_data" in o.parameters)
     return asked or bool(request.raw_input_contents)
 
 
-def _tensor_metadata(name: str, datatype: str, shape: tuple[int, ...]) -> pb.ModelMetadataResponse.TensorMetadata:
-    return pb.ModelMetadataResponse.TensorMetadata(name=name, datatype=datatype, shape=shape)
+def _infer_response(result: InferResult, request: pb.ModelInferRequest, *, raw: bool) -> pb.ModelInferResponse:
+    response = pb.ModelInferResponse(model_name=result.model_name, model_version=result.model_version, id=request.id)
+    for tensor in result.outputs:
+        output = response.outputs.add(name=tensor.name, datatype=tensor.datatype, shape=tensor.shape)
+        if raw:
+            response.raw_output_contents.append(raw_bytes(tensor.array))
+        else:
+            getattr(output.contents, _CONTENTS[tensor.datatype]).extend(tensor.array.reshape(-1).tolist())
+    return response
+
+
+def _tensor_metadata(tensor: TensorMetadata) -> pb.ModelMetadataResponse.TensorMetadata:
+    return pb.ModelMetadataResponse.TensorMetadata(name=tensor.name, datatype=tensor.datatype, shape=tensor.shape)

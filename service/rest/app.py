@@ -1,7 +1,8 @@
-"""`create_app(settings, plane)`: the REST front door as an ASGI application, with its one routing table.
+"""`create_app(...)`: the REST front door as an ASGI application, with its one routing table.
 
-The app owns no model and no life cycle: it translates HTTP to calls on the `DataPlane` it is given,
-which the server starts before and stops after it.
+The app owns no model and no life cycle: it translates HTTP to calls on the `DataPlane` and the protocol
+modules over it, and admin requests to the `ModelManager`, which the server starts before and stops
+after it.
 """
 
 import logging
@@ -19,7 +20,11 @@ import service
 from service.config import Settings
 from service.core.arrivals import HttpArrivals
 from service.core.dataplane import DataPlane
+from service.core.manager import ModelManager
 from service.errors import ServiceError
+from service.metrics import Metrics
+from service.protocols.tfserving import TfServing
+from service.protocols.v2 import OpenInference
 from service.rest import page
 from service.rest.codec import json_response
 from service.rest.errors import error_response
@@ -32,19 +37,27 @@ from service.rest.v2 import OpenInferenceApi
 logger = logging.getLogger(__name__)
 
 
-def routes(plane: DataPlane, settings: Settings) -> list[BaseRoute]:
+def routes(settings: Settings, plane: DataPlane, manager: ModelManager, metrics: Metrics) -> list[BaseRoute]:
     """Every route of the app, in matching order: the inference routes first."""
-    apis = (PredictApi, TfServingApi, OpenInferenceApi, OpsApi)
-    return [route for api in apis for route in api(plane, settings).routes()] + page.routes()
+    apis = (
+        PredictApi(plane, settings),
+        TfServingApi(TfServing(plane), settings),
+        OpenInferenceApi(OpenInference(plane, settings), settings),
+        OpsApi(plane, manager, metrics, settings),
+    )
+    return [route for api in apis for route in api.routes()] + page.routes()
 
 
-def create_app(settings: Settings, plane: DataPlane, arrivals: HttpArrivals | None = None) -> FastAPI:
-    """The app; `arrivals`, when given, counts the requests inside it for the batcher."""
+def create_app(
+    settings: Settings, plane: DataPlane, *, manager: ModelManager, metrics: Metrics, arrivals: HttpArrivals
+) -> FastAPI:
+    """The app over `plane`, with `manager` for the admin routes; `arrivals` counts the requests inside it
+    for the batcher."""
     app = FastAPI(
         title="BN-MNIST serving",
         version=service.__version__,
         summary="Batch-normalized MNIST classifiers: /predict, TensorFlow Serving REST and Open Inference Protocol v2.",
-        routes=routes(plane, settings),
+        routes=routes(settings, plane, manager, metrics),
         docs_url=None,  # service.rest.page serves /docs from its own files, offline
         redoc_url=None,
     )
@@ -55,11 +68,11 @@ def create_app(settings: Settings, plane: DataPlane, arrivals: HttpArrivals | No
         )
     app.add_middleware(
         RequestContextMiddleware,
-        metrics=plane.metrics,
+        metrics=metrics,
         max_body_bytes=settings.max_body_bytes,
         body_timeout_s=settings.body_timeout_s,
         access_log=settings.access_log,
-        arrivals=arrivals or HttpArrivals(),
+        arrivals=arrivals,
     )
     app.openapi = lambda: _openapi_with_shared_schemas(app)  # type: ignore[method-assign]
     return app

@@ -1,7 +1,6 @@
-"""JSON request bodies to validated numpy pixels, and numpy results to JSON, without detours.
+"""JSON over HTTP: media types, bodies parsed within limits, and responses serialized straight from numpy.
 
-The hot path is orjson into Python lists into one float32 array. Strict checks run on the lists
-first, because numpy would otherwise turn "7", true or 1e300 silently into pixels.
+What a parsed body holds is checked by `service.inputs`.
 """
 
 from collections.abc import Mapping
@@ -9,15 +8,13 @@ from typing import Any
 
 import numpy as np
 import orjson
+from starlette.requests import Request
 from starlette.responses import Response
 
-import contract
-from contract import IMAGE_PIXELS
-from service.core.tensors import check_batch, check_range
 from service.errors import BadRequest, InvalidInput, UnsupportedMediaType
+from service.inputs import type_name
 
 JSON_MEDIA_TYPES = ("application/json", "application/problem+json")
-_NUMBER_TYPES = frozenset({int, float})
 _OPEN_SQUARE, _OPEN_CURLY, _CLOSE_SQUARE, _CLOSE_CURLY = b"[{]}"
 
 
@@ -54,43 +51,10 @@ def json_object(value: Any) -> dict[str, Any]:
     return value
 
 
-def pixels(value: Any, *, field: str, max_images: int) -> np.ndarray:
-    """A list of images, each a list of 784 numbers in 0..255, as float32 `[N, 784]`."""
-    if not isinstance(value, list):
-        raise InvalidInput(f"'{field}' must be a list of images, got {type_name(value)}")
-    check_batch(len(value), field=field, max_images=max_images)
-    for i, row in enumerate(value):
-        _check_row(row, f"{field}[{i}]")
-    with np.errstate(over="ignore"):  # a huge number becomes inf, which the range check refuses
-        x = np.array(value, dtype=np.float32)
-    return check_range(x, field=field)
-
-
-def image(value: Any, *, field: str) -> np.ndarray:
-    """One image, a list of 784 numbers in 0..255, as float32 `[1, 784]`."""
-    _check_row(value, field)
-    with np.errstate(over="ignore"):
-        x = np.array([value], dtype=np.float32)
-    return check_range(x, field=field)
-
-
-def path_version(text: str) -> int:
-    """A version from a URL path segment or a string field, by the rule for version folder names."""
-    version = contract.parse_version(text)
-    if version is None:
-        raise InvalidInput(f"version must be a positive integer, got '{text}'")
-    return version
-
-
-def json_version(value: Any) -> int | None:
-    """A version from a JSON field or query parameter: absent, an integer, or a string of digits."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return path_version(value)
-    if type(value) is not int or value < 1:
-        raise InvalidInput(f"'version' must be a positive integer, got {type_name(value)} {value!r}")
-    return value
+async def read_json_object(request: Request, *, max_depth: int) -> dict[str, Any]:
+    """The request's body, which must be a JSON object."""
+    require_json(request.headers.get("content-type"))
+    return json_object(parse_json(await request.body(), max_depth=max_depth))
 
 
 def dumps(content: Any) -> bytes:
@@ -99,30 +63,6 @@ def dumps(content: Any) -> bytes:
 
 def json_response(content: Any, status_code: int = 200, headers: Mapping[str, str] | None = None) -> Response:
     return Response(dumps(content), status_code=status_code, media_type="application/json", headers=headers)
-
-
-def type_name(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "an object"
-    return "a number"
-
-
-def _check_row(row: Any, where: str) -> None:
-    if not isinstance(row, list):
-        raise InvalidInput(f"{where} must be a list of {IMAGE_PIXELS} pixel values, got {type_name(row)}")
-    if len(row) != IMAGE_PIXELS:
-        raise InvalidInput(f"{where}: expected {IMAGE_PIXELS} pixel values, got {len(row)}")
-    if not set(map(type, row)) <= _NUMBER_TYPES:
-        j, bad = next((j, v) for j, v in enumerate(row) if type(v) not in _NUMBER_TYPES)
-        raise InvalidInput(f"{where}[{j}] must be a number, got {type_name(bad)}")
 
 
 def _nesting_depth(body: bytes) -> int:

@@ -5,44 +5,31 @@ from typing import Any
 
 from starlette.responses import Response
 
-from service.errors import (
-    BadRequest,
-    Conflict,
-    Forbidden,
-    InvalidInput,
-    ModelOutputError,
-    NotFound,
-    NotReady,
-    Overloaded,
-    PayloadTooLarge,
-    RequestTimeout,
-    ServiceError,
-    Timeout,
-    Unauthenticated,
-    Unimplemented,
-    UnsupportedMediaType,
-)
+from service import errors
+from service.errors import ServiceError
 from service.rest.codec import json_response
 from service.rest.schemas import ErrorResponse
 
 HTTP_STATUS: dict[type[ServiceError], int] = {
-    BadRequest: 400,
-    Unauthenticated: 401,
-    Forbidden: 403,
-    NotFound: 404,
-    RequestTimeout: 408,
-    Conflict: 409,
-    PayloadTooLarge: 413,
-    UnsupportedMediaType: 415,
-    InvalidInput: 422,
-    ModelOutputError: 500,
-    Unimplemented: 501,
-    Overloaded: 503,
-    NotReady: 503,
-    Timeout: 504,
+    errors.BadRequest: 400,
+    errors.Unauthenticated: 401,
+    errors.Forbidden: 403,
+    errors.NotFound: 404,
+    errors.RequestTimeout: 408,
+    errors.Conflict: 409,
+    errors.PayloadTooLarge: 413,
+    errors.UnsupportedMediaType: 415,
+    errors.InvalidInput: 422,
+    errors.ModelOutputError: 500,
+    errors.Unimplemented: 501,
+    errors.Overloaded: 503,
+    errors.NotReady: 503,
+    errors.Timeout: 504,
 }
-INFERENCE_ERRORS = tuple(e for e in HTTP_STATUS if e not in (Unauthenticated, Forbidden, Unimplemented))
-READ_ERRORS = (InvalidInput, NotFound, NotReady)
+INFERENCE_ERRORS = tuple(
+    e for e in HTTP_STATUS if e not in (errors.Unauthenticated, errors.Forbidden, errors.Unimplemented)
+)
+READ_ERRORS = (errors.InvalidInput, errors.NotFound, errors.NotReady)
 
 logger = logging.getLogger(__name__)
 
@@ -54,9 +41,9 @@ def http_status(error: ServiceError) -> int:
 def error_response(error: ServiceError) -> Response:
     status = http_status(error)
     headers: dict[str, str] = {}
-    if isinstance(error, Overloaded):
+    if isinstance(error, errors.Overloaded):
         headers["Retry-After"] = str(error.retry_after_s)
-    elif isinstance(error, Unauthenticated):
+    elif isinstance(error, errors.Unauthenticated):
         headers["WWW-Authenticate"] = "Bearer"
     if status >= 500:
         logger.warning("request failed", extra={"status": status, "error": error.message})

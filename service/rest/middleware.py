@@ -10,7 +10,6 @@ Pure ASGI rather than Starlette's BaseHTTPMiddleware, which costs a task and a s
 
 import asyncio
 import logging
-import os
 import sys
 import time
 from collections.abc import Awaitable
@@ -19,12 +18,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.core.arrivals import HttpArrivals
 from service.errors import PayloadTooLarge, RequestTimeout, ServiceError, UnsupportedMediaType
-from service.logs import request_id
+from service.logs import REQUEST_ID_KEY, accept_request_id, request_id
 from service.metrics import Metrics
 from service.rest.errors import error_response
 
-REQUEST_ID_HEADER = b"x-request-id"
-_MAX_CLIENT_ID = 128
+REQUEST_ID_HEADER = REQUEST_ID_KEY.encode()
 
 logger = logging.getLogger("service.access")
 
@@ -52,7 +50,7 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        rid = _client_request_id(scope) or os.urandom(16).hex()
+        rid = accept_request_id(_sent_request_id(scope))
         token = request_id.set(rid)
         tagged = _TaggedSend(send, rid)
         self.arrivals.in_app += 1
@@ -96,13 +94,8 @@ class RequestContextMiddleware:
             )
 
 
-def _client_request_id(scope: Scope) -> str | None:
-    for key, value in scope["headers"]:
-        if key == REQUEST_ID_HEADER:
-            text: str = value.decode("latin-1")
-            if 0 < len(text) <= _MAX_CLIENT_ID and text.isprintable():
-                return text
-    return None
+def _sent_request_id(scope: Scope) -> str | None:
+    return next((value.decode("latin-1") for key, value in scope["headers"] if key == REQUEST_ID_HEADER), None)
 
 
 class _LimitedReceive:

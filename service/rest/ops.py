@@ -9,17 +9,24 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
+from service import inputs
 from service.config import Settings
 from service.core.dataplane import DataPlane
+from service.core.manager import ModelManager
+from service.core.status import VersionStatus
 from service.errors import BadRequest, Conflict, Forbidden, InvalidInput, NotFound, NotReady, Unauthenticated
+from service.metrics import Metrics
 from service.rest import codec
 from service.rest.errors import openapi_responses
 from service.rest.schemas import LabelRequest
 
 
 class OpsApi:
-    def __init__(self, plane: DataPlane, settings: Settings) -> None:
+    def __init__(self, plane: DataPlane, manager: ModelManager, metrics: Metrics, settings: Settings) -> None:
+        """`plane` answers the reads; `manager` carries out the admin operations."""
         self._plane = plane
+        self._manager = manager
+        self._metrics = metrics
         self._settings = settings
 
     def routes(self) -> list[BaseRoute]:
@@ -66,33 +73,27 @@ class OpsApi:
 
     async def readyz(self) -> Response:
         """Readiness: the default model has a version that passed its self-check."""
-        if not self._plane.ready():
-            raise NotReady(f"default model '{self._settings.default_model}' has no version that passed its self-check")
+        readiness = self._plane.server_readiness()
+        if not readiness.ready:
+            raise NotReady(readiness.reason)
         return codec.json_response({"status": "ready"})
 
     async def metrics(self) -> Response:
         """Prometheus metrics."""
-        return Response(self._plane.metrics.render(), media_type=self._plane.metrics.content_type)
+        return Response(self._metrics.render(), media_type=self._metrics.content_type)
 
     async def models(self) -> Response:
         """Every model and version this server knows of, with state, batching mode and self-check results."""
-        listing = {name: self._versions(name) for name in self._plane.model_names()}
-        labels = {name: self._plane.labels(name) for name in self._plane.model_names()}
-        label_errors = {name: e for name in self._plane.model_names() if (e := self._plane.label_error(name))}
+        catalogue = self._plane.catalogue()
+        models = catalogue.models
         return codec.json_response(
             {
-                "models": listing,
-                "labels": labels,
-                "label_errors": label_errors,
-                "repository_error": self._plane.repository_error,
+                "models": {name: [_version(s) for s in entry.versions] for name, entry in models.items()},
+                "labels": {name: entry.labels for name, entry in models.items()},
+                "label_errors": {name: entry.label_error for name, entry in models.items() if entry.label_error},
+                "repository_error": catalogue.repository_error,
             }
         )
-
-    def _versions(self, name: str) -> list[dict[str, Any]]:
-        return [
-            {"version": s.version, "state": s.state.value, "error": s.error, "batching": s.batching, "checks": s.checks}
-            for s in self._plane.status(name)
-        ]
 
     async def require_admin(self, request: Request) -> None:
         """Admin routes need `Authorization: Bearer <MNIST_ADMIN_TOKEN>`; without a token they are off."""
@@ -107,25 +108,35 @@ class OpsApi:
 
     async def reload(self) -> Response:
         """Rescan the model repository now."""
-        await self._plane.reload()
+        await self._manager.reload()
         return await self.models()
 
     async def unload(self, name: str, version: str) -> Response:
         """Stop serving a version (after its accepted requests finish) until it is loaded again."""
-        await self._plane.unload(name, codec.path_version(version))
+        await self._manager.unload(name, inputs.version(version))
         return await self.models()
 
     async def load(self, name: str, version: str) -> Response:
         """Allow an unloaded version to be served again."""
-        await self._plane.load(name, codec.path_version(version))
+        await self._manager.load(name, inputs.version(version))
         return await self.models()
 
     async def set_label(self, name: str, label: str, body: LabelRequest) -> Response:
         """Point a label at a version that is AVAILABLE (the labels are kept in the repository's labels.json)."""
-        await self._plane.set_label(name, label, body.version)
+        await self._manager.set_label(name, label, body.version)
         return await self.models()
 
     async def delete_label(self, name: str, label: str) -> Response:
         """Remove a label."""
-        await self._plane.delete_label(name, label)
+        await self._manager.delete_label(name, label)
         return await self.models()
+
+
+def _version(status: VersionStatus) -> dict[str, Any]:
+    return {
+        "version": status.version,
+        "state": status.state.value,
+        "error": status.error,
+        "batching": status.batching,
+        "checks": status.checks,
+    }

@@ -7,16 +7,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
+from service import inputs
 from service.config import Settings
-from service.core import images
-from service.core.dataplane import DataPlane, InferenceResult
-from service.errors import InvalidInput
+from service.core.dataplane import DataPlane, InferenceResult, ModelRef
+from service.inputs import images
 from service.rest import codec
 from service.rest.errors import INFERENCE_ERRORS, openapi_responses
 from service.rest.routing import FastRoute
 from service.rest.schemas import PredictRequest, PredictResponse, json_request_body
-
-_FIELDS = frozenset({"image", "images", "model", "version", "label"})
 
 
 class PredictApi:
@@ -42,49 +40,18 @@ class PredictApi:
         as `?preprocess=auto|mnist|none` says, with optional `?model=`, and `?version=` or `?label=`.
         `?show_input=true` adds the 28x28 the model saw to each prediction, as a base64 PNG."""
         query = request.query_params
-        show_input = _flag(query.get("show_input"), "show_input")
+        show_input = inputs.flag(query.get("show_input"), "show_input")
         if images.is_image(codec.media_type(request.headers.get("content-type"))):
             mode = images.parse_mode(query.get("preprocess"))
             x = images.pixels_from_image(await request.body(), mode, max_pixels=self._settings.max_image_pixels)
-            return await self._predict(x, dict(query), show_input)
-        codec.require_json(request.headers.get("content-type"))
-        body = codec.json_object(codec.parse_json(await request.body(), max_depth=self._settings.max_json_depth))
-        return await self._predict(self._pixels(body), body, show_input)
+            return await self._predict(x, inputs.predict_ref(query), show_input)
+        body = await codec.read_json_object(request, max_depth=self._settings.max_json_depth)
+        x = inputs.predict_json(body, max_images=self._settings.max_request_images)
+        return await self._predict(x, inputs.predict_ref(body), show_input)
 
-    async def _predict(self, x: np.ndarray, fields: dict[str, Any], show_input: bool) -> Response:
-        name, label = (_optional_string(fields, key) for key in ("model", "label"))
-        version = codec.json_version(fields.get("version"))
-        if version is not None and label is not None:
-            raise InvalidInput("send 'version' or 'label', not both")
-        result = await self._plane.infer(name, version, x, label=label)
+    async def _predict(self, x: np.ndarray, ref: ModelRef, show_input: bool) -> Response:
+        result = await self._plane.infer(ref, x)
         return _predictions(result, x if show_input else None)
-
-    def _pixels(self, body: dict[str, Any]) -> np.ndarray:
-        unknown = body.keys() - _FIELDS
-        if unknown:
-            raise InvalidInput(
-                f"unknown field(s) {', '.join(sorted(unknown))}; expected image or images, model, version or label"
-            )
-        if ("image" in body) == ("images" in body):
-            raise InvalidInput("send exactly one of 'image' (784 pixel values) or 'images' (a list of them)")
-        if "image" in body:
-            return codec.image(body["image"], field="image")
-        return codec.pixels(body["images"], field="images", max_images=self._settings.max_request_images)
-
-
-def _optional_string(fields: dict[str, Any], key: str) -> str | None:
-    value = fields.get(key)
-    if value is not None and not isinstance(value, str):
-        raise InvalidInput(f"'{key}' must be a string, got {codec.type_name(value)}")
-    return value
-
-
-def _flag(value: str | None, name: str) -> bool:
-    if value in (None, "false", "0"):
-        return False
-    if value in ("true", "1"):
-        return True
-    raise InvalidInput(f"{name} must be true or false, got {value!r}")
 
 
 def _predictions(result: InferenceResult, seen: np.ndarray | None = None) -> Response:

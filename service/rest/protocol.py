@@ -2,9 +2,9 @@
 connections one client address may hold open.
 
 NOTE: uvicorn counts every open connection against `limit_concurrency` (MNIST_MAX_CONNECTIONS) and has
-no timeout for reading request headers: its keep-alive timer stops at the first byte of a request.
-Measured against this server before the guards: 1,050 sockets that trickled one header line every few
-seconds locked every other client out with 503 for as long as they stayed (a slowloris). nginx
+no timeout for reading request headers: its keep-alive timer stops at the first byte of a request. So
+sockets that trickle one header line every few seconds can lock every other client out with 503 for
+as long as they stay (a slowloris; tests/reliability/test_slow_clients.py makes one). nginx
 (`client_header_timeout`), Go (`ReadHeaderTimeout`) and Apache (`mod_reqtimeout`) close such
 connections; these guards do the same, in the server layer, before the ASGI app sees anything.
 
@@ -99,7 +99,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
 
 def guarded_protocol(
-    *, header_timeout_s: float, max_per_client: int, on_refuse: Refused, arrivals: HttpArrivals | None = None
+    *, header_timeout_s: float, max_per_client: int, on_refuse: Refused, arrivals: HttpArrivals
 ) -> type[GuardedHttpToolsProtocol]:
     """A protocol class for `uvicorn.Config(http=...)`, with its own count of connections per address."""
     settings = {
@@ -107,6 +107,6 @@ def guarded_protocol(
         "max_per_client": max_per_client,
         "on_refuse": staticmethod(on_refuse),
         "open_per_client": Counter(),
-        "arrivals": arrivals or HttpArrivals(),
+        "arrivals": arrivals,
     }
     return type("GuardedHttpToolsProtocol", (GuardedHttpToolsProtocol,), settings)

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from contract import IMAGE_PIXELS, NUM_CLASSES, PIXEL_MAX, PIXEL_MIN
 from service.core.status import VersionState
+from service.inputs.images import IMAGE_MEDIA_TYPES
 
 Pixel = Annotated[float, Field(ge=PIXEL_MIN, le=PIXEL_MAX)]
 Image = Annotated[list[Pixel], Field(min_length=IMAGE_PIXELS, max_length=IMAGE_PIXELS)]
@@ -143,10 +144,12 @@ class V2InferResponse(BaseModel):
 
 
 def json_request_body(model: type[BaseModel], *, image_upload: bool = False) -> dict[str, Any]:
-    """`openapi_extra` documenting a JSON body that the route parses itself (and, optionally, a PNG)."""
+    """`openapi_extra` documenting a JSON body that the route parses itself (and, optionally, an image file in
+    every format the route reads)."""
     content: dict[str, Any] = {
         "application/json": {"schema": model.model_json_schema(ref_template="#/components/schemas/{model}")}
     }
     if image_upload:
-        content["image/png"] = {"schema": {"type": "string", "format": "binary"}}
+        binary = {"schema": {"type": "string", "format": "binary"}}
+        content.update({media_type: binary for media_type in IMAGE_MEDIA_TYPES})
     return {"requestBody": {"required": True, "content": content}}

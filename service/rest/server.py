@@ -10,6 +10,8 @@ import uvicorn
 from service.config import Settings
 from service.core.arrivals import HttpArrivals
 from service.core.dataplane import DataPlane
+from service.core.manager import ModelManager
+from service.metrics import Metrics
 from service.rest.app import create_app
 from service.rest.protocol import guarded_protocol
 
@@ -24,12 +26,19 @@ class _Uvicorn(uvicorn.Server):
 
 
 class RestServer:
-    def __init__(self, settings: Settings, plane: DataPlane, *, sockets: list[socket.socket] | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        plane: DataPlane,
+        *,
+        manager: ModelManager,
+        metrics: Metrics,
+        arrivals: HttpArrivals,
+        sockets: list[socket.socket] | None = None,
+    ) -> None:
         self._sockets = sockets
-        arrivals = HttpArrivals()
-        plane.arrivals.add(arrivals)
         config = uvicorn.Config(
-            create_app(settings, plane, arrivals),
+            create_app(settings, plane, manager=manager, metrics=metrics, arrivals=arrivals),
             host=settings.host,
             port=settings.port,
             lifespan="off",
@@ -40,7 +49,7 @@ class RestServer:
             http=guarded_protocol(
                 header_timeout_s=settings.header_timeout_s,
                 max_per_client=settings.max_connections_per_client,
-                on_refuse=plane.metrics.refuse_connection,
+                on_refuse=metrics.refuse_connection,
                 arrivals=arrivals,
             ),
         )

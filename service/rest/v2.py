@@ -1,41 +1,36 @@
-"""The Open Inference Protocol (KServe v2, Triton) over HTTP, with Triton's binary tensor data extension.
+"""The Open Inference Protocol (KServe v2, Triton) over HTTP: HTTP to `service.protocols.v2`, with Triton's
+binary tensor data extension.
 
 Binary data: the body is a JSON header of `Inference-Header-Content-Length` bytes followed by raw
 tensors; an input says it is binary with `parameters.binary_data_size`. Outputs come back binary
 when the request asks, per output (`parameters.binary_data`) or for all (`binary_data_output`).
-The checks of the tensors themselves are the protocol's, shared with gRPC (`service.core.tensors`).
 """
 
 from enum import Enum
 from typing import Any
 
-import numpy as np
 from fastapi.routing import APIRoute
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
-import service
-from contract import IMAGE_PIXELS, INPUT_NAME, OUTPUT_NAME
+from service import inputs
 from service.config import Settings
-from service.core import tensors
-from service.core.dataplane import DataPlane
-from service.core.runtime import TensorSpec
-from service.core.status import VersionState
+from service.core.dataplane import Readiness
 from service.errors import BadRequest, InvalidInput, NotReady
+from service.protocols.tensors import raw_bytes
+from service.protocols.v2 import InferResult, OpenInference, OutputTensor, TensorMetadata
 from service.rest import codec
 from service.rest.errors import INFERENCE_ERRORS, READ_ERRORS, openapi_responses
 from service.rest.routing import FastRoute
 from service.rest.schemas import V2InferRequest, V2InferResponse, json_request_body
 
 HEADER_LENGTH = "inference-header-content-length"
-SERVER_NAME = "bn-mnist-serving"
-EXTENSIONS = ("binary_tensor_data",)
 
 
 class OpenInferenceApi:
-    def __init__(self, plane: DataPlane, settings: Settings) -> None:
-        self._plane = plane
+    def __init__(self, protocol: OpenInference, settings: Settings) -> None:
+        self._protocol = protocol
         self._settings = settings
 
     def routes(self) -> list[BaseRoute]:
@@ -62,16 +57,18 @@ class OpenInferenceApi:
 
     async def server_metadata(self) -> Response:
         """Server name, version and protocol extensions."""
-        return codec.json_response({"name": SERVER_NAME, "version": service.__version__, "extensions": EXTENSIONS})
+        metadata = self._protocol.server_metadata()
+        return codec.json_response(
+            {"name": metadata.name, "version": metadata.version, "extensions": metadata.extensions}
+        )
 
     async def live(self) -> Response:
         """The server process answers."""
         return codec.json_response({"live": True})
 
     async def ready(self) -> Response:
-        """The server's default model has a version that passed its self-check."""
-        if not self._plane.ready():
-            raise NotReady(f"default model '{self._settings.default_model}' has not passed its self-check yet")
+        """The server's default model has a version that passed its self-check: 200, else 503."""
+        _require(self._protocol.server_ready())
         return codec.json_response({"ready": True})
 
     async def model_metadata(self, name: str) -> Response:
@@ -80,39 +77,19 @@ class OpenInferenceApi:
 
     async def version_metadata(self, name: str, version: str) -> Response:
         """Metadata of one version."""
-        return self._metadata(name, codec.path_version(version))
+        return self._metadata(name, inputs.version(version))
 
     async def model_ready(self, name: str) -> Response:
-        """Whether the model has a version that takes requests."""
-        self._plane.describe(name)
-        return codec.json_response({"name": name, "ready": True})
+        """Whether the model has a version that takes requests: 200, else 503 with the reason."""
+        return self._ready(name, None)
 
     async def version_ready(self, name: str, version: str) -> Response:
-        """Whether this version takes requests."""
-        self._plane.describe(name, codec.path_version(version))
-        return codec.json_response({"name": name, "ready": True})
+        """Whether this version takes requests: 200, else 503 with the reason."""
+        return self._ready(name, inputs.version(version))
 
     async def model_config(self, name: str) -> Response:
         """A Triton-style model configuration, for clients that ask for one."""
-        model = self._plane.describe(name)
-        settings = self._settings
-        return codec.json_response(
-            {
-                "name": name,
-                "platform": model.platform,
-                # NOTE: Triton's max_batch_size bounds the batch dimension of one request; the rows the
-                # dynamic batcher puts in one model call are its preferred batch size.
-                "max_batch_size": settings.max_request_images,
-                "input": [_config_tensor(spec) for spec in model.inputs],
-                "output": [_config_tensor(spec) for spec in model.outputs],
-                "dynamic_batching": {
-                    "preferred_batch_size": [settings.batch_max_rows],
-                    "max_queue_delay_microseconds": int(settings.batch_max_wait_ms * 1000),
-                },
-                "version_policy": {"latest": {"num_versions": settings.versions_to_keep}},
-                "parameters": {"batching": model.batching},
-            }
-        )
+        return codec.json_response(self._protocol.model_config(name))
 
     async def infer(self, request: Request, name: str) -> Response:
         """Inference on the newest available version."""
@@ -120,7 +97,7 @@ class OpenInferenceApi:
 
     async def infer_version(self, request: Request, name: str, version: str) -> Response:
         """Inference on one version."""
-        return await self._infer(request, name, codec.path_version(version))
+        return await self._infer(request, name, inputs.version(version))
 
     async def _infer(self, request: Request, name: str, version: int | None) -> Response:
         body = await request.body()
@@ -133,88 +110,68 @@ class OpenInferenceApi:
                 raise BadRequest(f"{HEADER_LENGTH} must be a byte count within the body, got {header_length!r}")
             header, binary = body[: int(header_length)], body[int(header_length) :]
         payload = codec.json_object(codec.parse_json(header, max_depth=self._settings.max_json_depth))
-        x = self._input_pixels(payload, binary)
-        binary_output = _wants_binary_output(payload)
-        result = await self._plane.infer(name, version, x)
-        response: dict[str, Any] = {"model_name": result.name, "model_version": str(result.version)}
-        if isinstance(payload.get("id"), str):
-            response["id"] = payload["id"]
-        output: dict[str, Any] = {
-            "name": OUTPUT_NAME,
-            "datatype": tensors.FP32,
-            "shape": list(result.probabilities.shape),
-        }
-        if not binary_output:
-            output["data"] = result.probabilities.reshape(-1)
-            response["outputs"] = [output]
-            return codec.json_response(response)
-        raw = result.probabilities.astype("<f4").tobytes()
-        output["parameters"] = {"binary_data_size": len(raw)}
-        response["outputs"] = [output]
-        head = codec.dumps(response)
-        return Response(head + raw, media_type="application/octet-stream", headers={HEADER_LENGTH: str(len(head))})
+        x = inputs.v2_json(payload.get("inputs"), binary, max_images=self._settings.max_request_images)
+        requested, binary_output = _requested_outputs(payload)
+        result = await self._protocol.infer(name, version, x, outputs=requested)
+        return _infer_response(result, payload.get("id"), binary_output)
 
-    def _input_pixels(self, payload: dict[str, Any], binary: bytes) -> np.ndarray:
-        inputs = payload.get("inputs")
-        if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
-            raise InvalidInput(f"'inputs' must be a list with exactly one tensor, '{INPUT_NAME}'")
-        tensor = inputs[0]
-        max_images = self._settings.max_request_images
-        rows = tensors.infer_input_rows(
-            tensor.get("name"), tensor.get("datatype"), tensor.get("shape"), max_images=max_images
-        )
-        parameters = tensor.get("parameters") or {}
-        if "binary_data_size" in parameters:
-            size = parameters["binary_data_size"]
-            if type(size) is not int or size != len(binary):
-                raise InvalidInput(f"binary_data_size must equal the {len(binary)} bytes sent, got {size!r}")
-            return tensors.pixels_from_bytes(binary, rows)
-        if binary:
-            raise InvalidInput("binary data was sent but no input declares binary_data_size")
-        data = tensor.get("data")
-        if isinstance(data, list) and data and not isinstance(data[0], list):  # flat, row-major
-            if len(data) != rows * IMAGE_PIXELS:
-                raise InvalidInput(f"'{INPUT_NAME}' has shape {tensor['shape']} but {len(data)} values")
-            data = [data[i * IMAGE_PIXELS : (i + 1) * IMAGE_PIXELS] for i in range(rows)]
-        x = codec.pixels(data, field=INPUT_NAME, max_images=max_images)
-        if len(x) != rows:
-            raise InvalidInput(f"'{INPUT_NAME}' has shape {tensor['shape']} but {len(x)} images")
-        return x
+    def _ready(self, name: str, version: int | None) -> Response:
+        _require(self._protocol.model_ready(name, version))
+        return codec.json_response({"name": name, "ready": True})
 
     def _metadata(self, name: str, version: int | None) -> Response:
-        statuses = self._plane.status(name)
-        model = self._plane.describe(name, version)
+        metadata = self._protocol.model_metadata(name, version)
         return codec.json_response(
             {
-                "name": name,
-                "versions": [str(s.version) for s in statuses if s.state is VersionState.AVAILABLE],
-                "platform": model.platform,
-                "inputs": [_metadata_tensor(spec) for spec in model.inputs],
-                "outputs": [_metadata_tensor(spec) for spec in model.outputs],
+                "name": metadata.name,
+                "versions": metadata.versions,
+                "platform": metadata.platform,
+                "inputs": list(map(_tensor_metadata, metadata.inputs)),
+                "outputs": list(map(_tensor_metadata, metadata.outputs)),
                 "version_status": [
-                    {"version": str(s.version), "state": s.state.value, "error": s.error} for s in statuses
+                    {"version": s.version, "state": s.state, "error": s.error} for s in metadata.version_status
                 ],
             }
         )
 
 
-def _wants_binary_output(payload: dict[str, Any]) -> bool:
+def _require(readiness: Readiness) -> None:
+    if not readiness.ready:
+        raise NotReady(readiness.reason)
+
+
+def _requested_outputs(payload: dict[str, Any]) -> tuple[list[object], bool]:
+    """The outputs asked for by name, and whether they are to come back as binary data."""
     outputs = payload.get("outputs")
     if not outputs:  # absent or empty: every output, binary only if the request says so for all
         parameters = payload.get("parameters") or {}
-        return isinstance(parameters, dict) and parameters.get("binary_data_output") is True
+        return [], isinstance(parameters, dict) and parameters.get("binary_data_output") is True
     if not isinstance(outputs, list) or not all(isinstance(o, dict) for o in outputs):
         raise InvalidInput("'outputs' must be a list of {\"name\": ...} objects")
-    for requested in outputs:
-        if requested.get("name") != OUTPUT_NAME:
-            raise InvalidInput(f"unknown output {requested.get('name')!r}; the model's output is '{OUTPUT_NAME}'")
     parameters = outputs[0].get("parameters") or {}
-    return isinstance(parameters, dict) and parameters.get("binary_data") is True
+    return [o.get("name") for o in outputs], isinstance(parameters, dict) and parameters.get("binary_data") is True
 
 
-def _metadata_tensor(spec: TensorSpec) -> dict[str, Any]:
-    return {"name": spec.name, "datatype": spec.datatype, "shape": list(spec.shape)}
+def _infer_response(result: InferResult, request_id: object, binary: bool) -> Response:
+    response: dict[str, Any] = {"model_name": result.model_name, "model_version": result.model_version}
+    if isinstance(request_id, str):
+        response["id"] = request_id
+    response["outputs"] = [_output(tensor, binary) for tensor in result.outputs]
+    if not binary:
+        return codec.json_response(response)
+    head = codec.dumps(response)
+    raw = b"".join(raw_bytes(tensor.array) for tensor in result.outputs)
+    return Response(head + raw, media_type="application/octet-stream", headers={HEADER_LENGTH: str(len(head))})
 
 
-def _config_tensor(spec: TensorSpec) -> dict[str, Any]:
-    return {"name": spec.name, "data_type": f"TYPE_{spec.datatype}", "dims": list(spec.shape[1:])}
+def _output(tensor: OutputTensor, binary: bool) -> dict[str, Any]:
+    output: dict[str, Any] = {"name": tensor.name, "datatype": tensor.datatype, "shape": tensor.shape}
+    if binary:
+        output["parameters"] = {"binary_data_size": tensor.array.nbytes}
+    else:
+        output["data"] = tensor.array.reshape(-1)
+    return output
+
+
+def _tensor_metadata(tensor: TensorMetadata) -> dict[str, Any]:
+    return {"name": tensor.name, "datatype": tensor.datatype, "shape": list(tensor.shape)}

@@ -21,7 +21,7 @@ def test_the_innermost_frame_a_rule_claims_names_the_stage():
         "PredictApi.predict (service/rest/predict.py:52)",
     ]
     assert stage_of([*ROOT_FRAMES, *endpoint, "parse_json (service/rest/codec.py:43)"]) == "JSON decode"
-    assert stage_of([*ROOT_FRAMES, *endpoint, "image (service/rest/codec.py:73)"]) == "validation"
+    assert stage_of([*ROOT_FRAMES, *endpoint, "json_image (service/inputs/__init__.py:73)"]) == "validation"
     assert stage_of([*endpoint, "_record (service/rest/middleware.py:70)"]) == "middleware: ids, metrics, logs"
     model = ["DynamicBatcher._compute (service/core/batcher.py:154)", "serve (contract/signature.py:77)"]
     assert stage_of([*ROOT_FRAMES, "DynamicBatcher._run (service/core/batcher.py:116)", *model]) == "model call"

@@ -12,8 +12,7 @@ import pytest
 import yaml
 
 from service.config import Settings
-from service.rest.ops import OpsApi
-from service.rest.v2 import OpenInferenceApi
+from service.rest.app import routes
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -46,18 +45,55 @@ def _strict(schema: Any) -> Any:
     return schema
 
 
+KUBERNETES_KINDS = {
+    "base": ["ConfigMap", "Deployment", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Service"],
+    "overlays/models-from-volume": [
+        "ConfigMap",
+        "Deployment",
+        "HorizontalPodAutoscaler",
+        "Job",
+        "PersistentVolumeClaim",
+        "PodDisruptionBudget",
+        "Service",
+    ],
+    "kserve": [],
+}
+
+
 def test_every_kubernetes_object_is_valid_strictly(objects: dict[str, list[dict[str, Any]]]) -> None:
     import kubernetes_validate
     from kubernetes_validate.utils import latest_version
 
-    checked = 0
-    for docs in objects.values():
+    for path, docs in objects.items():
+        kinds = []
         for doc in docs:
             if doc["apiVersion"].startswith("serving.kserve.io/"):
                 continue
             kubernetes_validate.validate(doc, latest_version(), strict=True)
-            checked += 1
-    assert checked >= 10
+            kinds.append(doc["kind"])
+        assert sorted(kinds) == KUBERNETES_KINDS[path]
+
+
+@pytest.mark.parametrize(
+    ("where", "typo"),
+    [
+        (("spec", "template", "spec"), "terminationGracePeriod"),
+        (("spec", "template", "spec", "containers", 0), "prots"),
+    ],
+)
+def test_strict_validation_refuses_a_misspelt_field(
+    objects: dict[str, list[dict[str, Any]]], where: tuple[str | int, ...], typo: str
+) -> None:
+    import kubernetes_validate
+    from kubernetes_validate.utils import latest_version
+
+    deployment = json.loads(json.dumps(next(doc for doc in objects["base"] if doc["kind"] == "Deployment")))
+    place = deployment
+    for key in where:
+        place = place[key]
+    place[typo] = 30
+    with pytest.raises(kubernetes_validate.ValidationError, match=typo):
+        kubernetes_validate.validate(deployment, latest_version(), strict=True)
 
 
 def test_every_inference_service_is_valid_against_kserves_crd(objects: dict[str, list[dict[str, Any]]]) -> None:
@@ -109,7 +145,7 @@ def test_every_setting_in_the_manifests_is_a_real_one_with_a_valid_value(
 
 def test_probes_and_ports_match_the_server(objects: dict[str, list[dict[str, Any]]]) -> None:
     settings = Settings()
-    paths = {route.path for api in (OpsApi, OpenInferenceApi) for route in api(None, settings).routes()}  # type: ignore[arg-type]
+    paths = {route.path for route in routes(settings, None, None, None)}  # type: ignore[arg-type]  # paths only
     for docs in objects.values():
         env = _env(docs)
         for container in _containers(docs):

@@ -20,12 +20,13 @@ def test_grpc_arrivals_are_possible_while_any_call_is_in_progress():
     assert not grpc.possible()
 
 
-def test_the_plane_asks_every_front_door_and_assumes_arrivals_without_any():
-    arrivals = Arrivals()
-    assert arrivals.possible()
+def test_arrivals_ask_every_front_door_and_are_assumed_without_any():
+    assert Arrivals(()).possible()
     http, grpc = HttpArrivals(), GrpcArrivals()
-    arrivals.add(http)
-    arrivals.add(grpc)
+    arrivals = Arrivals((http, grpc))
     assert not arrivals.possible()
     http.connections = 1
+    assert arrivals.possible()
+    http.connections = 0
+    grpc.started()
     assert arrivals.possible()

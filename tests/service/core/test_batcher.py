@@ -46,6 +46,10 @@ def executor() -> Iterator[ThreadPoolExecutor]:
         yield pool
 
 
+def _arrivals_possible() -> bool:  # as with no front door: another request may always come
+    return True
+
+
 def _batcher(
     model: RecordingModel,
     executor: ThreadPoolExecutor | None,
@@ -53,7 +57,8 @@ def _batcher(
     **overrides: float,
 ) -> DynamicBatcher:
     options = {"max_rows": 8, "max_wait_s": 0.0, "max_queue_rows": 100, "timeout_s": 5.0, **overrides}
-    return DynamicBatcher(model, executor, observer=observer or RecordingObserver(), **options)  # type: ignore[arg-type]
+    observer = observer or RecordingObserver()
+    return DynamicBatcher(model, executor, observer=observer, arrivals=_arrivals_possible, **options)  # type: ignore[arg-type]
 
 
 async def _until(condition: Callable[[], bool]) -> None:
@@ -139,7 +144,14 @@ async def test_a_model_error_fails_only_that_batch(executor: ThreadPoolExecutor)
         return x
 
     batcher = DynamicBatcher(
-        flaky, executor, max_rows=8, max_wait_s=0, max_queue_rows=10, timeout_s=5, observer=RecordingObserver()
+        flaky,
+        executor,
+        max_rows=8,
+        max_wait_s=0,
+        max_queue_rows=10,
+        timeout_s=5,
+        observer=RecordingObserver(),
+        arrivals=_arrivals_possible,
     )
     with pytest.raises(ValueError, match="boom"):
         await batcher.submit(np.ones((1, 3)))

@@ -1,6 +1,7 @@
 import asyncio
 import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack
 from pathlib import Path
 
 import numpy as np
@@ -8,15 +9,13 @@ import pytest
 
 from contract import read_labels, read_metadata
 from service.config import Settings
-from service.core.dataplane import DataPlane, InferenceResult
+from service.core.dataplane import InferenceResult, ModelRef
 from service.core.status import VersionState
 from service.errors import InvalidInput, NotFound
-from service.metrics import Metrics
-from service.runtimes import default_runtimes
-from tests.helpers import DEFAULT_VERSION, corrupt_probes, seal
+from tests.helpers import DEFAULT_VERSION, Core, corrupt_probes, seal, started_core
 from training.train import TrainResult
 
-Factory = Callable[..., Awaitable[DataPlane]]
+Factory = Callable[..., Awaitable[Core]]
 
 
 def _add_version(repo: Path, version: int, source: Path = DEFAULT_VERSION) -> Path:
@@ -27,90 +26,85 @@ def _add_version(repo: Path, version: int, source: Path = DEFAULT_VERSION) -> Pa
 
 @pytest.fixture
 async def plane_factory(default_repo: Path) -> AsyncIterator[Factory]:
-    planes: list[DataPlane] = []
+    async with AsyncExitStack() as stack:
 
-    async def make(**overrides: object) -> DataPlane:
-        settings = Settings(model_dir=default_repo, poll_interval_s=0, self_check_repeats=5, **overrides)  # type: ignore[arg-type]
-        plane = DataPlane(settings, runtimes=default_runtimes(settings), metrics=Metrics())
-        await plane.start()
-        planes.append(plane)
-        return plane
+        async def make(**overrides: object) -> Core:
+            settings = Settings(model_dir=default_repo, poll_interval_s=0, self_check_repeats=5, **overrides)  # type: ignore[arg-type]
+            return await stack.enter_async_context(started_core(settings))
 
-    yield make
-    for plane in planes:
-        await plane.stop()
+        yield make
 
 
-def _states(plane: DataPlane) -> dict[int, str]:
-    return {s.version: s.state.value for s in plane.status("mnist")}
+def _states(core: Core) -> dict[int, str]:
+    return {s.version: s.state.value for s in core.plane.versions("mnist")}
 
 
 async def test_start_serves_the_default_model(plane_factory: Factory) -> None:
-    plane = await plane_factory()
-    assert plane.ready()
-    assert _states(plane) == {1: "AVAILABLE"}
+    core = await plane_factory()
+    assert core.plane.server_readiness().ready
+    assert _states(core) == {1: "AVAILABLE"}
 
 
 async def test_a_new_version_takes_new_requests_and_the_policy_keeps_two(
     default_repo: Path, plane_factory: Factory
 ) -> None:
-    plane = await plane_factory(versions_to_keep=2)
+    core = await plane_factory(versions_to_keep=2)
     for version in (2, 3):
         _add_version(default_repo, version)
-    await plane.reload()
-    assert _states(plane) == {3: "AVAILABLE", 2: "AVAILABLE", 1: "END"}
+    await core.manager.reload()
+    assert _states(core) == {3: "AVAILABLE", 2: "AVAILABLE", 1: "END"}
     x = np.zeros((1, 784), np.float32)
-    assert (await plane.infer("mnist", None, x)).version == 3
-    assert (await plane.infer("mnist", 2, x)).version == 2
+    assert (await core.plane.infer(ModelRef("mnist"), x)).version == 3
+    assert (await core.plane.infer(ModelRef("mnist", 2), x)).version == 2
     with pytest.raises(NotFound, match="has no version 1; available: 2, 3"):
-        await plane.infer("mnist", 1, x)
+        await core.plane.infer(ModelRef("mnist", 1), x)
 
 
 async def test_a_failing_version_never_serves_and_the_last_good_one_does(
     default_repo: Path, plane_factory: Factory
 ) -> None:
-    plane = await plane_factory(versions_to_keep=1)
+    core = await plane_factory(versions_to_keep=1)
     corrupt_probes(_add_version(default_repo, 2))
-    await plane.reload()
-    states = {s.version: s for s in plane.status("mnist")}
+    await core.manager.reload()
+    states = {s.version: s for s in core.plane.versions("mnist")}
     assert states[2].state is VersionState.FAILED and "golden probes differ" in states[2].error
     assert states[1].state is VersionState.AVAILABLE
-    assert (await plane.infer("mnist", None, np.zeros((2, 784), np.float32))).version == 1
+    assert (await core.plane.infer(ModelRef("mnist"), np.zeros((2, 784), np.float32))).version == 1
     with pytest.raises(NotFound, match="version 2 of model 'mnist' is not served: golden probes"):
-        plane.describe("mnist", 2)
+        core.plane.describe(ModelRef("mnist", 2))
 
 
 async def test_removing_a_version_unloads_it(default_repo: Path, plane_factory: Factory) -> None:
-    plane = await plane_factory()
+    core = await plane_factory()
     path = _add_version(default_repo, 2)
-    await plane.reload()
+    await core.manager.reload()
     shutil.rmtree(path)
-    await plane.reload()
-    assert _states(plane) == {2: "END", 1: "AVAILABLE"}
+    await core.manager.reload()
+    assert _states(core) == {2: "END", 1: "AVAILABLE"}
 
 
 async def test_an_unreadable_repository_keeps_what_is_loaded(default_repo: Path, plane_factory: Factory) -> None:
-    plane = await plane_factory()
+    core = await plane_factory()
     default_repo.rename(default_repo.with_name("moved"))
     try:
-        await plane.reload()
-        assert plane.repository_error is not None and "cannot read model repository" in plane.repository_error
-        assert (await plane.infer("mnist", None, np.zeros((1, 784), np.float32))).version == 1
+        await core.manager.reload()
+        assert "cannot read model repository" in (core.plane.catalogue().repository_error or "")
+        assert (await core.plane.infer(ModelRef("mnist"), np.zeros((1, 784), np.float32))).version == 1
     finally:
         default_repo.with_name("moved").rename(default_repo)
-    await plane.reload()
-    assert plane.repository_error is None
+    await core.manager.reload()
+    assert core.plane.catalogue().repository_error is None
 
 
 async def test_unload_and_load_a_version(default_repo: Path, plane_factory: Factory) -> None:
-    plane = await plane_factory()
+    core = await plane_factory()
     _add_version(default_repo, 2)
-    await plane.reload()
-    await plane.unload("mnist", 2)
-    await plane.reload()  # a rescan does not bring it back
-    assert (await plane.infer("mnist", None, np.zeros((1, 784), np.float32))).version == 1
-    await plane.load("mnist", 2)
-    assert (await plane.infer("mnist", None, np.zeros((1, 784), np.float32))).version == 2
+    await core.manager.reload()
+    await core.manager.unload("mnist", 2)
+    await core.manager.reload()  # a rescan does not bring it back
+    assert (await core.plane.infer(ModelRef("mnist"), np.zeros((1, 784), np.float32))).version == 1
+    await core.manager.load("mnist", 2)
+    assert (await core.plane.infer(ModelRef("mnist"), np.zeros((1, 784), np.float32))).version == 2
 
 
 async def test_a_hot_swap_under_load_fails_nothing_and_labels_every_answer(
@@ -118,9 +112,9 @@ async def test_a_hot_swap_under_load_fails_nothing_and_labels_every_answer(
     tiny_repo: Path,
     plane_factory: Factory,
 ) -> None:
-    plane = await plane_factory(versions_to_keep=1)
+    core = await plane_factory(versions_to_keep=1)
     x = np.asarray(read_metadata(DEFAULT_VERSION).probes.inputs[:3], np.float32)
-    expected = {1: (await plane.infer("mnist", None, x)).probabilities}
+    expected = {1: (await core.plane.infer(ModelRef("mnist"), x)).probabilities}
     tiny = tiny_repo / "tiny" / "1"
     answers: list[InferenceResult] = []
     swapped = asyncio.Event()
@@ -128,7 +122,7 @@ async def test_a_hot_swap_under_load_fails_nothing_and_labels_every_answer(
     async def client() -> None:
         after_swap = 0
         while after_swap < 5:  # keeps asking until five answers came after the swap
-            answers.append(await plane.infer("mnist", None, x))
+            answers.append(await core.plane.infer(ModelRef("mnist"), x))
             after_swap += swapped.is_set()
             await asyncio.sleep(0)
 
@@ -136,21 +130,21 @@ async def test_a_hot_swap_under_load_fails_nothing_and_labels_every_answer(
     while len(answers) < 16:  # the swap starts while every client is busy
         await asyncio.sleep(0)
     _add_version(default_repo, 2, source=tiny)
-    await plane.reload()
+    await core.manager.reload()
     swapped.set()
     await asyncio.gather(*clients)
-    expected[2] = (await plane.infer("mnist", 2, x)).probabilities
+    expected[2] = (await core.plane.infer(ModelRef("mnist", 2), x)).probabilities
     assert not np.array_equal(expected[1], expected[2])
     assert {a.version for a in answers} == {1, 2}
     for answer in answers:
         assert np.array_equal(answer.probabilities, expected[answer.version])
-    assert _states(plane) == {2: "AVAILABLE", 1: "END"}
+    assert _states(core) == {2: "AVAILABLE", 1: "END"}
 
 
 async def test_unknown_model_names_what_exists(plane_factory: Factory) -> None:
-    plane = await plane_factory()
+    core = await plane_factory()
     with pytest.raises(NotFound, match="unknown model '../etc'; available: mnist"):
-        plane.describe("../etc")
+        core.plane.describe(ModelRef("../etc"))
 
 
 async def test_a_version_that_outputs_nan_is_refused_and_the_server_keeps_serving(
@@ -163,47 +157,48 @@ async def test_a_version_that_outputs_nan_is_refused_and_the_server_keeps_servin
 
     from training.export import export_savedmodel
 
-    plane = await plane_factory(versions_to_keep=1)
+    core = await plane_factory(versions_to_keep=1)
     broken = keras.models.clone_model(tiny_trained.model)
     broken.set_weights(tiny_trained.model.get_weights())
     broken.layers[-1].kernel.assign(np.full(broken.layers[-1].kernel.shape, np.nan))
     path = default_repo / "mnist" / "2"
     export_savedmodel(broken, path)
     seal(path, metadata_from=tiny_repo / "tiny" / "1")
-    await plane.reload()
-    states = {s.version: s for s in plane.status("mnist")}
+    await core.manager.reload()
+    states = {s.version: s for s in core.plane.versions("mnist")}
     assert states[2].state is VersionState.FAILED and "non-finite" in states[2].error
-    assert (await plane.infer("mnist", None, np.zeros((1, 784), np.float32))).version == 1
+    assert (await core.plane.infer(ModelRef("mnist"), np.zeros((1, 784), np.float32))).version == 1
 
 
 async def test_a_labelled_version_stays_loaded_beyond_the_newest_n(default_repo: Path, plane_factory: Factory) -> None:
     _add_version(default_repo, 2)
-    plane = await plane_factory(versions_to_keep=1)
-    assert _states(plane) == {2: "AVAILABLE"}
+    core = await plane_factory(versions_to_keep=1)
+    assert _states(core) == {2: "AVAILABLE"}
     (default_repo / "mnist" / "labels.json").write_text('{"stable": 1}')
-    await plane.reload()
-    assert _states(plane) == {2: "AVAILABLE", 1: "AVAILABLE"}
+    await core.manager.reload()
+    assert _states(core) == {2: "AVAILABLE", 1: "AVAILABLE"}
     x = np.zeros((1, 784), np.float32)
-    assert (await plane.infer("mnist", None, x, label="stable")).version == 1
-    assert (await plane.infer("mnist", None, x)).version == 2  # the unlabelled route stays the newest
+    assert (await core.plane.infer(ModelRef("mnist", label="stable"), x)).version == 1
+    assert (await core.plane.infer(ModelRef("mnist"), x)).version == 2  # the unlabelled route stays the newest
     with pytest.raises(NotFound, match="no version label 'canary'; labels: stable"):
-        await plane.infer("mnist", None, x, label="canary")
+        await core.plane.infer(ModelRef("mnist", label="canary"), x)
 
 
 async def test_set_label_writes_the_repository_and_refuses_a_version_that_cannot_answer(
     default_repo: Path, plane_factory: Factory
 ) -> None:
     corrupt_probes(_add_version(default_repo, 2))
-    plane = await plane_factory()
-    await plane.set_label("mnist", "stable", 1)
-    assert read_labels(default_repo / "mnist") == {"stable": 1} and plane.labels("mnist") == {"stable": 1}
+    core = await plane_factory()
+    await core.manager.set_label("mnist", "stable", 1)
+    assert read_labels(default_repo / "mnist") == {"stable": 1}
+    assert core.plane.catalogue().models["mnist"].labels == {"stable": 1}
     with pytest.raises(InvalidInput, match="version 2 of model 'mnist' cannot take label 'canary': which is FAILED"):
-        await plane.set_label("mnist", "canary", 2)
+        await core.manager.set_label("mnist", "canary", 2)
     with pytest.raises(InvalidInput, match="cannot take label 'canary': which is not in the repository"):
-        await plane.set_label("mnist", "canary", 7)
+        await core.manager.set_label("mnist", "canary", 7)
     with pytest.raises(InvalidInput, match="must be lowercase letters"):
-        await plane.set_label("mnist", "Bad Label", 1)
-    await plane.delete_label("mnist", "stable")
+        await core.manager.set_label("mnist", "Bad Label", 1)
+    await core.manager.delete_label("mnist", "stable")
     assert read_labels(default_repo / "mnist") == {}
 
 
@@ -211,9 +206,9 @@ async def test_a_broken_labels_file_keeps_the_labels_in_force_and_says_why(
     default_repo: Path, plane_factory: Factory
 ) -> None:
     (default_repo / "mnist" / "labels.json").write_text('{"stable": 1}')
-    plane = await plane_factory()
+    core = await plane_factory()
     (default_repo / "mnist" / "labels.json").write_text('{"stable": "one"}')
-    await plane.reload()
-    assert plane.labels("mnist") == {"stable": 1}
-    assert "is not a label and a version number" in (plane.label_error("mnist") or "")
-    assert (await plane.infer("mnist", None, np.zeros((1, 784), np.float32), label="stable")).version == 1
+    await core.manager.reload()
+    assert core.plane.catalogue().models["mnist"].labels == {"stable": 1}
+    assert "is not a label and a version number" in (core.plane.catalogue().models["mnist"].label_error or "")
+    assert (await core.plane.infer(ModelRef("mnist", label="stable"), np.zeros((1, 784), np.float32))).version == 1

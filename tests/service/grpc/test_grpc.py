@@ -17,7 +17,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from contract import read_metadata
 from service.config import Settings
-from service.core.dataplane import DataPlane
+from service.core.arrivals import Arrivals, GrpcArrivals
 from service.core.runtime import Runtime, RuntimeLoader
 from service.grpc.protos import open_inference_grpc_pb2 as pb
 from service.grpc.protos import open_inference_grpc_pb2_grpc as pb_grpc
@@ -30,10 +30,9 @@ from service.grpc.protos.tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 from service.grpc.server import GrpcServer
-from service.metrics import Metrics
 from service.runtimes import default_runtimes
 from tests.e2e.server import free_port
-from tests.helpers import DEFAULT_VERSION, corrupt_probes, serving
+from tests.helpers import DEFAULT_VERSION, Core, corrupt_probes, serving, started_core
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 PROBES = read_metadata(DEFAULT_VERSION).probes
@@ -44,18 +43,17 @@ SEVEN = np.asarray(PROBES.inputs[7], np.float32)
 @asynccontextmanager
 async def grpc_serving(
     settings: Settings, runtimes: Mapping[str, RuntimeLoader] | None = None
-) -> AsyncIterator[tuple[DataPlane, grpc.aio.Channel]]:
+) -> AsyncIterator[tuple[Core, grpc.aio.Channel]]:
     settings = settings.model_copy(update={"grpc_port": free_port(), "host": "127.0.0.1"})
-    plane = DataPlane(settings, runtimes=runtimes or default_runtimes(settings), metrics=Metrics())
-    await plane.start()
-    server = GrpcServer(settings, plane)
-    await server.start()
-    try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{settings.grpc_port}") as channel:
-            yield plane, channel
-    finally:
-        await server.stop()
-        await plane.stop()
+    arrivals = GrpcArrivals()
+    async with started_core(settings, runtimes, Arrivals((arrivals,))) as core:
+        server = GrpcServer(settings, core.plane, metrics=core.metrics, arrivals=arrivals, shared_port=False)
+        await server.start()
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{settings.grpc_port}") as channel:
+                yield core, channel
+        finally:
+            await server.stop()
 
 
 def _settings(**overrides: Any) -> Settings:
@@ -338,13 +336,13 @@ async def _until(condition: Any) -> None:
 
 async def test_a_full_queue_is_resource_exhausted_with_retry_after(gate: Gate) -> None:
     settings = _settings(model_thread=True, queue_max_rows=2, batch_max_rows=2)
-    async with grpc_serving(settings, gate.runtimes(settings)) as (plane, channel):
+    async with grpc_serving(settings, gate.runtimes(settings)) as (core, channel):
         stub = pb_grpc.GRPCInferenceServiceStub(channel)
         gate.close()
         held = [asyncio.ensure_future(stub.ModelInfer(_infer_request(ROW)))]
         await _until(lambda: len(gate.calls) == 1)  # in the model, held at the gate
         held += [asyncio.ensure_future(stub.ModelInfer(_infer_request(ROW))) for _ in range(2)]
-        await _until(lambda: plane.manager.resolve("mnist").batcher.queued_rows == 2)
+        await _until(lambda: core.manager.resolve("mnist").batcher.queued_rows == 2)
         with pytest.raises(grpc.aio.AioRpcError) as shed:
             await stub.ModelInfer(_infer_request(ROW))
         gate.open.set()
@@ -354,10 +352,10 @@ async def test_a_full_queue_is_resource_exhausted_with_retry_after(gate: Gate) -
     assert [a.model_version for a in answers] == [str(VERSION)] * 3
 
 
-def _ended(plane: DataPlane, rpc: str) -> float:
+def _ended(core: Core, rpc: str) -> float:
     """Calls of `rpc` the server has finished with a status other than OK."""
     found = 0.0
-    for metric in plane.metrics.requests.collect():
+    for metric in core.metrics.requests.collect():
         for sample in metric.samples:
             labels = sample.labels
             if sample.name.endswith("_total") and labels["endpoint"] == rpc and labels["status"] != "OK":
@@ -367,14 +365,14 @@ def _ended(plane: DataPlane, rpc: str) -> float:
 
 async def test_the_clients_deadline_is_honoured_and_its_work_skipped(gate: Gate) -> None:
     settings = _settings(model_thread=True)
-    async with grpc_serving(settings, gate.runtimes(settings)) as (plane, channel):
+    async with grpc_serving(settings, gate.runtimes(settings)) as (core, channel):
         stub = pb_grpc.GRPCInferenceServiceStub(channel)
         gate.close()
         first = asyncio.ensure_future(stub.ModelInfer(_infer_request(ROW)))
         await _until(lambda: len(gate.calls) == 1)  # held in the model
         with pytest.raises(grpc.aio.AioRpcError) as late:
             await stub.ModelInfer(_infer_request(np.zeros((3, 784), np.float32)), timeout=0.5)  # waits in the queue
-        await _until(lambda: _ended(plane, "/inference.GRPCInferenceService/ModelInfer") == 1)  # the server gave up too
+        await _until(lambda: _ended(core, "/inference.GRPCInferenceService/ModelInfer") == 1)  # the server gave up too
         gate.open.set()
         await first
         await stub.ModelInfer(_infer_request(ROW))

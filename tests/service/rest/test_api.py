@@ -104,7 +104,12 @@ ERROR_CATALOGUE = [
     (b'{"image": ' + IMAGE_784 + b', "model": 7}', "application/json", 422, "'model' must be a string"),
     (b'{"image": ' + IMAGE_784 + b', "version": 9}', "application/json", 404, "has no version 9; available: 1"),
     (b'{"image": ' + IMAGE_784 + b', "version": 1.5}', "application/json", 422, "'version' must be a positive integer"),
-    (b'{"image": ' + IMAGE_784 + b', "version": "one"}', "application/json", 422, "version must be a positive integer"),
+    (
+        b'{"image": ' + IMAGE_784 + b', "version": "one"}',
+        "application/json",
+        422,
+        "'version' must be a positive integer, got 'one'",
+    ),
     (
         b'{"image": ' + IMAGE_784 + b', "version": true}',
         "application/json",
@@ -389,7 +394,7 @@ def _animated_gif() -> bytes:
         (b"\x89PNG\r\n\x1a\n not really", "", 422, "not an image that can be read"),
         (b"", "", 422, "the body is empty"),
         (_png(ROW), "?model=nope", 404, "unknown model 'nope'"),
-        (_png(ROW), "?version=x", 422, "version must be a positive integer"),
+        (_png(ROW), "?version=x", 422, "'version' must be a positive integer, got 'x'"),
     ],
 )
 async def test_bad_image_uploads_get_a_clear_4xx_and_the_next_request_a_200(
