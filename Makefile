@@ -52,8 +52,8 @@ lint: setup
 train: setup  ## retrain the default model on the full MNIST and publish it as the next version of models/mnist
 	$(VENV)/bin/mnist-train train --data $(MNIST_DATA)
 
-deploy: setup  ## train, gate, publish and wait for the server at $(SERVER) to serve it
-	$(VENV)/bin/mnist-train deploy --data $(MNIST_DATA) --server $(or $(SERVER),http://127.0.0.1:8000)
+deploy: setup  ## train, gate, publish and wait for the server ($(SERVER), or mnist-train's default) to serve it
+	$(VENV)/bin/mnist-train deploy --data $(MNIST_DATA) $(if $(SERVER),--server $(SERVER))
 
 experiments: setup  ## the full BN experiment grid: docs/experiments.md and docs/*.png
 	$(VENV)/bin/mnist-train experiments --data $(MNIST_DATA)

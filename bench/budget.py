@@ -24,7 +24,8 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -178,6 +179,27 @@ class _LoneClient:
         return False
 
 
+@asynccontextmanager
+async def _serving_core(model_dir: Path) -> AsyncIterator[tuple[Any, Any, Any, Any]]:
+    """(settings, metrics, manager, plane) as the server wires them, with one lone client connected."""
+    from service.config import Settings
+    from service.core.arrivals import Arrivals
+    from service.core.dataplane import DataPlane
+    from service.core.manager import ModelManager
+    from service.metrics import Metrics
+    from service.runtimes import default_runtimes
+
+    settings = Settings(model_dir=model_dir, poll_interval_s=0, access_log=False)
+    metrics = Metrics()
+    lone = Arrivals((_LoneClient(),))  # as under `hey -c 1`: one connection, its request in the app
+    manager = ModelManager(settings, runtimes=default_runtimes(settings), metrics=metrics, arrivals=lone.possible)
+    await manager.start()
+    try:
+        yield settings, metrics, manager, DataPlane(manager, default_model=settings.default_model)
+    finally:
+        await manager.stop()
+
+
 async def micro(model_dir: Path, body: bytes, batch: int) -> dict[str, float]:
     """µs per call of each stage's own code, and of the whole app, in this process; the bare model
     call also per row at `batch` rows."""
@@ -187,24 +209,15 @@ async def micro(model_dir: Path, body: bytes, batch: int) -> dict[str, float]:
 
     from bench.servers import raw_asgi
     from service import inputs
-    from service.config import Settings
-    from service.core.arrivals import Arrivals, HttpArrivals
-    from service.core.dataplane import DataPlane, ModelRef
-    from service.core.manager import ModelManager
-    from service.metrics import Metrics
+    from service.core.arrivals import HttpArrivals
+    from service.core.dataplane import ModelRef
     from service.rest import codec
     from service.rest.app import create_app
     from service.rest.middleware import RequestContextMiddleware, _LimitedReceive
     from service.rest.predict import _predictions
-    from service.runtimes import default_runtimes
 
-    settings = Settings(model_dir=model_dir, poll_interval_s=0, access_log=False)
-    metrics = Metrics()
-    lone = Arrivals((_LoneClient(),))  # as under `hey -c 1`: one connection, its request in the app
-    manager = ModelManager(settings, runtimes=default_runtimes(settings), metrics=metrics, arrivals=lone.possible)
-    await manager.start()
-    plane, default = DataPlane(manager, default_model=settings.default_model), ModelRef(None)
-    try:
+    async with _serving_core(model_dir) as (settings, metrics, manager, plane):
+        default = ModelRef(None)
         app = create_app(settings, plane, manager=manager, metrics=metrics, arrivals=HttpArrivals())
         scope, parsed = _scope(body), codec.parse_json(body, max_depth=settings.max_json_depth)
         x = inputs.predict_json(parsed, max_images=settings.max_request_images)
@@ -251,8 +264,6 @@ async def micro(model_dir: Path, body: bytes, batch: int) -> dict[str, float]:
             lambda: signature(pixels=two), n=500, before=flush.sum
         )
         return stages
-    finally:
-        await manager.stop()
 
 
 # -- the report section --------------------------------------------------------------------------------

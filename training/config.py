@@ -1,10 +1,23 @@
-"""Hyperparameters, named in one place. A network may change the defaults; the CLI overrides both."""
+"""Every option of a training command, named in one place and importable without TensorFlow, so that the
+CLI can describe them before anything heavy loads: hyperparameters (a network may change their
+defaults; the CLI overrides both), the tf.distribute strategy, the repository, the deploy gate, the
+recipes run.
+"""
 
-from dataclasses import asdict, dataclass, fields, replace
-from typing import Any
+import os
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Literal
 
+from contract import defaults
 from training.augment import DISTORTIONS
-from training.networks import Network
+from training.networks import DEFAULT_NETWORK, Network
+
+DEFAULT_DATA = os.environ.get("MNIST_DATA") or "auto"  # see training.data for what each spec means
+DEFAULT_SERVER = f"http://{defaults.HOST}:{defaults.REST_PORT}"
+StrategyName = Literal["none", "mirrored", "multiworker"]
+STRATEGIES: tuple[StrategyName, ...] = ("none", "mirrored", "multiworker")
 
 
 @dataclass(frozen=True)
@@ -52,3 +65,64 @@ def hyperparameters_for(network: Network, **overrides: Any) -> Hyperparameters:
     if problems:
         raise ValueError("; ".join(problems))
     return hp
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """How a run is spread: the strategy, logical CPU devices for `mirrored` (0: the machine's own), and
+    whether BN statistics are synchronized across replicas."""
+
+    strategy: StrategyName = "none"
+    devices: int = 0
+    sync_bn: bool = True
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    network: str = DEFAULT_NETWORK
+    data: str = DEFAULT_DATA
+    hyperparameters: Mapping[str, Any] = field(default_factory=dict)  # over the network's own defaults
+    verbose: bool = True
+    distribution: Distribution = field(default_factory=Distribution)  # tf.distribute; none by default
+
+
+@dataclass(frozen=True)
+class Repository:
+    models_dir: Path = defaults.MODELS_DIR
+    name: str = defaults.MODEL_NAME
+
+    @property
+    def model_dir(self) -> Path:
+        return self.models_dir / self.name
+
+
+@dataclass(frozen=True)
+class Gate:
+    """What a new version must reach on its held-out digits before it is published."""
+
+    min_accuracy: float = 0.96
+    tolerance: float = 0.005  # how far below the served version's accuracy a new one may be
+
+
+@dataclass(frozen=True)
+class DeployOptions:
+    server: str = DEFAULT_SERVER
+    gate: Gate = Gate()
+    wait_s: float = 180.0
+    admin_token: str | None = None  # to rescan at once, and to set labels
+    canary: bool = False  # label the new version `canary` once it serves
+    promote: bool = False  # then move `stable` to it
+
+    def steps(self) -> int:
+        return 7 + (self.canary or self.promote) + self.promote
+
+
+QUICK_RECIPE_DIGITS = 2_000
+
+
+@dataclass(frozen=True)
+class RecipeOptions:
+    data: str = DEFAULT_DATA
+    doc: Path = Path("docs/training.md")  # the table replaces what is between the markers here
+    results: Path = Path("docs/recipes.json")
+    quick: bool = False  # one seed, one epoch, QUICK_RECIPE_DIGITS training digits: for tests

@@ -56,6 +56,16 @@ class Digits:
     def take(self, indices: np.ndarray) -> "Digits":
         return Digits(self.x[indices], self.y[indices])
 
+    def first_of_each_class(self, per_class: int) -> "Digits":
+        """The first `per_class` digits of each class, in file order."""
+        rows = np.concatenate([np.flatnonzero(self.y == c)[:per_class] for c in range(NUM_CLASSES)])
+        return self.take(np.sort(rows))
+
+    def one_hot(self) -> np.ndarray:
+        """The labels as float32 one-hot rows."""
+        encoded: np.ndarray = np.eye(NUM_CLASSES, dtype=np.float32)[self.y]
+        return encoded
+
 
 @dataclass(frozen=True)
 class Source:
@@ -131,14 +141,8 @@ def load_npz(path: Path) -> tuple[Digits, Digits]:
     return train, test
 
 
-def load_idx_dir(directory: Path) -> tuple[Digits, Digits]:
-    """The four IDX files (optionally gzipped) in `directory`: (train, test)."""
-    source = idx_source(directory)
-    assert source.test is not None
-    return source.train, source.test
-
-
 def idx_source(directory: Path) -> Source:
+    """The four IDX files (optionally gzipped) in `directory`."""
     paths = {key: _find_idx(directory, stem) for key, stem in IDX_FILES.items()}
     arrays = {key: read_idx(path) for key, path in paths.items()}
     train = validate(arrays["train_images"], arrays["train_labels"], f"{directory} (train)")

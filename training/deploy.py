@@ -6,22 +6,18 @@ refuses never takes traffic, and `stable` moves only once the canary answered th
 """
 
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from training.config import DeployOptions, Gate, Repository, TrainOptions
 from training.export import load_signature
-from training.pipeline import Log, Repository, Trained, TrainOptions, stage, train
+from training.pipeline import Log, Trained, stage, train
 from training.train import score
 
 if TYPE_CHECKING:
     import httpx
 
-DEFAULT_SERVER = "http://127.0.0.1:8000"
-DEFAULT_MIN_ACCURACY = 0.96
-DEFAULT_TOLERANCE = 0.005
-DEFAULT_WAIT_S = 180.0
 CANARY, STABLE = "canary", "stable"
 POLL_S = 0.5
 SMOKE_DIGIT = 7  # the golden probes hold one held-out digit per class, in order
@@ -29,25 +25,6 @@ SMOKE_DIGIT = 7  # the golden probes hold one held-out digit per class, in order
 
 class DeployError(Exception):
     """The deploy stopped; what the server serves is unchanged."""
-
-
-@dataclass(frozen=True)
-class Gate:
-    min_accuracy: float = DEFAULT_MIN_ACCURACY
-    tolerance: float = DEFAULT_TOLERANCE  # how far below the served version's accuracy a new one may be
-
-
-@dataclass(frozen=True)
-class DeployOptions:
-    server: str = DEFAULT_SERVER
-    gate: Gate = Gate()
-    wait_s: float = DEFAULT_WAIT_S
-    admin_token: str | None = None  # to rescan at once, and to set labels
-    canary: bool = False  # label the new version `canary` once it serves
-    promote: bool = False  # then move `stable` to it
-
-    def steps(self) -> int:
-        return 7 + (self.canary or self.promote) + self.promote
 
 
 class _Steps:

@@ -16,33 +16,21 @@ import hashlib
 import json
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from training.config import Hyperparameters
-from training.data import Splits
-from training.networks import Network, build_model
+from training.config import Distribution, Hyperparameters
+from training.data import Digits, Splits
+from training.model import build_model
+from training.networks import Network
 from training.train import TrainResult, evaluate, make_deterministic
 
-StrategyName = Literal["none", "mirrored", "multiworker"]
-STRATEGIES: tuple[StrategyName, ...] = ("none", "mirrored", "multiworker")
 Log = Callable[[str], None]
 # What a collective op raises when a peer stops (its heartbeats stop, or the connection drops).
 WORKER_LOST = (tf.errors.UnavailableError, tf.errors.AbortedError, tf.errors.DeadlineExceededError)
-
-
-@dataclass(frozen=True)
-class Distribution:
-    """How a run is spread: the strategy, logical CPU devices for `mirrored` (0: the machine's own), and
-    whether BN statistics are synchronized across replicas."""
-
-    strategy: StrategyName = "none"
-    devices: int = 0
-    sync_bn: bool = True
 
 
 def split_cpu(devices: int) -> None:
@@ -107,7 +95,7 @@ def fit(
     history: dict[str, list[float]] = {"loss": [], "val_accuracy": []}
     for epoch in range(hp.epochs):
         order = np.random.default_rng((hp.seed, epoch)).permutation(len(splits.train))[: steps_per_epoch * global_batch]
-        batches = epoch_batches(splits.train.x[order], splits.train.y[order], global_batch, strategy)
+        batches = epoch_batches(splits.train.take(order), global_batch, strategy)
         progress = keras.utils.Progbar(steps_per_epoch, verbose=1 if log else 0)
         losses = []
         for i, batch in enumerate(batches):
@@ -154,14 +142,13 @@ def make_step(
     return step
 
 
-def epoch_batches(x: np.ndarray, labels: np.ndarray, global_batch: int, strategy: tf.distribute.Strategy) -> Any:
+def epoch_batches(digits: Digits, global_batch: int, strategy: tf.distribute.Strategy) -> Any:
     """Rows in the order given, in global batches split across the replicas: each input pipeline (one per
     worker) takes every n-th row, and each of its replicas a per-replica batch of those in turn."""
-    one_hot = np.eye(10, dtype=np.float32)[labels]
 
     def pipeline(context: tf.distribute.InputContext) -> tf.data.Dataset:
         per_replica = context.get_per_replica_batch_size(global_batch)
-        rows = tf.data.Dataset.from_tensor_slices((x, one_hot))
+        rows = tf.data.Dataset.from_tensor_slices((digits.x, digits.one_hot()))
         return rows.shard(context.num_input_pipelines, context.input_pipeline_id).batch(
             per_replica, drop_remainder=True
         )

@@ -44,7 +44,8 @@ from contract import (
 )
 from training.config import Hyperparameters
 from training.data import Digits, Splits
-from training.networks import Network, describe_layers
+from training.model import describe_layers
+from training.networks import Network
 
 RELOAD_TOLERANCE = 1e-6
 BATCH_OF_ONE_TOLERANCE = 1e-6

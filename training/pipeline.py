@@ -4,49 +4,25 @@ The CLI's `train` and `deploy` commands are thin callers of this module; so are 
 failure a user can act on is a `PipelineError`, raised before anything is published.
 """
 
-import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from contract import list_versions, read_metadata
 from training import distributed
-from training.config import Hyperparameters, hyperparameters_for
+from training.config import Hyperparameters, Repository, TrainOptions, hyperparameters_for
 from training.data import DataError, Splits, load_splits
-from training.distributed import Distribution
 from training.export import CheckResult, ExportError, StagedVersion, load_signature, staged_export
-from training.networks import DEFAULT_NETWORK, NETWORKS, Network
+from training.networks import NETWORKS, Network
 from training.train import TrainResult, run, score
 
 Log = Callable[[str], None]
-DEFAULT_MODELS_DIR = Path("models")
-DEFAULT_MODEL_NAME = "mnist"
-DEFAULT_DATA = os.environ.get("MNIST_DATA") or "auto"  # see training.data for what each spec means
 
 
 class PipelineError(Exception):
     """A failure the user can act on; nothing was published."""
-
-
-@dataclass(frozen=True)
-class TrainOptions:
-    network: str = DEFAULT_NETWORK
-    data: str = DEFAULT_DATA
-    hyperparameters: Mapping[str, Any] = field(default_factory=dict)  # over the network's own defaults
-    verbose: bool = True
-    distribution: Distribution = field(default_factory=Distribution)  # tf.distribute; none by default
-
-
-@dataclass(frozen=True)
-class Repository:
-    models_dir: Path = DEFAULT_MODELS_DIR
-    name: str = DEFAULT_MODEL_NAME
-
-    @property
-    def model_dir(self) -> Path:
-        return self.models_dir / self.name
 
 
 @dataclass(frozen=True)

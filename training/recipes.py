@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from training.config import hyperparameters_for
+from training.config import QUICK_RECIPE_DIGITS, RecipeOptions, hyperparameters_for
 from training.data import Splits, load_splits
 from training.networks import NETWORKS
 from training.train import run
@@ -26,16 +26,7 @@ PAIRS = (("bn-128-64", "plain-128-64"), ("bn-256-128-64", "plain-256-128-64"), (
 RECIPE_BATCH = 32  # Keras fit()'s default, which the article's code leaves in place
 RECIPE_EPOCHS = 10
 SEEDS = (0, 1, 2)
-QUICK_TRAIN_DIGITS = 2_000
 BEGIN, END = "<!-- recipes:begin -->", "<!-- recipes:end -->"
-
-
-@dataclass(frozen=True)
-class RecipeOptions:
-    data: str
-    doc: Path = Path("docs/training.md")  # the table replaces what is between BEGIN and END here
-    results: Path = Path("docs/recipes.json")
-    quick: bool = False  # one seed, one epoch, 2,000 training digits: for tests
 
 
 @dataclass(frozen=True)
@@ -54,7 +45,7 @@ def run_recipes(options: RecipeOptions, log: Log) -> list[RecipeRun]:
     seeds, epochs = ((0,), 1) if options.quick else (SEEDS, RECIPE_EPOCHS)
     splits = load_splits(options.data, seed=0)
     if options.quick:
-        splits = Splits(splits.train.take(np.arange(QUICK_TRAIN_DIGITS)), splits.validation, splits.test, splits.info)
+        splits = Splits(splits.train.take(np.arange(QUICK_RECIPE_DIGITS)), splits.validation, splits.test, splits.info)
     runs = [_train(name, seed, epochs, splits, log) for pair in PAIRS for name in pair for seed in seeds]
     options.results.parent.mkdir(parents=True, exist_ok=True)
     options.results.write_text(

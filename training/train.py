@@ -10,7 +10,8 @@ import tensorflow as tf
 from training.augment import DISTORTIONS, Distortion
 from training.config import Hyperparameters
 from training.data import Digits, Splits
-from training.networks import Network, build_model
+from training.model import build_model
+from training.networks import Network
 
 
 @dataclass
@@ -50,7 +51,7 @@ def run(
     fit = model.fit(
         batches,
         epochs=hp.epochs,
-        validation_data=(splits.validation.x, _one_hot(splits.validation.y)),
+        validation_data=(splits.validation.x, splits.validation.one_hot()),
         verbose=verbose,
         callbacks=callbacks,
     )
@@ -77,11 +78,6 @@ def score(probabilities: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
     return accuracy, loss
 
 
-def _one_hot(labels: np.ndarray) -> np.ndarray:
-    one_hot: np.ndarray = np.eye(10, dtype=np.float32)[labels]
-    return one_hot
-
-
 class _Batches(keras.utils.PyDataset):  # type: ignore[misc]
     """Shuffled mini-batches, optionally distorted anew each epoch.
 
@@ -103,11 +99,11 @@ class _Batches(keras.utils.PyDataset):  # type: ignore[misc]
         return math.ceil(len(self._digits) / self._batch_size)
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        rows = self._order[index * self._batch_size : (index + 1) * self._batch_size]
-        x = self._digits.x[rows]
+        batch = self._digits.take(self._order[index * self._batch_size : (index + 1) * self._batch_size])
+        x = batch.x
         if self._distortion is not None:
             x = self._distortion.apply(x, np.random.default_rng((self._seed, self._epoch, index)))
-        return x, _one_hot(self._digits.y[rows])
+        return x, batch.one_hot()
 
     def on_epoch_end(self) -> None:
         self._epoch += 1

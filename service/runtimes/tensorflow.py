@@ -3,12 +3,12 @@
 TensorFlow is imported by the first load, not before. Its C++ start-up lines (oneDNN notices, CPU
 features, and with the full wheel on a machine without a GPU a CUDA probe that "fails") are written
 straight to file descriptor 2 before its own logging starts; the import captures them and passes
-them on as JSON log lines at their own level, so that `MNIST_TF_LOG_LEVEL` filters them.
+them on as JSON log lines at their own level (`contract.tensorflow_log`), so that `MNIST_TF_LOG_LEVEL`
+filters them.
 """
 
 import logging
 import os
-import re
 import sys
 import tempfile
 import threading
@@ -28,13 +28,11 @@ from contract import (
     load_savedmodel,
     serving_function,
 )
+from contract.tensorflow_log import records
 from service.core.runtime import TensorSpec
 
 PLATFORM = TENSORFLOW_RUNTIME
 _CPP_MIN_LOG_LEVEL = {"debug": "0", "info": "0", "warning": "1", "error": "2"}
-_ABSL_LINE = re.compile(r"([IWEF])\d{4} [\d:.]+\s+\d+ ([\w.]+:\d+)\] (.*)")
-_ABSL_BANNER = "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"
-_ABSL_LEVELS = {"I": logging.INFO, "W": logging.WARNING, "E": logging.ERROR, "F": logging.CRITICAL}
 
 logger = logging.getLogger(__name__)
 cpp_logger = logging.getLogger(f"{__name__}.cpp")
@@ -101,19 +99,8 @@ def _cpp_lines_to_log() -> Iterator[None]:
 
 
 def _replay(text: str) -> None:
-    level, message = logging.DEBUG, ""
-    for line in text.splitlines():
-        if line == _ABSL_BANNER:
-            continue
-        match = _ABSL_LINE.fullmatch(line)
-        if match is None and not message:  # not TensorFlow's: someone else's output, unchanged
-            sys.stderr.write(line + "\n")
-            continue
-        if match is None:  # a continuation of the message before
-            message += " " + line.strip()
-            continue
-        if message:
+    for level, message in records(text.splitlines()):
+        if level is None:  # not TensorFlow's: someone else's output, unchanged
+            sys.stderr.write(message + "\n")
+        else:
             cpp_logger.log(level, message)
-        level, message = _ABSL_LEVELS[match.group(1)], f"{match.group(3)} ({match.group(2)})"
-    if message:
-        cpp_logger.log(level, message)

@@ -13,8 +13,11 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from training.distributed import Distribution, epoch_batches, make_step, make_strategy
-from training.networks import NETWORKS, build_model
+from training.config import Distribution
+from training.data import Digits
+from training.distributed import epoch_batches, make_step, make_strategy
+from training.model import build_model
+from training.networks import NETWORKS
 
 GLOBAL_BATCH = 32
 
@@ -37,7 +40,7 @@ def main(strategy_name: str, devices: str, sync: str, out: str) -> None:
     loss = keras.losses.CategoricalCrossentropy(reduction="none")
     step = make_step(model, optimizer, loss, strategy, GLOBAL_BATCH)
     x, y = batch()
-    for one in epoch_batches(x, y, GLOBAL_BATCH, strategy):
+    for one in epoch_batches(Digits(x, y), GLOBAL_BATCH, strategy):
         step(one)
     bn = next(layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization))
     dense = model.layers[2]  # Rescaling, then the first Dense

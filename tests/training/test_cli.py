@@ -14,6 +14,19 @@ from training.recipes import PAIRS
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.parametrize("command", ["training", "service"])
+def test_help_answers_without_loading_tensorflow(command: str) -> None:
+    probe = (
+        f"import sys; from {command}.__main__ import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "heavy = sorted(m for m in ('tensorflow', 'keras', 'scipy') if m in sys.modules)\n"
+        "print('loaded:', heavy, file=sys.stderr)"
+    )
+    run = subprocess.run([sys.executable, "-c", probe], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
+    assert "usage: mnist-" in run.stdout
+    assert run.stderr == "loaded: []\n"
+
+
 def test_networks_lists_every_network(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["networks"]) == 0
     out = capsys.readouterr().out
@@ -79,6 +92,7 @@ def test_train_publishes_and_evaluate_reproduces_the_accuracy(tmp_path: Path) ->
         check=False,
     )
     assert train.returncode == 0, train.stderr[-2000:]
+    assert train.stderr == ""  # TensorFlow's notices, its own and its reload probe's, stay under --log-level
     assert "published mnist version 1" in train.stdout and "check repeatable" in train.stdout
     assert list(list_versions(tmp_path / "mnist")) == [1]
     accuracy = next(line for line in train.stdout.splitlines() if "test accuracy" in line).split()[2]

@@ -9,7 +9,7 @@ from training.data import (
     IDX_FILES,
     DataError,
     Digits,
-    load_idx_dir,
+    idx_source,
     load_npz,
     load_splits,
     read_idx,
@@ -66,13 +66,14 @@ def test_split_is_stratified_disjoint_and_seeded(embedded: Digits) -> None:
 
 
 @pytest.mark.parametrize("compress", [False, True])
-def test_load_idx_dir_reads_plain_and_gzipped_files(tmp_path: Path, compress: bool) -> None:
+def test_an_idx_folder_is_read_plain_or_gzipped(tmp_path: Path, compress: bool) -> None:
     _write_idx_dir(tmp_path, compress=compress)
-    train, test = load_idx_dir(tmp_path)
+    source = idx_source(tmp_path)
     x_train, y_train = _fake_mnist(50)
-    assert np.array_equal(train.x, x_train.reshape(50, 784).astype(np.float32))
-    assert np.array_equal(train.y, y_train)
-    assert len(test) == 20
+    assert np.array_equal(source.train.x, x_train.reshape(50, 784).astype(np.float32))
+    assert np.array_equal(source.train.y, y_train)
+    assert source.test is not None and len(source.test) == 20
+    assert sorted(source.files) == sorted(f"{stem}.gz" if compress else stem for stem in IDX_FILES.values())
 
 
 def test_load_splits_from_idx_dir_keeps_the_given_test_set(tmp_path: Path) -> None:
@@ -103,9 +104,9 @@ def test_read_idx_rejects_a_corrupt_gzip(tmp_path: Path) -> None:
         read_idx(path)
 
 
-def test_load_idx_dir_names_the_missing_file(tmp_path: Path) -> None:
+def test_an_idx_folder_without_its_files_names_the_missing_one(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="no train-images-idx3-ubyte"):
-        load_idx_dir(tmp_path)
+        idx_source(tmp_path)
 
 
 def test_load_npz_reads_the_keras_format(tmp_path: Path) -> None:

@@ -23,7 +23,8 @@ from training.export import (
     probe_inputs,
     verify_export,
 )
-from training.networks import NETWORKS, build_model
+from training.model import build_model
+from training.networks import NETWORKS
 from training.train import TrainResult
 
 Serving = Callable[[keras.Model, tf.Tensor], tf.Tensor]

@@ -3,7 +3,8 @@ import pytest
 
 from training.config import hyperparameters_for
 from training.data import Splits
-from training.networks import NETWORKS, build_model
+from training.model import build_model
+from training.networks import NETWORKS
 from training.train import run
 
 

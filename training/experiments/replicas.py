@@ -79,17 +79,17 @@ def _run(replicas: int, arm: str, seed: int, grid: ReplicaGrid, data: str) -> fl
 
 def _train_one(spec: dict[str, Any], data: str) -> float:
     """In its own process: one run, on `per_class` training digits of each class; the test accuracy."""
-    from training.config import hyperparameters_for
+    from training.config import Distribution, hyperparameters_for
     from training.data import load_source, split
-    from training.distributed import Distribution, fit, make_strategy
+    from training.distributed import fit, make_strategy
     from training.networks import NETWORKS
 
     single = spec["arm"] == "single"
     distribution = Distribution("none" if single else "mirrored", spec["replicas"], spec["arm"] == "sync")
     strategy = make_strategy(distribution)
     source = load_source(data)
-    rows = np.concatenate([np.flatnonzero(source.train.y == c)[: spec["per_class"]] for c in range(10)])
-    splits = split(source.train.take(np.sort(rows)), seed=0, source=source.name, test=source.test)
+    digits = source.train.first_of_each_class(spec["per_class"])
+    splits = split(digits, seed=0, source=source.name, test=source.test)
     per_replica = GLOBAL_BATCH if single else GLOBAL_BATCH // spec["replicas"]
     hp = hyperparameters_for(NETWORKS[NETWORK], seed=spec["seed"], epochs=spec["epochs"], batch_size=per_replica)
     result = fit(NETWORKS[NETWORK], hp, splits, strategy, sync_bn=distribution.sync_bn)

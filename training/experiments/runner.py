@@ -6,8 +6,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from training.data import Source, Splits, load_source, split
 from training.experiments import bn_paper, plots, replicas
 from training.experiments.claims import FINDINGS, Verdict, verdicts
@@ -78,8 +76,7 @@ def _splits(grid: Grid, source: Source) -> Splits:
     """At most `grid.per_class` training digits of each class, the first in file order; then the split."""
     digits = source.train
     if grid.per_class is not None:
-        rows = np.concatenate([np.flatnonzero(digits.y == c)[: grid.per_class] for c in range(10)])
-        digits = digits.take(np.sort(rows))
+        digits = digits.first_of_each_class(grid.per_class)
     return split(digits, seed=0, source=source.name, test=source.test)
 
 
