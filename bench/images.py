@@ -31,6 +31,7 @@ from bench.process import running
 ROOT = Path(__file__).resolve().parents[1]
 Render = Callable[[np.ndarray, np.random.Generator], tuple[bytes, str]]
 BEGIN, END = "<!-- images:begin -->", "<!-- images:end -->"
+PEOPLE_SECTION = "\n## What people make"
 
 
 def _png(image: Image.Image) -> tuple[bytes, str]:
@@ -140,7 +141,9 @@ def main() -> int:
         "|---|---|---|",
         *[f"| {side}x{side} PNG | {median:.2f} ms | {p90:.2f} ms |" for side, median, p90 in costs],
     ]
-    args.out.write_text(_report(accuracies, cost_table, source.name, len(y), command))
+    old = args.out.read_text() if args.out.exists() else ""
+    kept = old[old.index(PEOPLE_SECTION) :] if PEOPLE_SECTION in old else ""  # `python -m bench.people`'s
+    args.out.write_text(_report(accuracies, cost_table, source.name, len(y), command) + kept)
     _between_markers(args.benchmarks, [f"Preprocessing cost per image, `{command}`:", "", *cost_table])
     print(f"wrote {args.out} and the cost table into {args.benchmarks}")
     return 0
@@ -172,19 +175,22 @@ def _report(accuracies: list[tuple[str, float]], cost_table: list[str], source: 
     )
 
 
-def _between_markers(path: Path, lines: list[str]) -> None:
+def _between_markers(
+    path: Path, lines: list[str], *, begin: str = BEGIN, end: str = END, title: str = "Image preprocessing"
+) -> None:
+    """`lines` between the markers in `path`, which gets a section with the markers first if it has none."""
     text = path.read_text() if path.exists() else ""
-    if BEGIN not in text:
-        text = text.rstrip("\n") + f"\n\n## Image preprocessing\n\n{BEGIN}\n{END}\n"
-    head, rest = text.split(BEGIN, 1)
-    path.write_text(head + BEGIN + "\n" + "\n".join(lines) + "\n" + END + rest.split(END, 1)[1])
+    if begin not in text:
+        text = text.rstrip("\n") + f"\n\n## {title}\n\n{begin}\n{end}\n"
+    head, rest = text.split(begin, 1)
+    path.write_text(head + begin + "\n" + "\n".join(lines) + "\n" + end + rest.split(end, 1)[1])
 
 
 @contextmanager
-def _server() -> Iterator[str]:
+def _server(env: dict[str, str] | None = None) -> Iterator[str]:
     """`python -m service` on a free port, for the length of a `with`: its URL."""
     image = Load.http("/predict", {"image": IMAGE})
-    with running(ours("images", image), env={"MNIST_GRPC_ENABLED": "false"}) as live:
+    with running(ours("images", image), env={"MNIST_GRPC_ENABLED": "false", **(env or {})}) as live:
         yield live.url
 
 

@@ -23,6 +23,14 @@ from contract.layout import (
     savedmodel_digest,
 )
 from contract.metadata import (
+    ATTRIBUTIONS_NAME,
+    BASELINE_PROBABILITY_NAME,
+    CONFIDENCE_SIGNATURE,
+    CONFIDENT_NAME,
+    DIGIT_LIKE_NAME,
+    EXPLAIN_SIGNATURE,
+    EXPLAINED_DIGIT_NAME,
+    EXPLAINED_PROBABILITY_NAME,
     IMAGE_PIXELS,
     INPUT_NAME,
     NUM_CLASSES,
@@ -37,9 +45,26 @@ from contract.metadata import (
     read_metadata,
     write_metadata,
 )
-from contract.signature import SavedModel, Serve, SignatureError, load_savedmodel, serving_function
+from contract.signature import (
+    SavedModel,
+    Serve,
+    ServeAll,
+    SignatureError,
+    load_savedmodel,
+    output_specs,
+    serving_function,
+    signature_function,
+)
 
 __all__ = [
+    "ATTRIBUTIONS_NAME",
+    "BASELINE_PROBABILITY_NAME",
+    "CONFIDENCE_SIGNATURE",
+    "CONFIDENT_NAME",
+    "DIGIT_LIKE_NAME",
+    "EXPLAINED_DIGIT_NAME",
+    "EXPLAINED_PROBABILITY_NAME",
+    "EXPLAIN_SIGNATURE",
     "IMAGE_PIXELS",
     "INPUT_NAME",
     "LABELS_FILENAME",
@@ -56,6 +81,7 @@ __all__ = [
     "Metadata",
     "SavedModel",
     "Serve",
+    "ServeAll",
     "SignatureError",
     "is_label",
     "is_model_name",
@@ -63,11 +89,13 @@ __all__ = [
     "list_models",
     "list_versions",
     "load_savedmodel",
+    "output_specs",
     "parse_version",
     "read_labels",
     "read_metadata",
     "savedmodel_digest",
     "serving_function",
+    "signature_function",
     "write_labels",
     "write_metadata",
 ]

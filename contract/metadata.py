@@ -7,9 +7,17 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from contract.layout import METADATA_FILENAME
 
-SIGNATURE_KEY = "serving_default"
+SIGNATURE_KEY = "serving_default"  # pixels -> probabilities: calibrated, in versions that record a calibration
+CONFIDENCE_SIGNATURE = "with_confidence"  # pixels -> probabilities, confident, digit_like
+EXPLAIN_SIGNATURE = "explain"  # pixels -> the four *_NAME outputs below, from attributions on
 INPUT_NAME = "pixels"
 OUTPUT_NAME = "probabilities"
+CONFIDENT_NAME = "confident"  # the calibrated top probability reaches the version's threshold, and digit_like
+DIGIT_LIKE_NAME = "digit_like"  # the input looks like a digit at all
+ATTRIBUTIONS_NAME = "attributions"  # float32 [N, 784]: each pixel's integrated gradient
+EXPLAINED_DIGIT_NAME = "digit"  # int64 [N]: the digit explained, the one read
+EXPLAINED_PROBABILITY_NAME = "probability"  # float32 [N]: its calibrated probability
+BASELINE_PROBABILITY_NAME = "baseline_probability"  # float32 [N]: its probability for the baseline image
 IMAGE_PIXELS = 784
 NUM_CLASSES = 10
 PIXEL_MIN = 0.0
@@ -37,6 +45,7 @@ class GoldenProbes(BaseModel):
 
     inputs: list[list[float]]
     outputs: list[list[float]]
+    confident: list[bool] | None = Field(None, description="the confidence signature's flags, where it has one")
 
     @model_validator(mode="after")
     def _shapes_match(self) -> "GoldenProbes":
@@ -68,6 +77,13 @@ class Metadata(BaseModel):
         None, description="tf.distribute strategy, replicas, per-replica and global batch, synchronized BN"
     )
     input_scale: str = f"raw pixel intensities, {PIXEL_MIN:g} to {PIXEL_MAX:g}"
+    calibration: dict[str, Any] | None = Field(
+        None, description="how the served probabilities were calibrated, and their scores before and after"
+    )
+    confidence: dict[str, Any] | None = Field(
+        None, description="the rule behind `confident` and `digit_like`: thresholds, targets, validation figures"
+    )
+    explanation: dict[str, Any] | None = Field(None, description="the explain signature: method, baseline, steps")
     probes: GoldenProbes
 
 

@@ -13,6 +13,7 @@ import numpy as np
 from contract.metadata import IMAGE_PIXELS, INPUT_NAME, NUM_CLASSES, OUTPUT_NAME, SIGNATURE_KEY
 
 Serve = Callable[[np.ndarray], np.ndarray]
+ServeAll = Callable[[np.ndarray], dict[str, np.ndarray]]  # every output of a signature, by name
 
 
 class SignatureError(ValueError):
@@ -22,6 +23,9 @@ class SignatureError(ValueError):
 class _Spec(Protocol):
     @property
     def shape(self) -> Any: ...
+
+    @property
+    def dtype(self) -> Any: ...
 
 
 class ConcreteSignature(Protocol):
@@ -78,3 +82,30 @@ def serving_function(saved: SavedModel) -> Serve:
         return out
 
     return serve
+
+
+def signature_function(saved: SavedModel, key: str) -> ServeAll | None:
+    """Signature `key`, if the SavedModel has it, as a call on float32 `[N, 784]` that returns every output as
+    numpy; raises SignatureError if it does not take the contract's pixels."""
+    import tensorflow as tf
+
+    signature = saved.signatures.get(key)
+    if signature is None:
+        return None
+    inputs = signature.structured_input_signature[1]
+    if INPUT_NAME not in inputs or list(inputs[INPUT_NAME].shape) != [None, IMAGE_PIXELS]:
+        raise SignatureError(f"signature '{key}' must take '{INPUT_NAME}' float32 [None, {IMAGE_PIXELS}]")
+
+    def serve(x: np.ndarray) -> dict[str, np.ndarray]:
+        return {name: tensor.numpy() for name, tensor in signature(**{INPUT_NAME: tf.constant(x, tf.float32)}).items()}
+
+    return serve
+
+
+def output_specs(saved: SavedModel, key: str) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """Signature `key`'s outputs: numpy dtype name and shape (-1 where any size goes), by name."""
+    outputs = saved.signatures[key].structured_outputs
+    return {
+        name: (spec.dtype.as_numpy_dtype.__name__, tuple(-1 if d is None else int(d) for d in spec.shape))
+        for name, spec in outputs.items()
+    }

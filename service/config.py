@@ -27,6 +27,9 @@ class Settings(BaseSettings):
     access_log: bool = Field(True, description="one structured log line per request")
 
     max_request_images: int = Field(256, ge=1, description="most images in one request")
+    max_explain_images: int = Field(
+        16, ge=1, description="most images one request may ask to explain (each costs many model calls)"
+    )
     max_image_pixels: int = Field(
         16_000_000, ge=784, description="image files with more pixels (width x height) get 422, before decoding"
     )

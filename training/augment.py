@@ -1,16 +1,23 @@
-"""Distorted copies of a batch of digits, drawn anew every epoch: shifts, small affine maps, elastic warps.
+"""Distorted copies of a batch of digits, drawn anew every epoch: shifts, small affine maps, elastic warps,
+and the pens and resolutions people use.
 
-All of it is one resampling of the whole batch: every output pixel reads the input at a moved
+The geometry is one resampling of the whole batch: every output pixel reads the input at a moved
 coordinate, bilinearly. The affine part (rotation, scale, shear, shift) follows Simard et al. (2003)
 and LeCun's MNIST table; the elastic part is their displacement field, uniform noise smoothed by a
-Gaussian of width `sigma` and scaled by `alpha`. NOTE: vectorized over the batch in scipy, not per
-image in Python, so that distorting a batch costs far less than training on it.
+Gaussian of width `sigma` and scaled by `alpha`. Then the pen: a third of the digits get a thinner
+stroke (grey erosion) and a third a thicker one (grey dilation, by one or two pixels), as the page's
+pens of several widths draw them; a share of them is stretched to fill its box whatever its shape, as
+NIST's normalization did to the UCI digits (a 1 as wide as an 8); and a share is blurred to a low
+resolution and back, as a small or scanned digit arrives. NOTE: vectorized over the batch in scipy,
+not per image in Python (but for the stretch, on a few images), so that distorting a batch costs far
+less than training on it.
 """
 
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 SIDE = 28
 
@@ -23,6 +30,9 @@ class Distortion:
     max_shear: float = 0.0
     elastic_alpha: float = 0.0  # pixels of displacement before smoothing; 0 turns warps off
     elastic_sigma: float = 4.0
+    pen_widths: bool = False  # thinner and thicker strokes
+    stretched: float = 0.0  # the share of digits stretched to fill a square box
+    low_resolution: float = 0.0  # the share of digits blurred to 7 to 14 pixels across and back
 
     def apply(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """float32 `[N, 784]` in 0..255, distorted; the result stays within 0..255."""
@@ -35,6 +45,12 @@ class Distortion:
             cols += self._warp(n, rng)
         index = np.broadcast_to(np.arange(n, dtype=np.float32)[:, None, None], rows.shape)
         out = _ndimage().map_coordinates(images, [index, rows, cols], order=1, mode="constant", cval=0.0)
+        if self.pen_widths:
+            out = _pens(out, rng)
+        if self.stretched > 0:
+            out = _stretched(out, rng.random(n) < self.stretched)
+        if self.low_resolution > 0:
+            out = _blurred(out, rng.random(n) < self.low_resolution, rng)
         result: np.ndarray = np.clip(out, 0, 255).astype(np.float32).reshape(n, -1)
         return result
 
@@ -59,6 +75,48 @@ class Distortion:
         return self.elastic_alpha * smooth
 
 
+def _pens(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A third of the images with a thinner stroke, a third with one thicker by one or two pixels."""
+    ndimage = _ndimage()
+    pen = rng.integers(0, 4, len(images))  # 0: thinner, 1: as drawn, 2: thicker, 3: thicker still
+    out: np.ndarray = images.copy()
+    out[pen == 0] = ndimage.grey_erosion(images[pen == 0], size=(1, 2, 2))
+    out[pen == 2] = ndimage.grey_dilation(images[pen == 2], size=(1, 2, 2))
+    out[pen == 3] = ndimage.grey_dilation(images[pen == 3], size=(1, 3, 3))
+    return out
+
+
+def _stretched(images: np.ndarray, chosen: np.ndarray) -> np.ndarray:
+    """The chosen images' ink stretched to fill the middle 20x20, aspect ratio not kept."""
+    out: np.ndarray = images.copy()
+    side, box = images.shape[1], 20
+    for i in np.flatnonzero(chosen):
+        rows = np.flatnonzero(images[i].max(axis=1) > 51)
+        cols = np.flatnonzero(images[i].max(axis=0) > 51)
+        if rows.size < 2 or cols.size < 2:
+            continue
+        ink = Image.fromarray(images[i, rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1].astype(np.float32), "F")
+        out[i] = 0
+        start = (side - box) // 2
+        out[i, start : start + box, start : start + box] = np.asarray(ink.resize((box, box), Image.Resampling.BILINEAR))
+    return out
+
+
+def _blurred(images: np.ndarray, chosen: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The chosen images down to a few pixels across and back up, smoothly; the brightest back at 255."""
+    if not chosen.any():
+        return images
+    ndimage = _ndimage()
+    side = images.shape[1]
+    small = int(rng.integers(7, 15))
+    shrunk = ndimage.zoom(images[chosen], (1, small / side, small / side), order=1)
+    grown = ndimage.zoom(shrunk, (1, side / shrunk.shape[1], side / shrunk.shape[2]), order=3)
+    peak = grown.reshape(len(grown), -1).max(axis=1)[:, None, None]
+    out: np.ndarray = images.copy()
+    out[chosen] = grown * (255.0 / np.maximum(peak, 1e-6))
+    return out
+
+
 def _ndimage() -> Any:
     """scipy.ndimage, imported at the first distortion: the CLI lists the distortions without loading it."""
     from scipy import ndimage
@@ -72,5 +130,16 @@ DISTORTIONS: dict[str, Distortion | None] = {
     "affine": Distortion(max_shift=2.0, max_rotation_deg=12.0, max_scale=0.12, max_shear=0.15),
     "elastic": Distortion(
         max_shift=2.0, max_rotation_deg=12.0, max_scale=0.12, max_shear=0.15, elastic_alpha=34.0, elastic_sigma=4.0
+    ),
+    "pen": Distortion(
+        max_shift=2.0,
+        max_rotation_deg=12.0,
+        max_scale=0.12,
+        max_shear=0.15,
+        elastic_alpha=20.0,
+        elastic_sigma=4.0,
+        pen_widths=True,
+        stretched=0.1,
+        low_resolution=0.1,
     ),
 }

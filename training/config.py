@@ -32,6 +32,8 @@ class Hyperparameters:
     augment: str = "none"  # a key of training.augment.DISTORTIONS
     cosine_decay: bool = False
     label_smoothing: float = 0.0
+    outlier_exposure: float = 0.0  # the share of each epoch that is non-digits, trained toward no class
+    printed_digits: int = 0  # digits printed in fonts, added to the training digits
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -46,6 +48,8 @@ class Hyperparameters:
             ("bn_momentum", 0 <= self.bn_momentum < 1, "must be in [0, 1)"),
             ("bn_epsilon", self.bn_epsilon > 0, "must be positive"),
             ("label_smoothing", 0 <= self.label_smoothing < 1, "must be in [0, 1)"),
+            ("outlier_exposure", 0 <= self.outlier_exposure < 1, "must be in [0, 1)"),
+            ("printed_digits", self.printed_digits >= 0, "must be at least 0"),
             ("augment", self.augment in DISTORTIONS, f"must be one of {', '.join(DISTORTIONS)}"),
         ]
         return [f"--{name.replace('_', '-')} {rule}, got {getattr(self, name)}" for name, ok, rule in checks if not ok]

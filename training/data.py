@@ -45,10 +45,13 @@ class DataError(ValueError):
     """The data at hand is not MNIST as this project expects it."""
 
 
+NOT_A_DIGIT = -1  # the label of an image that is no digit at all (outlier exposure, training.glyphs)
+
+
 @dataclass(frozen=True)
 class Digits:
     x: np.ndarray  # float32 [N, 784], 0..255
-    y: np.ndarray  # int64 [N], 0..9
+    y: np.ndarray  # int64 [N], 0..9, or NOT_A_DIGIT
 
     def __len__(self) -> int:
         return len(self.y)
@@ -62,9 +65,13 @@ class Digits:
         return self.take(np.sort(rows))
 
     def one_hot(self) -> np.ndarray:
-        """The labels as float32 one-hot rows."""
-        encoded: np.ndarray = np.eye(NUM_CLASSES, dtype=np.float32)[self.y]
+        """The labels as float32 one-hot rows; a non-digit's row is uniform, no class more likely than another."""
+        encoded: np.ndarray = np.eye(NUM_CLASSES, dtype=np.float32)[np.maximum(self.y, 0)]
+        encoded[self.y == NOT_A_DIGIT] = 1.0 / NUM_CLASSES
         return encoded
+
+    def __add__(self, other: "Digits") -> "Digits":
+        return Digits(np.concatenate([self.x, other.x]), np.concatenate([self.y, other.y]))
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from training.config import Distribution, Hyperparameters
 from training.data import Digits, Splits
 from training.model import build_model
 from training.networks import Network
-from training.train import TrainResult, evaluate, make_deterministic
+from training.train import TrainResult, evaluate, make_deterministic, training_digits
 
 Log = Callable[[str], None]
 # What a collective op raises when a peer stops (its heartbeats stop, or the connection drops).
@@ -80,11 +80,12 @@ def fit(
     make_deterministic(hp.seed)
     replicas = strategy.num_replicas_in_sync
     global_batch = hp.batch_size * replicas
+    training = training_digits(splits.train, hp)
     with strategy.scope():
         model = build_model(
             network, dropout=hp.dropout, momentum=hp.bn_momentum, epsilon=hp.bn_epsilon, synchronized=sync_bn
         )
-        steps_per_epoch = len(splits.train) // global_batch
+        steps_per_epoch = len(training) // global_batch
         learning_rate: Any = hp.learning_rate
         if hp.cosine_decay:
             learning_rate = keras.optimizers.schedules.CosineDecay(hp.learning_rate, hp.epochs * steps_per_epoch)
@@ -94,8 +95,8 @@ def fit(
     step = make_step(model, optimizer, loss_fn, strategy, global_batch)
     history: dict[str, list[float]] = {"loss": [], "val_accuracy": []}
     for epoch in range(hp.epochs):
-        order = np.random.default_rng((hp.seed, epoch)).permutation(len(splits.train))[: steps_per_epoch * global_batch]
-        batches = epoch_batches(splits.train.take(order), global_batch, strategy)
+        order = np.random.default_rng((hp.seed, epoch)).permutation(len(training))[: steps_per_epoch * global_batch]
+        batches = epoch_batches(training.take(order), global_batch, strategy)
         progress = keras.utils.Progbar(steps_per_epoch, verbose=1 if log else 0)
         losses = []
         for i, batch in enumerate(batches):

@@ -12,7 +12,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -24,6 +24,9 @@ import numpy as np
 import tensorflow as tf
 
 from contract import (
+    CONFIDENCE_SIGNATURE,
+    CONFIDENT_NAME,
+    EXPLAIN_SIGNATURE,
     IMAGE_PIXELS,
     INPUT_NAME,
     NUM_CLASSES,
@@ -40,10 +43,22 @@ from contract import (
     load_savedmodel,
     savedmodel_digest,
     serving_function,
+    signature_function,
     write_metadata,
 )
 from training.config import Hyperparameters
 from training.data import Digits, Splits
+from training.head import (
+    MAX_VALIDATION_ECE,
+    MIN_DIGITS_TO_JUDGE_ECE,
+    HeadReport,
+    ServingHead,
+    calibrated_probabilities,
+    completeness_gaps,
+    fit_head,
+    integrated_gradients,
+    with_confidence,
+)
 from training.model import describe_layers
 from training.networks import Network
 
@@ -66,19 +81,38 @@ class CheckResult:
     detail: str
 
 
-def export_savedmodel(model: keras.Model, directory: Path) -> None:
-    """Write `model` as a SavedModel whose only signature runs it in inference mode."""
+def export_savedmodel(model: keras.Model, directory: Path, head: ServingHead | None = None) -> None:
+    """Write `model` as a SavedModel whose signatures run it in inference mode: `serving_default` alone, the
+    model's own probabilities; or with a head, calibrated probabilities in `serving_default`, and the
+    `with_confidence` and `explain` signatures (the contract names their outputs)."""
     archive = keras.export.ExportArchive()
-    # NOTE: no archive.track(model): tracking the model as well as the endpoint writes every weight
+    pixels = [tf.TensorSpec([None, IMAGE_PIXELS], tf.float32, name=INPUT_NAME)]
+    # NOTE: no archive.track(model): tracking the model as well as the endpoints writes every weight
     # twice (under `variables` and `_all_variables`), doubling the files kept in git.
     # NOTE: training=False on purpose: BN must normalise with the moving statistics it saved,
     # never with the statistics of whatever batch a server happens to send.
-    archive.add_endpoint(
-        name="serve",
-        fn=lambda pixels: {OUTPUT_NAME: model(pixels, training=False)},
-        input_signature=[tf.TensorSpec([None, IMAGE_PIXELS], tf.float32, name=INPUT_NAME)],
-    )
+    if head is None:
+        archive.add_endpoint("serve", lambda x: {OUTPUT_NAME: model(x, training=False)}, input_signature=pixels)
+    else:
+        calibrated = calibrated_probabilities(model, head.calibration)
+        archive.add_endpoint("serve", lambda x: {OUTPUT_NAME: calibrated(x)}, input_signature=pixels)
+        archive.add_endpoint(
+            CONFIDENCE_SIGNATURE, lambda x: with_confidence(calibrated(x), head.rule), input_signature=pixels
+        )
+        archive.add_endpoint(
+            EXPLAIN_SIGNATURE,
+            lambda x: integrated_gradients(calibrated, x, steps=head.explain_steps),
+            input_signature=pixels,
+        )
     archive.write_out(str(directory), verbose=False)
+
+
+def served_in_process(model: keras.Model, head: ServingHead | None) -> Callable[..., np.ndarray]:
+    """What the export serves as `serving_default`, computed here by Keras: `(x, training=False) -> probabilities`."""
+    if head is None:
+        return lambda x, training=False: np.asarray(model(x, training=training))
+    calibrated = calibrated_probabilities(model, head.calibration)
+    return lambda x, training=False: np.asarray(calibrated(tf.constant(x), training))
 
 
 def load_signature(directory: Path) -> tuple[SavedModel, Serve]:
@@ -95,22 +129,38 @@ def probe_inputs(test: Digits) -> np.ndarray:
 
 
 def verify_export(
-    model: keras.Model, directory: Path, loaded: SavedModel, serve: Serve, probes: np.ndarray
+    model: keras.Model,
+    directory: Path,
+    loaded: SavedModel,
+    serve: Serve,
+    probes: np.ndarray,
+    head: tuple[ServingHead, HeadReport] | None = None,
 ) -> list[CheckResult]:
-    """The five export checks of the SavedModel in `directory`, loaded here as (`loaded`, `serve`);
-    it is fit to publish only if all pass. Check 1 loads it once more, in a fresh process."""
-    return [
-        check_reload_matches_keras(model, directory, probes),
+    """The export checks of the SavedModel in `directory`, loaded here as (`loaded`, `serve`): five, and three
+    more for a version with a head; it is fit to publish only if all pass. Check 1 loads it once more, in a
+    fresh process."""
+    fitted = None if head is None else head[0]
+    checks = [
+        check_reload_matches_keras(model, directory, probes, fitted),
         check_bn_statistics(model, loaded),
         check_statistics_frozen(loaded, serve, probes),
-        check_batch_of_one(model, serve, probes),
+        check_batch_of_one(model, serve, probes, fitted),
         check_repeatable(serve, probes),
     ]
+    if head is not None:
+        checks += [
+            check_calibration(head[1]),
+            check_signatures_agree(loaded, serve, probes, head[0]),
+            check_explanations(loaded, probes),
+        ]
+    return checks
 
 
-def check_reload_matches_keras(model: keras.Model, directory: Path, probes: np.ndarray) -> CheckResult:
+def check_reload_matches_keras(
+    model: keras.Model, directory: Path, probes: np.ndarray, head: ServingHead | None = None
+) -> CheckResult:
     """1. A fresh process loads the SavedModel, as the server will, and reproduces Keras inference."""
-    expected = np.asarray(model(probes, training=False))
+    expected = served_in_process(model, head)(probes)
     with tempfile.TemporaryDirectory() as tmp:
         inputs, outputs = Path(tmp, "inputs.npy"), Path(tmp, "outputs.npy")
         np.save(inputs, probes)
@@ -158,7 +208,9 @@ def check_statistics_frozen(loaded: SavedModel, serve: Serve, probes: np.ndarray
     return CheckResult("frozen", True, f"{len(before)} variables unchanged after {FROZEN_CALLS} calls")
 
 
-def check_batch_of_one(model: keras.Model, serve: Serve, probes: np.ndarray) -> CheckResult:
+def check_batch_of_one(
+    model: keras.Model, serve: Serve, probes: np.ndarray, head: ServingHead | None = None
+) -> CheckResult:
     """4. A row alone equals the same row in a batch, and not what batch statistics would give."""
     in_batch = serve(probes)
     gap = max(float(np.abs(serve(probes[i : i + 1])[0] - in_batch[i]).max()) for i in range(len(probes)))
@@ -169,7 +221,7 @@ def check_batch_of_one(model: keras.Model, serve: Serve, probes: np.ndarray) -> 
     # A clone, so that running BN in training mode cannot move the real model's statistics.
     clone = keras.models.clone_model(model)
     clone.set_weights(model.get_weights())
-    batch_statistics = np.asarray(clone(probes, training=True))
+    batch_statistics = served_in_process(clone, head)(probes, training=True)
     distance = float(np.abs(batch_statistics - in_batch).max())
     if distance < MIN_BATCH_STATISTICS_GAP:
         return CheckResult("batch_of_one", False, f"served outputs match batch statistics ({distance:.2e})")
@@ -186,6 +238,40 @@ def check_repeatable(serve: Serve, probes: np.ndarray) -> CheckResult:
         if not np.array_equal(serve(one), first):
             return CheckResult("repeatable", False, "a batch of one gave different bits on a repeat")
     return CheckResult("repeatable", True, f"{REPEATED_CALLS} calls bit-identical")
+
+
+def check_calibration(report: HeadReport) -> CheckResult:
+    """6. The served probabilities are calibrated: their ECE on the validation digits is at most 1.5%."""
+    ece = report.validation_ece
+    detail = f"validation ECE {ece * 100:.2f}% (at most {MAX_VALIDATION_ECE * 100:g}%), {report.calibration['method']}"
+    if report.validation_digits < MIN_DIGITS_TO_JUDGE_ECE:
+        return CheckResult("calibration", True, f"{detail}; not judged on {report.validation_digits} digits")
+    return CheckResult("calibration", ece <= MAX_VALIDATION_ECE, detail)
+
+
+def check_signatures_agree(loaded: SavedModel, serve: Serve, probes: np.ndarray, head: ServingHead) -> CheckResult:
+    """7. `with_confidence` gives serving_default's probabilities, bit for bit, and flags them by the rule."""
+    with_confidence = signature_function(loaded, CONFIDENCE_SIGNATURE)
+    if with_confidence is None:
+        return CheckResult("signatures", False, f"no '{CONFIDENCE_SIGNATURE}' signature")
+    outputs = with_confidence(probes)
+    if not np.array_equal(outputs[OUTPUT_NAME], serve(probes)):
+        return CheckResult("signatures", False, f"'{CONFIDENCE_SIGNATURE}' and serving_default differ")
+    if not np.array_equal(outputs[CONFIDENT_NAME], head.rule.confident(outputs[OUTPUT_NAME])):
+        return CheckResult("signatures", False, "the confident flags do not follow the rule")
+    flagged = int(outputs[CONFIDENT_NAME].sum())
+    return CheckResult("signatures", True, f"the same probabilities; {flagged} of {len(probes)} probes confident")
+
+
+def check_explanations(loaded: SavedModel, probes: np.ndarray) -> CheckResult:
+    """8. Integrated gradients are complete: each explanation's attributions add up to the probability it
+    explains minus the baseline's, within 1% (or 1e-4, for a probability the image barely moves)."""
+    explain = signature_function(loaded, EXPLAIN_SIGNATURE)
+    if explain is None:
+        return CheckResult("explanations", False, f"no '{EXPLAIN_SIGNATURE}' signature")
+    gap = completeness_gaps(explain(probes))
+    worst = float(gap.max())
+    return CheckResult("explanations", worst <= 1.0, f"completeness within {worst:.2f} of the tolerance")
 
 
 @dataclass
@@ -230,13 +316,16 @@ def staged_export(
     _remove_abandoned_staging(model_dir)
     staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=model_dir))
     try:
-        export_savedmodel(result_model, staging)
+        head, report = fit_head(result_model, splits)
+        export_savedmodel(result_model, staging, head)
         probes = probe_inputs(splits.test)
         loaded, serve = load_signature(staging)
-        checks = verify_export(result_model, staging, loaded, serve, probes)
+        checks = verify_export(result_model, staging, loaded, serve, probes, (head, report))
         failed = [c for c in checks if not c.passed]
         if failed:
             raise ExportError("export verification failed: " + "; ".join(f"{c.name}: {c.detail}" for c in failed))
+        flags = signature_function(loaded, CONFIDENCE_SIGNATURE)
+        confident = None if flags is None else flags(probes)[CONFIDENT_NAME].tolist()
         metadata = Metadata(
             name=name,
             version=0,
@@ -251,7 +340,10 @@ def staged_export(
             created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             savedmodel_sha256=savedmodel_digest(staging),
             distribution=distribution,
-            probes=GoldenProbes(inputs=probes.tolist(), outputs=serve(probes).tolist()),
+            calibration=report.calibration,
+            confidence=report.confidence,
+            explanation=report.explanation,
+            probes=GoldenProbes(inputs=probes.tolist(), outputs=serve(probes).tolist(), confident=confident),
         )
         yield StagedVersion(model_dir, staging, metadata, checks)
     finally:

@@ -69,3 +69,12 @@ def _hidden_block(
     if network.dropout_order == "before_bn":
         return bn(drop(x))
     return drop(bn(x))
+
+
+def split_head(model: keras.Model) -> tuple[keras.Model, keras.layers.Dense]:
+    """The model without its softmax layer (features in, the last hidden layer's output out), and that layer:
+    its logits are `features @ kernel + bias`."""
+    head = model.layers[-1]
+    if not isinstance(head, keras.layers.Dense) or head.units != NUM_CLASSES:
+        raise ValueError(f"{model.name}'s last layer is {type(head).__name__}, not the {NUM_CLASSES}-way Dense")
+    return keras.Model(model.inputs, head.input), head

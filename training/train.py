@@ -7,9 +7,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from training import glyphs
 from training.augment import DISTORTIONS, Distortion
 from training.config import Hyperparameters
-from training.data import Digits, Splits
+from training.data import NOT_A_DIGIT, Digits, Splits
 from training.model import build_model
 from training.networks import Network
 
@@ -38,7 +39,8 @@ def run(
     """Train `network` on `splits.train`, validate each epoch, and evaluate on `splits.test`."""
     make_deterministic(hp.seed)
     model = build_model(network, dropout=hp.dropout, momentum=hp.bn_momentum, epsilon=hp.bn_epsilon)
-    steps_per_epoch = math.ceil(len(splits.train) / hp.batch_size)
+    training = training_digits(splits.train, hp)
+    steps_per_epoch = math.ceil(len(training) / hp.batch_size)
     learning_rate: float | keras.optimizers.schedules.LearningRateSchedule = hp.learning_rate
     if hp.cosine_decay:
         learning_rate = keras.optimizers.schedules.CosineDecay(hp.learning_rate, hp.epochs * steps_per_epoch)
@@ -47,7 +49,7 @@ def run(
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=hp.label_smoothing),
         metrics=["accuracy"],
     )
-    batches = _Batches(splits.train, hp.batch_size, seed=hp.seed, distortion=DISTORTIONS[hp.augment])
+    batches = _Batches(training, hp.batch_size, seed=hp.seed, distortion=DISTORTIONS[hp.augment])
     fit = model.fit(
         batches,
         epochs=hp.epochs,
@@ -57,6 +59,16 @@ def run(
     )
     history = {k: [float(v) for v in values] for k, values in fit.history.items()}
     return TrainResult(model, history, evaluate(model, splits))
+
+
+def training_digits(digits: Digits, hp: Hyperparameters) -> Digits:
+    """The digits to train on: the split's, then printed digits and non-digits if `hp` asks for them."""
+    if hp.printed_digits:
+        digits = digits + glyphs.printed_digits(hp.printed_digits, seed=hp.seed)
+    if hp.outlier_exposure:
+        count = round(len(digits) * hp.outlier_exposure / (1 - hp.outlier_exposure))
+        digits = digits + Digits(glyphs.non_digits(count, seed=hp.seed + 1), np.full(count, NOT_A_DIGIT))
+    return digits
 
 
 def evaluate(model: keras.Model, splits: Splits) -> dict[str, float]:

@@ -20,9 +20,9 @@ from typing import Protocol
 
 import numpy as np
 
+from service.core.runtime import Outputs, Predict, rows
 from service.errors import NotReady, Overloaded, Timeout
 
-Predict = Callable[[np.ndarray], np.ndarray]
 QUIET_TURNS = 64  # loop turns without a new arrival that end the wait for more
 MAX_JOIN_TURNS = 512
 
@@ -38,7 +38,7 @@ class BatchObserver(Protocol):
 @dataclass
 class _Pending:
     x: np.ndarray
-    future: asyncio.Future[np.ndarray]
+    future: asyncio.Future[Outputs]
 
 
 class DynamicBatcher:
@@ -73,8 +73,8 @@ class DynamicBatcher:
     def queued_rows(self) -> int:
         return self._queued_rows
 
-    async def submit(self, x: np.ndarray, *, timeout_s: float | None = None) -> np.ndarray:
-        """Probabilities for `x`'s rows, computed in some batch alongside other requests; `timeout_s`
+    async def submit(self, x: np.ndarray, *, timeout_s: float | None = None) -> Outputs:
+        """The outputs for `x`'s rows, computed in some batch alongside other requests; `timeout_s`
         (at most the batcher's own) is the caller's deadline."""
         if self._closing:  # routing never sends a request here; if it did, a retry reaches a live version
             raise NotReady("this model version is being unloaded; retry")
@@ -83,7 +83,7 @@ class DynamicBatcher:
             raise Overloaded(f"server is at capacity ({self._queued_rows} rows queued); retry shortly")
         if self._executor is None and not self._queue and not self._may_arrive():
             return self._alone(x)
-        future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Outputs] = asyncio.get_running_loop().create_future()
         self._queue.append(_Pending(x, future))
         self._queued_rows += len(x)
         self._wakeup.set()
@@ -97,7 +97,7 @@ class DynamicBatcher:
             future.cancel()
             raise
 
-    def _alone(self, x: np.ndarray) -> np.ndarray:
+    def _alone(self, x: np.ndarray) -> Outputs:
         """A request nobody can join, with the model free: computed here, in the caller's task.
 
         NOTE: through the queue, a lone request would pay for a future, a shield, a timer and two task
@@ -178,5 +178,5 @@ class DynamicBatcher:
         for p in batch:
             end = start + len(p.x)
             if not p.future.done():
-                p.future.set_result(out[start:end])
+                p.future.set_result(rows(out, start, end))
             start = end

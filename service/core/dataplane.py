@@ -4,15 +4,17 @@ It reads the model manager and never changes it: readiness, descriptions, the ca
 version and label, and inference. The admin operations are the manager's own (`ModelManager`).
 """
 
+import asyncio
 from collections.abc import Awaitable
 from dataclasses import dataclass
 
 import numpy as np
 
+from contract import OUTPUT_NAME
 from service.core.manager import ModelManager
-from service.core.runtime import TensorSpec
+from service.core.runtime import Outputs, TensorSpec
 from service.core.status import VersionStatus
-from service.errors import NotFound, NotReady
+from service.errors import NotFound, NotReady, Unimplemented
 
 
 @dataclass(frozen=True)
@@ -40,7 +42,25 @@ class ModelDescription:
     platform: str
     batching: str
     inputs: tuple[TensorSpec, ...]
-    outputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]  # of every request: probabilities, and confident where the version has it
+    explain_outputs: tuple[TensorSpec, ...]  # of an explanation; none for a version without
+
+    def has_output(self, name: str) -> bool:
+        return any(spec.name == name for spec in self.outputs)
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Why a version read an image as it did: integrated gradients of the explained probability, from a
+    baseline image, one attribution per pixel; they add up to `probability - baseline_probability`."""
+
+    digit: int
+    probability: float
+    baseline_probability: float
+    attributions: np.ndarray  # float32 [784]
+    method: str
+    baseline: str
+    steps: int
 
 
 @dataclass(frozen=True)
@@ -62,7 +82,11 @@ class Catalogue:
 class InferenceResult:
     name: str
     version: int  # the version that computed it
-    probabilities: np.ndarray  # float32 [N, 10]
+    outputs: Outputs  # probabilities float32 [N, 10], and whatever else the version computes
+
+    @property
+    def probabilities(self) -> np.ndarray:
+        return self.outputs[OUTPUT_NAME]
 
 
 class DataPlane:
@@ -104,6 +128,7 @@ class DataPlane:
             batching=model.predict.mode.value,
             inputs=model.inputs,
             outputs=model.outputs,
+            explain_outputs=model.runtime.explain_outputs,
         )
 
     def catalogue(self) -> Catalogue:
@@ -120,8 +145,33 @@ class DataPlane:
         served = self._manager.resolve(self._name(ref), ref.version, ref.label)
         # NOTE: resolve and submit run without an await between them, so an unload that starts
         # later still finds this request in the batcher's queue and drains it.
-        probabilities = await served.batcher.submit(x, timeout_s=timeout_s)
-        return InferenceResult(served.model.name, served.model.version, probabilities)
+        outputs = await served.batcher.submit(x, timeout_s=timeout_s)
+        return InferenceResult(served.model.name, served.model.version, outputs)
+
+    async def explain(self, ref: ModelRef, x: np.ndarray) -> tuple[InferenceResult, list[Explanation]]:
+        """The explanation of each of `x`'s rows by the version `ref` reaches, computed outside the batcher (an
+        explanation is many model calls, with no promise of batch invariance); and the signature's outputs."""
+        model = self._manager.resolve(self._name(ref), ref.version, ref.label).model
+        explain, about = model.runtime.explain, model.metadata.explanation
+        if explain is None or about is None:
+            raise Unimplemented(
+                f"version {model.version} of model '{model.name}' cannot explain: it was exported before "
+                "explanations existed"
+            )
+        outputs = await asyncio.to_thread(explain, x)
+        explained = [
+            Explanation(
+                int(digit), float(p), float(p0), row, str(about["method"]), str(about["baseline"]), int(about["steps"])
+            )
+            for digit, p, p0, row in zip(
+                outputs["digit"],
+                outputs["probability"],
+                outputs["baseline_probability"],
+                outputs["attributions"],
+                strict=True,
+            )
+        ]
+        return InferenceResult(model.name, model.version, outputs), explained
 
     def _name(self, ref: ModelRef) -> str:
         return self._default_model if ref.name is None else ref.name

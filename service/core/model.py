@@ -19,8 +19,18 @@ from pathlib import Path
 
 import numpy as np
 
-from contract import GoldenProbes, Metadata, read_metadata, savedmodel_digest
-from service.core.runtime import Predict, Runtime, RuntimeLoader, TensorSpec
+from contract import CONFIDENT_NAME, OUTPUT_NAME, GoldenProbes, Metadata, read_metadata, savedmodel_digest
+from service.core.runtime import (
+    Outputs,
+    Predict,
+    Runtime,
+    RuntimeLoader,
+    TensorSpec,
+    concatenated,
+    finite,
+    rows,
+    same_bits,
+)
 from service.errors import ModelOutputError
 
 PROBE_TOLERANCE = 1e-5
@@ -54,41 +64,44 @@ class BatchInvariantPredict:
         self.mode = mode
         self._label = label
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
+    def __call__(self, x: np.ndarray) -> Outputs:
         if self.mode is BatchingMode.ISOLATED:
-            out = np.concatenate([self._padded(x[i : i + 1]) for i in range(len(x))])
+            out = concatenated([self._padded(x[i : i + 1]) for i in range(len(x))])
         elif len(x) == 1:
             out = self._padded(x)
         else:
             out = self._predict(x)
-        if not np.isfinite(out).all():
+        if not finite(out):
             raise ModelOutputError(f"{self._label} produced non-finite probabilities")
         return out
 
-    def _padded(self, row: np.ndarray) -> np.ndarray:
+    def _padded(self, row: np.ndarray) -> Outputs:
         # NOTE: never run the M=1 kernel; a zero row makes it the M=2 kernel every batch uses.
-        return self._predict(np.concatenate([row, np.zeros_like(row)]))[:1]
+        return rows(self._predict(np.concatenate([row, np.zeros_like(row)])), 0, 1)
 
 
 def self_check(predict: Predict, probes: GoldenProbes, *, repeats: int, max_rows: int) -> SelfCheckReport:
     """Refuse a model unless it reproduces its golden probes and is batch-invariant; choose its batching mode."""
     started = time.perf_counter()
     inputs = np.asarray(probes.inputs, dtype=np.float32)
-    expected = np.asarray(probes.outputs, dtype=np.float32)
     got = predict(inputs)
-    if not np.isfinite(got).all():
+    if not finite(got):
         raise SelfCheckFailed("the model produced non-finite outputs for its golden probes")
-    error = float(np.abs(got - expected).max())
+    error = float(np.abs(got[OUTPUT_NAME] - np.asarray(probes.outputs, dtype=np.float32)).max())
     if not error <= PROBE_TOLERANCE:
         raise SelfCheckFailed(
             f"golden probes differ by {error:.2e} (tolerance {PROBE_TOLERANCE:g}): "
             "wrong weights, unfrozen or missing BN statistics, or wrong input scaling"
         )
     checks = [f"golden probes reproduced within {error:.1e}"]
+    if probes.confident is not None:
+        if CONFIDENT_NAME not in got or got[CONFIDENT_NAME].tolist() != probes.confident:
+            raise SelfCheckFailed("the golden probes' confident flags are not the ones the exporter saw")
+        checks.append("golden probes' confident flags reproduced")
 
     invariant = BatchInvariantPredict(predict, BatchingMode.BATCHED, "the model")
     first = invariant(inputs[:1])
-    if any(not np.array_equal(invariant(inputs[:1]), first) for _ in range(repeats - 1)):
+    if any(not same_bits(invariant(inputs[:1]), first) for _ in range(repeats - 1)):
         raise SelfCheckFailed(f"a batch of one gave different bits over {repeats} calls")
     checks.append(f"batch of one bit-identical over {repeats} calls")
 
@@ -147,12 +160,13 @@ def load_version(
 
 
 def _invariance_problem(predict: BatchInvariantPredict, probes: np.ndarray, max_rows: int) -> str | None:
-    reference = np.concatenate([predict(probes[i : i + 1]) for i in range(len(probes))])
+    reference = concatenated([predict(probes[i : i + 1]) for i in range(len(probes))])
     rng = np.random.default_rng(0)
     for size in _sizes(max_rows):
         for _ in range(2):
-            rows = rng.integers(0, len(probes), size=size)
-            if not np.array_equal(predict(probes[rows]), reference[rows]):
+            picked = rng.integers(0, len(probes), size=size)
+            expected = {name: array[picked] for name, array in reference.items()}
+            if not same_bits(predict(probes[picked]), expected):
                 return f"a batch of {size} changed some row's bits"
     return None
 

@@ -4,15 +4,17 @@ A version's `metadata.json` names its runtime; the server holds a table of runti
 (`service.runtimes.default_runtimes`) and refuses a version whose runtime it does not have.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
-Predict = Callable[[np.ndarray], np.ndarray]
-FP32 = "FP32"  # tensor datatypes go by the Open Inference Protocol's names
+Outputs = dict[str, np.ndarray]  # a model call's outputs by name, each with one row per input row
+Predict = Callable[[np.ndarray], Outputs]
+FP32, BOOL, INT64 = "FP32", "BOOL", "INT64"  # tensor datatypes go by the Open Inference Protocol's names
+DATATYPES = {np.dtype(np.float32): FP32, np.dtype(np.bool_): BOOL, np.dtype(np.int64): INT64}
 
 
 @dataclass(frozen=True)
@@ -23,8 +25,9 @@ class TensorSpec:
 
 
 class Runtime(Protocol):
-    """One loaded model version. `predict` maps float32 `[N, 784]` to float32 `[N, 10]` for any N >= 1, and may
-    be called from any thread."""
+    """One loaded model version. `predict` maps float32 `[N, 784]` to its outputs for any N >= 1: always
+    `probabilities` float32 `[N, 10]`, and whatever else `outputs` lists (`confident`, ...). `explain`,
+    where the version has one, maps pixels to their explanation. Both may be called from any thread."""
 
     @property
     def platform(self) -> str: ...
@@ -35,7 +38,29 @@ class Runtime(Protocol):
     @property
     def outputs(self) -> tuple[TensorSpec, ...]: ...
 
-    def predict(self, x: np.ndarray) -> np.ndarray: ...
+    def predict(self, x: np.ndarray) -> Outputs: ...
+
+    @property
+    def explain(self) -> Predict | None: ...
+
+    @property
+    def explain_outputs(self) -> tuple[TensorSpec, ...]: ...
 
 
 RuntimeLoader = Callable[[Path], Runtime]
+
+
+def rows(outputs: Outputs, start: int, stop: int) -> Outputs:
+    return {name: array[start:stop] for name, array in outputs.items()}
+
+
+def concatenated(parts: Sequence[Outputs]) -> Outputs:
+    return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
+
+
+def same_bits(a: Outputs, b: Outputs) -> bool:
+    return a.keys() == b.keys() and all(np.array_equal(a[name], b[name]) for name in a)
+
+
+def finite(outputs: Outputs) -> bool:
+    return all(np.isfinite(array).all() for array in outputs.values() if array.dtype.kind == "f")

@@ -101,8 +101,11 @@ def tfserving_protobuf(tensors: Mapping[str, WireTensor], *, max_images: int) ->
     as `tensor_content` or `float_val`."""
     names = sorted(tensors)
     if len(names) != 1 or names[0] not in tfserving.INPUT_NAMES:
-        expected = "' (or '".join(tfserving.INPUT_NAMES)
-        raise InvalidInput(f"inputs must hold exactly one tensor, '{expected}'), got {names}")
+        tensor_name = tfserving.tensor_name(INPUT_NAME)
+        raise InvalidInput(
+            f"inputs must hold exactly one tensor, '{INPUT_NAME}' (or its tensor name, such as '{tensor_name}'), "
+            f"got {names}"
+        )
     tensor = tensors[names[0]]
     if tensor.datatype != tfserving.DTYPES[FP32]:
         raise InvalidInput(f"input '{INPUT_NAME}' must be {tfserving.DTYPES[FP32]}, got {tensor.datatype}")

@@ -16,7 +16,7 @@ import service
 from contract import OUTPUT_NAME
 from service.config import Settings
 from service.core.dataplane import DataPlane, ModelRef, Readiness
-from service.core.runtime import FP32, TensorSpec
+from service.core.runtime import DATATYPES, TensorSpec
 from service.core.status import VersionState
 from service.errors import InvalidInput
 
@@ -128,12 +128,22 @@ class OpenInference:
         outputs: Sequence[object] = (),
         deadline_s: float | None = None,
     ) -> InferResult:
-        """The outputs for checked pixels `x`: those requested by name, or every one."""
+        """The outputs for checked pixels `x` that are requested by name; without a request, `probabilities`.
+
+        NOTE: the protocol would send every output then; but a client of the days before `confident`
+        that reads the one binary output it knew, as all the bytes after the JSON header, would break.
+        """
+        model = self._plane.describe(ModelRef(name, version))
+        offered = [spec.name for spec in model.outputs]
         for requested in outputs:
-            if requested != OUTPUT_NAME:
-                raise InvalidInput(f"unknown output {requested!r}; the model's output is '{OUTPUT_NAME}'")
-        result = await self._plane.infer(ModelRef(name, version), x, timeout_s=deadline_s)
-        return InferResult(result.name, str(result.version), [OutputTensor(OUTPUT_NAME, FP32, result.probabilities)])
+            if requested not in offered:
+                known = ", ".join(map(repr, offered))
+                raise InvalidInput(f"unknown output {requested!r}; the model's outputs are {known}")
+        pinned = ModelRef(model.name, model.version)  # NOTE: no await since describe: the same version answers
+        result = await self._plane.infer(pinned, x, timeout_s=deadline_s)
+        wanted = [str(requested) for requested in outputs] or [OUTPUT_NAME]
+        tensors = [OutputTensor(n, DATATYPES[result.outputs[n].dtype], result.outputs[n]) for n in wanted]
+        return InferResult(result.name, str(result.version), tensors)
 
 
 def _tensor_metadata(spec: TensorSpec) -> TensorMetadata:

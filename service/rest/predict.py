@@ -1,5 +1,6 @@
 """`POST /predict`: the product's own API."""
 
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
@@ -7,9 +8,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
+from contract import CONFIDENT_NAME, DIGIT_LIKE_NAME
 from service import inputs
 from service.config import Settings
 from service.core.dataplane import DataPlane, InferenceResult, ModelRef
+from service.errors import InvalidInput
 from service.inputs import images
 from service.rest import codec
 from service.rest.errors import INFERENCE_ERRORS, openapi_responses
@@ -38,32 +41,47 @@ class PredictApi:
         """Classify one image (`image`) or a batch (`images`) of 784 raw pixel intensities, 0 to 255,
         or one image file of any size (Content-Type image/png, jpeg, webp, gif or bmp), made MNIST-like
         as `?preprocess=auto|mnist|none` says, with optional `?model=`, and `?version=` or `?label=`.
-        `?show_input=true` adds the 28x28 the model saw to each prediction, as a base64 PNG."""
+        Each prediction says whether the version is `confident` of it, and whether the image looked like a
+        digit at all (`digit_like`). `?show_input=true` adds the 28x28 the model saw, as a base64 PNG;
+        `?explain=true`, the pixels that made the answer (integrated gradients)."""
         query = request.query_params
         show_input = inputs.flag(query.get("show_input"), "show_input")
+        explain = inputs.flag(query.get("explain"), "explain")
         if images.is_image(codec.media_type(request.headers.get("content-type"))):
             mode = images.parse_mode(query.get("preprocess"))
             x = images.pixels_from_image(await request.body(), mode, max_pixels=self._settings.max_image_pixels)
-            return await self._predict(x, inputs.predict_ref(query), show_input)
-        body = await codec.read_json_object(request, max_depth=self._settings.max_json_depth)
-        x = inputs.predict_json(body, max_images=self._settings.max_request_images)
-        return await self._predict(x, inputs.predict_ref(body), show_input)
-
-    async def _predict(self, x: np.ndarray, ref: ModelRef, show_input: bool) -> Response:
+            ref = inputs.predict_ref(query)
+        else:
+            body = await codec.read_json_object(request, max_depth=self._settings.max_json_depth)
+            x, ref = inputs.predict_json(body, max_images=self._settings.max_request_images), inputs.predict_ref(body)
+        if explain and len(x) > self._settings.max_explain_images:
+            raise InvalidInput(f"explain=true takes at most {self._settings.max_explain_images} images, got {len(x)}")
         result = await self._plane.infer(ref, x)
-        return _predictions(result, x if show_input else None)
+        predictions = _predictions(result)
+        if show_input:
+            for prediction, row in zip(predictions, x, strict=True):
+                prediction["input_png"] = images.as_png(row)
+        if explain:
+            _, explained = await self._plane.explain(ModelRef(result.name, result.version), x)
+            for prediction, explanation in zip(predictions, explained, strict=True):
+                prediction["explanation"] = asdict(explanation)
+        return codec.json_response({"model": result.name, "version": result.version, "predictions": predictions})
 
 
-def _predictions(result: InferenceResult, seen: np.ndarray | None = None) -> Response:
-    """The answer; with `seen`, each prediction also carries the 28x28 the model saw, as a base64 PNG."""
+def _predictions(result: InferenceResult) -> list[dict[str, Any]]:
+    """Each row's digit and probabilities; whether the version is confident of it and whether it looked like a
+    digit, or None for a version that does not say."""
     probabilities = result.probabilities
     digits = probabilities.argmax(axis=1)
     top = probabilities[np.arange(len(digits)), digits]
-    predictions: list[dict[str, Any]] = [
-        {"digit": int(d), "probability": p, "probabilities": row}
-        for d, p, row in zip(digits, top, probabilities, strict=True)
+    confident, digit_like = (result.outputs.get(name) for name in (CONFIDENT_NAME, DIGIT_LIKE_NAME))
+    return [
+        {
+            "digit": int(d),
+            "probability": p,
+            "probabilities": row,
+            "confident": None if confident is None else bool(confident[i]),
+            "digit_like": None if digit_like is None else bool(digit_like[i]),
+        }
+        for i, (d, p, row) in enumerate(zip(digits, top, probabilities, strict=True))
     ]
-    if seen is not None:
-        for prediction, row in zip(predictions, seen, strict=True):
-            prediction["input_png"] = images.as_png(row)
-    return codec.json_response({"model": result.name, "version": result.version, "predictions": predictions})

@@ -66,10 +66,29 @@ class PredictRequest(BaseModel):
     label: str | None = Field(None, description="a version label, such as 'stable'; instead of `version`")
 
 
+class Explanation(BaseModel):
+    digit: int = Field(ge=0, le=9, description="the digit explained: the one the model read")
+    probability: float = Field(description="its calibrated probability")
+    baseline_probability: float = Field(description="its probability for the baseline image")
+    attributions: Annotated[list[float], Field(min_length=IMAGE_PIXELS, max_length=IMAGE_PIXELS)] = Field(
+        description="each pixel's share of `probability - baseline_probability`, row by row; they add up to it"
+    )
+    method: str = Field(examples=["integrated-gradients"])
+    baseline: str = Field(description="the image the path starts from", examples=["blank: every pixel 0"])
+    steps: int = Field(description="points along the path from the baseline to the image")
+
+
 class DigitPrediction(BaseModel):
     digit: int = Field(ge=0, le=9)
-    probability: float = Field(description="probability of `digit`")
+    probability: float = Field(description="calibrated probability of `digit`: right this often, over many answers")
     probabilities: Probabilities
+    confident: bool | None = Field(
+        description="whether the answer can be acted on without a person: the probability reaches the version's "
+        "threshold and the image looks like a digit; null for versions exported before the flag"
+    )
+    digit_like: bool | None = Field(description="whether the image looks like a digit at all")
+    input_png: str | None = Field(None, description="with ?show_input=true: the 28x28 the model saw, base64 PNG")
+    explanation: Explanation | None = Field(None, description="with ?explain=true")
 
 
 class PredictResponse(BaseModel):
@@ -88,9 +107,13 @@ class TfServingPredictRequest(BaseModel):
     inputs: list[Image] | dict[str, list[Image]] | None = None
 
 
+class ExplainResponse(BaseModel):
+    explanations: list[Explanation]
+
+
 class TfServingPredictResponse(BaseModel):
-    predictions: list[Probabilities] | None = None
-    outputs: list[Probabilities] | None = None
+    predictions: list[Probabilities | dict[str, Any]] | None = None  # by output name, from with_confidence
+    outputs: list[Probabilities] | dict[str, list[Any]] | None = None
 
 
 class VersionStatusModel(BaseModel):

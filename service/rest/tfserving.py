@@ -1,9 +1,11 @@
 """TensorFlow Serving's REST API, so its clients work unchanged: HTTP to `service.protocols.tfserving`.
 
 Status: GET /v1/models/{name}[/versions/{v} | /labels/{l}]; metadata: GET .../metadata;
-predict: POST /v1/models/{name}[/versions/{v} | /labels/{l}]:predict with `instances` or `inputs`.
+predict: POST /v1/models/{name}[/versions/{v} | /labels/{l}]:predict with `instances` or `inputs`;
+and KServe v1's explain verb on the same addresses, POST ...:explain with the same body.
 """
 
+from dataclasses import asdict
 from typing import Any
 
 from fastapi.routing import APIRoute
@@ -14,11 +16,12 @@ from starlette.routing import BaseRoute
 from service import inputs
 from service.config import Settings
 from service.core.dataplane import ModelRef
-from service.protocols.tfserving import ModelMetadata, TensorInfo, TfServing, VersionStatus
+from service.protocols.tfserving import ModelMetadata, Prediction, TensorInfo, TfServing, VersionStatus
 from service.rest import codec
 from service.rest.errors import INFERENCE_ERRORS, READ_ERRORS, openapi_responses
 from service.rest.routing import FastRoute
 from service.rest.schemas import (
+    ExplainResponse,
     TfServingPredictRequest,
     TfServingPredictResponse,
     TfServingStatusResponse,
@@ -40,6 +43,10 @@ class TfServingApi:
             "responses": {200: {"model": TfServingPredictResponse}, **openapi_responses(*INFERENCE_ERRORS)},
             "openapi_extra": json_request_body(TfServingPredictRequest),
         }
+        explain = {
+            **predict,
+            "responses": {200: {"model": ExplainResponse}, **openapi_responses(*INFERENCE_ERRORS)},
+        }
         read: dict[str, Any] = {"tags": ["tensorflow-serving"], "response_model": None}
         status = {**read, "responses": {200: {"model": TfServingStatusResponse}, **openapi_responses(*READ_ERRORS)}}
         metadata = {**read, "responses": openapi_responses(*READ_ERRORS)}
@@ -47,6 +54,9 @@ class TfServingApi:
             FastRoute("/v1/models/{name}:predict", self.predict, **predict),
             FastRoute("/v1/models/{name}/versions/{version}:predict", self.predict_version, **predict),
             FastRoute("/v1/models/{name}/labels/{label}:predict", self.predict_label, **predict),
+            FastRoute("/v1/models/{name}:explain", self.explain, **explain),
+            FastRoute("/v1/models/{name}/versions/{version}:explain", self.explain_version, **explain),
+            FastRoute("/v1/models/{name}/labels/{label}:explain", self.explain_label, **explain),
             APIRoute("/v1/models/{name}", self.model_status, **status),
             APIRoute("/v1/models/{name}/versions/{version}", self.version_status, **status),
             APIRoute("/v1/models/{name}/labels/{label}", self.label_status, **status),
@@ -66,6 +76,18 @@ class TfServingApi:
     async def predict_label(self, request: Request, name: str, label: str) -> Response:
         """Predict with the version a label names."""
         return await self._predict(request, ModelRef(name, label=label))
+
+    async def explain(self, request: Request, name: str) -> Response:
+        """Explain the newest available version's answers: which pixels made them (integrated gradients)."""
+        return await self._explain(request, ModelRef(name))
+
+    async def explain_version(self, request: Request, name: str, version: str) -> Response:
+        """Explain one version's answers."""
+        return await self._explain(request, ModelRef(name, inputs.version(version)))
+
+    async def explain_label(self, request: Request, name: str, label: str) -> Response:
+        """Explain the answers of the version a label names."""
+        return await self._explain(request, ModelRef(name, label=label))
 
     async def model_status(self, name: str) -> Response:
         """Status of every version of a model."""
@@ -95,12 +117,29 @@ class TfServingApi:
         body = await codec.read_json_object(request, max_depth=self._settings.max_json_depth)
         x, row_format = inputs.tfserving_json(body, max_images=self._settings.max_request_images)
         prediction = await self._protocol.predict(ref, x, signature_name=body.get("signature_name", ""))
-        (probabilities,) = prediction.outputs.values()
         # TF Serving's REST body has no room for the version that answered; a header names it.
         return codec.json_response(
-            {"predictions" if row_format else "outputs": probabilities},
-            headers={MODEL_VERSION_HEADER: str(prediction.version)},
+            _predictions(prediction, row_format), headers={MODEL_VERSION_HEADER: str(prediction.version)}
         )
+
+    async def _explain(self, request: Request, ref: ModelRef) -> Response:
+        body = await codec.read_json_object(request, max_depth=self._settings.max_json_depth)
+        x, _ = inputs.tfserving_json(body, max_images=self._settings.max_explain_images)
+        result, explained = await self._protocol.explain(ref, x)
+        answered = {MODEL_VERSION_HEADER: str(result.version)}
+        return codec.json_response({"explanations": [asdict(e) for e in explained]}, headers=answered)
+
+
+def _predictions(prediction: Prediction, row_format: bool) -> dict[str, Any]:
+    """TF Serving's REST answer: one output's values as they are; several, by name (per instance in rows)."""
+    outputs = prediction.outputs
+    if len(outputs) == 1:
+        (values,) = outputs.values()
+        return {"predictions" if row_format else "outputs": values}
+    if not row_format:
+        return {"outputs": outputs}
+    rows = len(next(iter(outputs.values())))
+    return {"predictions": [{name: values[i] for name, values in outputs.items()} for i in range(rows)]}
 
 
 def _statuses(statuses: list[VersionStatus]) -> Response:

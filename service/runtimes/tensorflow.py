@@ -17,19 +17,26 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from contract import (
+    CONFIDENCE_SIGNATURE,
+    CONFIDENT_NAME,
+    EXPLAIN_SIGNATURE,
     IMAGE_PIXELS,
     INPUT_NAME,
     NUM_CLASSES,
     OUTPUT_NAME,
     TENSORFLOW_RUNTIME,
     SavedModel,
-    Serve,
+    SignatureError,
     load_savedmodel,
+    output_specs,
     serving_function,
+    signature_function,
 )
 from contract.tensorflow_log import records
-from service.core.runtime import TensorSpec
+from service.core.runtime import DATATYPES, FP32, Predict, TensorSpec
 
 PLATFORM = TENSORFLOW_RUNTIME
 _CPP_MIN_LOG_LEVEL = {"debug": "0", "info": "0", "warning": "1", "error": "2"}
@@ -40,12 +47,35 @@ cpp_logger = logging.getLogger(f"{__name__}.cpp")
 
 @dataclass(frozen=True)
 class SavedModelRuntime:
-    saved: SavedModel  # holds the variables the signature reads
-    predict: Serve
+    """Requests go through the confidence signature where the version has one (its probabilities are the
+    same computation as `serving_default`'s), else through `serving_default`."""
+
+    saved: SavedModel  # holds the variables the signatures read
+    predict: Predict
+    outputs: tuple[TensorSpec, ...]
+    explain: Predict | None = None
+    explain_outputs: tuple[TensorSpec, ...] = ()
     platform: str = PLATFORM
-    # NOTE: `serving_function` refuses any other signature, so these are the model's own.
-    inputs: tuple[TensorSpec, ...] = (TensorSpec(INPUT_NAME, "FP32", (-1, IMAGE_PIXELS)),)
-    outputs: tuple[TensorSpec, ...] = (TensorSpec(OUTPUT_NAME, "FP32", (-1, NUM_CLASSES)),)
+    inputs: tuple[TensorSpec, ...] = (TensorSpec(INPUT_NAME, FP32, (-1, IMAGE_PIXELS)),)
+
+
+def _runtime(saved: SavedModel) -> SavedModelRuntime:
+    probabilities = serving_function(saved)  # refuses a SavedModel without the contract's signature
+    with_confidence = signature_function(saved, CONFIDENCE_SIGNATURE)
+    if with_confidence is None:
+        only = (TensorSpec(OUTPUT_NAME, FP32, (-1, NUM_CLASSES)),)
+        return SavedModelRuntime(saved, lambda x: {OUTPUT_NAME: probabilities(x)}, only)
+    if not {OUTPUT_NAME, CONFIDENT_NAME} <= set(output_specs(saved, CONFIDENCE_SIGNATURE)):
+        raise SignatureError(f"signature '{CONFIDENCE_SIGNATURE}' must return '{OUTPUT_NAME}' and '{CONFIDENT_NAME}'")
+    explain = signature_function(saved, EXPLAIN_SIGNATURE)
+    explained = _specs(saved, EXPLAIN_SIGNATURE) if explain is not None else ()
+    return SavedModelRuntime(saved, with_confidence, _specs(saved, CONFIDENCE_SIGNATURE), explain, explained)
+
+
+def _specs(saved: SavedModel, key: str) -> tuple[TensorSpec, ...]:
+    return tuple(
+        TensorSpec(name, DATATYPES[np.dtype(dtype)], shape) for name, (dtype, shape) in output_specs(saved, key).items()
+    )
 
 
 class SavedModelLoader:
@@ -60,8 +90,7 @@ class SavedModelLoader:
 
     def __call__(self, path: Path) -> SavedModelRuntime:
         self._prepare()
-        saved = load_savedmodel(path)
-        return SavedModelRuntime(saved, serving_function(saved))
+        return _runtime(load_savedmodel(path))
 
     def _prepare(self) -> None:
         with self._lock:

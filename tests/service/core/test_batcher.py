@@ -9,6 +9,7 @@ import pytest
 
 from service.core.arrivals import GrpcArrivals
 from service.core.batcher import QUIET_TURNS, DynamicBatcher
+from service.core.runtime import Outputs
 from service.errors import NotReady, Overloaded, Timeout
 
 
@@ -21,11 +22,11 @@ class RecordingModel:
         self.gate = threading.Event()
         self.gate.set()
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
+    def __call__(self, x: np.ndarray) -> Outputs:
         self.entered += 1
         self.gate.wait(5)
         self.batches.append(len(x))
-        return x * 2
+        return {"y": x * 2}
 
 
 @dataclass
@@ -78,9 +79,9 @@ async def test_concurrent_requests_share_calls_and_get_their_own_rows(executor: 
     rest = [asyncio.ensure_future(batcher.submit(np.full((i % 3 + 1, 3), float(i)))) for i in range(6)]
     await _until(lambda: batcher.queued_rows == sum(i % 3 + 1 for i in range(6)))
     model.gate.set()
-    assert np.array_equal(await first, np.full((1, 3), -2.0))
+    assert np.array_equal((await first)["y"], np.full((1, 3), -2.0))
     for i, task in enumerate(rest):
-        assert np.array_equal(await task, np.full((i % 3 + 1, 3), 2.0 * i))
+        assert np.array_equal((await task)["y"], np.full((i % 3 + 1, 3), 2.0 * i))
     assert model.batches[0] == 1
     assert sum(model.batches) == 1 + sum(i % 3 + 1 for i in range(6))
     assert max(model.batches[1:]) <= 8 and len(model.batches) == 3  # 12 queued rows in calls of at most 8
@@ -111,7 +112,7 @@ async def test_a_slow_model_times_out_the_request(executor: ThreadPoolExecutor) 
     with pytest.raises(Timeout, match="within 0.05s"):
         await batcher.submit(np.ones((1, 3)))
     model.gate.set()
-    assert np.array_equal(await batcher.submit(np.ones((1, 3))), np.full((1, 3), 2.0))
+    assert np.array_equal((await batcher.submit(np.ones((1, 3))))["y"], np.full((1, 3), 2.0))
     await batcher.close()
 
 
@@ -124,7 +125,7 @@ async def test_close_finishes_every_accepted_request(executor: ThreadPoolExecuto
     closing = asyncio.ensure_future(batcher.close())
     model.gate.set()
     await closing
-    assert [float((await t)[0, 0]) for t in tasks] == [2.0 * i for i in range(20)]
+    assert [float((await t)["y"][0, 0]) for t in tasks] == [2.0 * i for i in range(20)]
 
 
 async def test_a_closed_batcher_refuses_with_not_ready(executor: ThreadPoolExecutor) -> None:
@@ -137,11 +138,11 @@ async def test_a_closed_batcher_refuses_with_not_ready(executor: ThreadPoolExecu
 async def test_a_model_error_fails_only_that_batch(executor: ThreadPoolExecutor) -> None:
     calls = []
 
-    def flaky(x: np.ndarray) -> np.ndarray:
+    def flaky(x: np.ndarray) -> Outputs:
         calls.append(len(x))
         if len(calls) == 1:
             raise ValueError("boom")
-        return x
+        return {"y": x}
 
     batcher = DynamicBatcher(
         flaky,
@@ -155,11 +156,11 @@ async def test_a_model_error_fails_only_that_batch(executor: ThreadPoolExecutor)
     )
     with pytest.raises(ValueError, match="boom"):
         await batcher.submit(np.ones((1, 3)))
-    assert np.array_equal(await batcher.submit(np.ones((1, 3))), np.ones((1, 3)))
+    assert np.array_equal((await batcher.submit(np.ones((1, 3))))["y"], np.ones((1, 3)))
     await batcher.close()
 
 
-async def _submit_after(batcher: DynamicBatcher, turns: int, value: float) -> np.ndarray:
+async def _submit_after(batcher: DynamicBatcher, turns: int, value: float) -> Outputs:
     for _ in range(turns):
         await asyncio.sleep(0)
     return await batcher.submit(np.full((1, 3), value))
@@ -171,7 +172,7 @@ async def test_inline_requests_arriving_turn_after_turn_join_one_call() -> None:
     # Requests a few loop turns apart, as a server parses them: the batcher waits while they keep coming.
     results = await asyncio.gather(*(_submit_after(batcher, 5 * turns, turns) for turns in range(6)))
     assert model.batches == [6]
-    assert [float(r[0, 0]) for r in results] == [2.0 * t for t in range(6)]
+    assert [float(r["y"][0, 0]) for r in results] == [2.0 * t for t in range(6)]
     await batcher.close()
 
 

@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 
-from contract import read_metadata, write_metadata
+from contract import OUTPUT_NAME, read_metadata, write_metadata
 from service.config import Settings
 from service.core.model import (
     BatchingMode,
@@ -17,7 +17,7 @@ from service.core.model import (
     load_version,
     self_check,
 )
-from service.core.runtime import RuntimeLoader
+from service.core.runtime import Outputs, RuntimeLoader
 from service.errors import ModelOutputError
 from service.runtimes import default_runtimes, tensorflow
 from tests.helpers import DEFAULT_VERSION, newest_version, seal
@@ -25,6 +25,7 @@ from training.export import export_savedmodel
 from training.train import TrainResult
 
 RUNTIMES = default_runtimes(Settings())
+P = OUTPUT_NAME
 
 
 def _load(path: Path = DEFAULT_VERSION, runtimes: Mapping[str, RuntimeLoader] = RUNTIMES) -> LoadedModel:
@@ -46,19 +47,19 @@ def test_default_model_passes_its_self_check_in_batched_mode(default_model: Load
 
 def test_predict_gives_a_row_the_same_bits_alone_and_in_any_batch(default_model: LoadedModel) -> None:
     probes = np.asarray(default_model.metadata.probes.inputs, np.float32)
-    alone = [default_model.predict(probes[i : i + 1])[0] for i in range(len(probes))]
+    alone = [default_model.predict(probes[i : i + 1])[P][0] for i in range(len(probes))]
     rng = np.random.default_rng(1)
     for size in (2, 3, 7, 40, 100):
         rows = rng.integers(0, len(probes), size)
-        batch = default_model.predict(probes[rows])
+        batch = default_model.predict(probes[rows])[P]
         for position, row in enumerate(rows):
             assert np.array_equal(batch[position].view(np.uint32), alone[row].view(np.uint32))
 
 
 def test_a_raw_batch_of_one_differs_which_is_why_predict_pads(default_model: LoadedModel) -> None:
     probes = np.asarray(default_model.metadata.probes.inputs, np.float32)
-    raw_alone = default_model.runtime.predict(probes[:1])[0]
-    in_batch = default_model.runtime.predict(probes[:2])[0]
+    raw_alone = default_model.runtime.predict(probes[:1])[P][0]
+    in_batch = default_model.runtime.predict(probes[:2])[P][0]
     # If this ever fails, TensorFlow stopped using a separate M=1 kernel; padding is then harmless.
     assert not np.array_equal(raw_alone, in_batch)
     assert np.abs(raw_alone - in_batch).max() < 1e-6
@@ -68,7 +69,7 @@ def test_isolated_mode_is_also_batch_invariant(default_model: LoadedModel) -> No
     probes = np.asarray(default_model.metadata.probes.inputs, np.float32)
     default_model.predict.mode = BatchingMode.ISOLATED
     try:
-        assert np.array_equal(default_model.predict(probes)[3], default_model.predict(probes[3:4])[0])
+        assert np.array_equal(default_model.predict(probes)[P][3], default_model.predict(probes[3:4])[P][0])
     finally:
         default_model.predict.mode = BatchingMode.BATCHED
 
@@ -137,9 +138,9 @@ def _kernel_switching(path: Path) -> tensorflow.SavedModelRuntime:
     """The real runtime, except that batches of more than two rows come back with other rounding."""
     runtime = RUNTIMES[tensorflow.PLATFORM](path)
 
-    def predict(x: np.ndarray) -> np.ndarray:
-        out = runtime.predict(x)
-        return np.nextafter(out, np.float32(1)) if len(x) > 2 else out
+    def predict(x: np.ndarray) -> Outputs:
+        out = runtime.predict(x)[P]
+        return {P: np.nextafter(out, np.float32(1)) if len(x) > 2 else out}
 
     return replace(runtime, predict=predict)
 
@@ -148,17 +149,19 @@ def test_self_check_falls_back_to_isolated_mode_when_batching_changes_bits() -> 
     model = _load(runtimes={tensorflow.PLATFORM: _kernel_switching})
     assert model.report.mode is BatchingMode.ISOLATED and model.predict.mode is BatchingMode.ISOLATED
     probes = np.asarray(model.metadata.probes.inputs, np.float32)
-    assert np.array_equal(model.predict(probes)[4], model.predict(probes[4:5])[0])
+    assert np.array_equal(model.predict(probes)[P][4], model.predict(probes[4:5])[P][0])
 
 
 def test_self_check_runs_over_any_predict_callable(default_model: LoadedModel) -> None:
     probes = default_model.metadata.probes
     assert self_check(default_model.runtime.predict, probes, repeats=3, max_rows=8).mode is BatchingMode.BATCHED
     with pytest.raises(SelfCheckFailed, match="non-finite outputs"):
-        self_check(lambda x: np.full((len(x), 10), np.nan, np.float32), probes, repeats=3, max_rows=8)
+        self_check(lambda x: {P: np.full((len(x), 10), np.nan, np.float32)}, probes, repeats=3, max_rows=8)
 
 
 def test_non_finite_outputs_fail_the_request_not_the_server() -> None:
-    predict = BatchInvariantPredict(lambda x: np.full((len(x), 10), np.inf, np.float32), BatchingMode.BATCHED, "m 1")
+    infinite = BatchInvariantPredict(
+        lambda x: {P: np.full((len(x), 10), np.inf, np.float32)}, BatchingMode.BATCHED, "m 1"
+    )
     with pytest.raises(ModelOutputError, match="m 1 produced non-finite probabilities"):
-        predict(np.zeros((3, 784), np.float32))
+        infinite(np.zeros((3, 784), np.float32))

@@ -112,7 +112,11 @@ def test_v2_tensors_are_refused_with_what_was_expected(
 @pytest.mark.parametrize(
     ("name", "datatype", "message"),
     [
-        ("x", "DT_FLOAT", r"exactly one tensor, 'pixels' \(or 'serving_default_pixels:0'\), got \['x'\]"),
+        (
+            "x",
+            "DT_FLOAT",
+            r"one tensor, 'pixels' \(or its tensor name, such as 'serving_default_pixels:0'\), got \['x'\]",
+        ),
         ("pixels", "DT_INT32", "must be DT_FLOAT, got DT_INT32"),
     ],
 )
