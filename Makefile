@@ -10,7 +10,7 @@ OLDEST_VENV := .venv-oldest
 OLDEST_TESTS := -m "not e2e and not docker and not slow and not install" tests/service tests/training tests/docs tests/test_structure.py
 OLDEST_E2E := tests/e2e/test_server.py::test_all_official_test_digits_over_http_match_offline_outputs_and_recorded_accuracy
 
-.PHONY: setup run test test-oldest test-fast lint train deploy experiments experiments-quick recipes bench reliability docker lock clean
+.PHONY: setup run test test-oldest test-fast lint train deploy experiments experiments-quick recipes calibration robustness bench reliability docker lock clean
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "no supported Python (one of $(SUPPORTED)) was found; pass PYTHON=/path/to/python"; exit 1; }
@@ -63,6 +63,13 @@ experiments-quick: setup
 
 recipes: setup  ## the article's recipes on the full MNIST, 3 seeds each: the table in docs/training.md
 	$(VENV)/bin/mnist-train recipes --data $(MNIST_DATA)
+
+calibration: setup  ## the default version's calibration and confidence on its test digits: docs/calibration.md
+	$(VENV)/bin/mnist-train evaluate --data $(MNIST_DATA) --report docs
+
+robustness: setup  ## digit images as people make them, and non-digits, through a real server: docs/robustness.md
+	$(PY) -m bench.images --data $(MNIST_DATA)
+	$(PY) -m bench.people
 
 bench: setup  ## the side-by-side benchmark with the peers and the time budget: BENCHMARKS.md (peers' venvs built once)
 	scripts/system-deps.sh

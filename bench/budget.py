@@ -246,7 +246,7 @@ async def micro(model_dir: Path, body: bytes, batch: int) -> dict[str, float]:
             "model call, as the batcher makes it": _median_us(lambda: served.model.predict(x)),
             "infer: batcher and model": await _amedian_us(lambda: plane.infer(default, x)),
             "response build and encode": await _amedian_us(
-                lambda: _predictions(result)(scope, _receiver(b""), _discard)
+                lambda: codec.json_response({"predictions": _predictions(result)})(scope, _receiver(b""), _discard)
             ),
             "middleware: ids, metrics, logs": (
                 await _amedian_us(lambda: wrapped(scope, _receiver(body), _discard))

@@ -45,6 +45,11 @@ def newest_version(root: Path, name: str) -> Path:
 
 
 DEFAULT_VERSION = newest_version(COMMITTED_MODELS, "mnist")  # what an unversioned request reaches
+# The newest committed version exported before `confident` and explanations: clients must still be served by it.
+FLAGLESS_VERSION = max(
+    (path for path in list_versions(COMMITTED_MODELS / "mnist").values() if read_metadata(path).confidence is None),
+    key=lambda path: int(path.name),
+)
 
 
 def seal(version_dir: Path, metadata_from: Path | None = None) -> None:

@@ -76,6 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_repository_arguments(evaluate)
     evaluate.add_argument("--version", type=int, help="version to evaluate (default: the latest)")
     evaluate.add_argument("--data", default=DEFAULT_DATA, help=DATA_HELP)
+    evaluate.add_argument(
+        "--report",
+        type=Path,
+        metavar="DIR",
+        help="also write DIR/calibration.md: reliability diagram, risk-coverage curve, and the scores",
+    )
     evaluate.set_defaults(handler=_evaluate)
 
     _add_deploy_parser(commands)
@@ -173,6 +179,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    from training import calibration_report
     from training.pipeline import evaluate
 
     result = evaluate(Repository(args.models_dir, args.name), args.version, args.data)
@@ -181,6 +188,11 @@ def _evaluate(args: argparse.Namespace) -> int:
         f"  accuracy {result.accuracy:.4f}  loss {result.loss:.4f}  "
         f"(recorded at export: {result.recorded_accuracy:.4f})"
     )
+    print(f"  ECE {result.ece * 100:.2f}%  Brier {result.brier:.4f}")
+    if result.coverage is not None and result.accuracy_when_confident is not None:
+        print(f"  confident {result.coverage * 100:.2f}%, accurate when confident {result.accuracy_when_confident:.4%}")
+    if args.report is not None:
+        print(f"wrote {calibration_report.write(result.measured, args.report)}")
     return 0
 
 
@@ -272,6 +284,11 @@ def _add_experiments_parser(commands: "argparse._SubParsersAction[argparse.Argum
         action="store_true",
         help="measure only the synchronized-BN replica-batch section into OUT/experiments.json, then report",
     )
+    parser.add_argument(
+        "--calibration-only",
+        action="store_true",
+        help="measure only the BN-calibration section (Guo et al.) into OUT/experiments.json, then report",
+    )
     parser.set_defaults(handler=_experiments)
 
 
@@ -284,6 +301,7 @@ def _experiments(args: argparse.Namespace) -> int:
         quick=args.quick,
         report_only=args.report_only,
         replicas_only=args.replica_batch_only,
+        calibration_only=args.calibration_only,
     )
     run_experiments(options, print)
     return 0

@@ -10,13 +10,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from contract import list_versions, read_metadata
-from training import distributed
+from contract import CONFIDENCE_SIGNATURE, CONFIDENT_NAME, list_versions, read_metadata, signature_function
+from training import calibration, distributed
+from training.calibration_report import Measured
 from training.config import Hyperparameters, Repository, TrainOptions, hyperparameters_for
 from training.data import DataError, Splits, load_splits
 from training.export import CheckResult, ExportError, StagedVersion, load_signature, staged_export
 from training.networks import NETWORKS, Network
-from training.train import TrainResult, run, score
+from training.train import TrainResult, run
 
 Log = Callable[[str], None]
 
@@ -53,6 +54,11 @@ class Evaluation:
     accuracy: float
     loss: float
     recorded_accuracy: float
+    ece: float
+    brier: float
+    coverage: float | None  # the share of answers marked confident, for a version with the flag
+    accuracy_when_confident: float | None
+    measured: Measured  # the probabilities and flags behind the figures, for a report
 
 
 def train(options: TrainOptions, log: Log) -> Trained:
@@ -146,10 +152,27 @@ def evaluate(repository: Repository, version: int | None, data: str) -> Evaluati
             f"{recorded_split.source}, and --data {data} gives {splits.info.test_size} others; "
             "pass the data it was trained on"
         )
-    _, serve = load_signature(versions[chosen])
-    accuracy, loss = score(serve(splits.test.x), splits.test.y)
-    recorded = metadata.metrics.get("test_accuracy", float("nan"))
-    return Evaluation(chosen, splits.info.source, len(splits.test), accuracy, loss, recorded)
+    loaded, serve = load_signature(versions[chosen])
+    served = serve(splits.test.x)
+    flags = signature_function(loaded, CONFIDENCE_SIGNATURE)
+    confident = None if flags is None else flags(splits.test.x)[CONFIDENT_NAME]
+    scores = calibration.scores(served, splits.test.y)
+    right = served.argmax(axis=1) == splits.test.y
+    about = {"calibration": metadata.calibration, "confidence": metadata.confidence}
+    measured = Measured(repository.name, chosen, splits.info.source, splits.test.y, served, confident, about)
+    return Evaluation(
+        version=chosen,
+        source=splits.info.source,
+        digits=len(splits.test),
+        accuracy=scores.accuracy,
+        loss=scores.nll,
+        recorded_accuracy=metadata.metrics.get("test_accuracy", float("nan")),
+        ece=scores.ece,
+        brier=scores.brier,
+        coverage=None if confident is None else float(confident.mean()),
+        accuracy_when_confident=None if confident is None else float(right[confident].mean()),
+        measured=measured,
+    )
 
 
 def _load(data: str, seed: int) -> Splits:

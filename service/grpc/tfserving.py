@@ -34,7 +34,11 @@ from service.protocols.tfserving import ModelMetadata, TensorInfo, TfServing, Ve
 
 PREDICTION_SERVICE = "tensorflow.serving.PredictionService"
 MODEL_SERVICE = "tensorflow.serving.ModelService"
-_DTYPES = {np.dtype(np.float32): types_pb2.DT_FLOAT, np.dtype(np.bool_): types_pb2.DT_BOOL}
+_DTYPES = {
+    np.dtype(np.float32): types_pb2.DT_FLOAT,
+    np.dtype(np.bool_): types_pb2.DT_BOOL,
+    np.dtype(np.int64): types_pb2.DT_INT64,
+}
 
 
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):

@@ -16,7 +16,7 @@ from service.protocols.tensors import raw_bytes
 from service.protocols.v2 import InferResult, OpenInference, TensorMetadata
 
 INFERENCE_SERVICE = "inference.GRPCInferenceService"
-_CONTENTS = {"FP32": "fp32_contents", "BOOL": "bool_contents"}  # typed contents, by datatype
+_CONTENTS = {"FP32": "fp32_contents", "BOOL": "bool_contents", "INT64": "int64_contents"}  # typed, by datatype
 
 
 class InferenceService(open_inference_grpc_pb2_grpc.GRPCInferenceServiceServicer):

@@ -1,12 +1,17 @@
 // The draw-a-digit page: pointer strokes on a canvas, sent as a PNG to POST /predict while drawing.
 // One request in flight at most; strokes made meanwhile are sent once it returns (the newest only).
+// The answer says how probable the digit is (calibrated), whether the model is sure of it or the
+// drawing looks like no digit at all, and, when asked, which pixels made it (integrated gradients).
 
 const pad = document.getElementById("pad");
 const ctx = pad.getContext("2d");
 const ui = {
   digit: document.getElementById("digit"),
   confidence: document.getElementById("confidence"),
+  doubt: document.getElementById("doubt"),
   error: document.getElementById("error"),
+  heatmap: document.getElementById("heatmap"),
+  explain: document.getElementById("explain"),
   bars: document.getElementById("bars"),
   seen: document.getElementById("seen"),
   servedBy: document.getElementById("served-by"),
@@ -113,8 +118,15 @@ function send(body) {
 }
 
 function schedule() {
+  markBusy();
   if (timer || inFlight || !pending) return;
   timer = setTimeout(flush, Math.max(0, MIN_INTERVAL_MS - (performance.now() - lastSent)));
+  markBusy();
+}
+
+// Whether an answer is still on its way: `data-busy` on <body>, for tests and for styles.
+function markBusy() {
+  document.body.dataset.busy = String(Boolean(inFlight || pending || timer));
 }
 
 function flush() {
@@ -128,8 +140,10 @@ function flush() {
 async function request(body) {
   const drawing = generation;
   inFlight = true;
+  markBusy();
   lastSent = performance.now();
   const params = new URLSearchParams({ preprocess: "auto", show_input: "true" });
+  if (ui.explain.checked) params.set("explain", "true");
   const [model, version] = ui.model.value.split("@");
   if (model) params.set("model", model);
   if (version) params.set("version", version);
@@ -154,7 +168,8 @@ function show(answer) {
   const prediction = answer.predictions[0];
   ui.error.hidden = true;
   ui.digit.textContent = String(prediction.digit);
-  ui.confidence.textContent = `${(prediction.probability * 100).toFixed(1)}% sure`;
+  ui.confidence.textContent = `${(prediction.probability * 100).toFixed(1)}% probable`;
+  showDoubt(prediction);
   prediction.probabilities.forEach((p, d) => {
     const row = ui.bars.children[d];
     row.classList.toggle("top", d === prediction.digit);
@@ -164,14 +179,47 @@ function show(answer) {
   });
   ui.seen.src = `data:image/png;base64,${prediction.input_png}`;
   ui.seen.hidden = false;
+  showHeatmap(prediction.explanation);
   ui.servedBy.textContent = `answered by ${answer.model} version ${answer.version}`;
+}
+
+// A version that says nothing of its confidence (null) gets no verdict either way.
+function showDoubt(prediction) {
+  const notADigit = prediction.digit_like === false;
+  const unsure = prediction.confident === false;
+  ui.doubt.hidden = !notADigit && !unsure;
+  ui.doubt.classList.toggle("not-a-digit", notADigit);
+  ui.doubt.textContent = notADigit
+    ? "That doesn't look like a digit."
+    : unsure
+      ? "Not sure: check it, or draw it again."
+      : "";
+  ui.digit.classList.toggle("doubtful", notADigit || unsure);
+}
+
+// Each pixel's attribution over the 28x28: red where it made the answer likelier, blue where less.
+function showHeatmap(explanation) {
+  ui.heatmap.hidden = !explanation;
+  if (!explanation) return;
+  const paint = ui.heatmap.getContext("2d");
+  const image = paint.createImageData(28, 28);
+  const scale = Math.max(...explanation.attributions.map(Math.abs)) || 1;
+  explanation.attributions.forEach((a, i) => {
+    const strength = Math.min(1, Math.abs(a) / scale);
+    image.data.set(a >= 0 ? [230, 40, 40] : [40, 90, 240], i * 4);
+    image.data[i * 4 + 3] = Math.round(220 * Math.sqrt(strength));
+  });
+  paint.putImageData(image, 0, 0);
 }
 
 function showEmpty() {
   ui.digit.textContent = "–";
   ui.confidence.textContent = "";
+  ui.doubt.hidden = true;
+  ui.digit.classList.remove("doubtful");
   ui.error.hidden = true;
   ui.seen.hidden = true;
+  ui.heatmap.hidden = true;
   ui.servedBy.textContent = "";
   for (const row of ui.bars.children) {
     row.classList.remove("top");
@@ -222,4 +270,5 @@ async function fillModels() {
   }
 }
 ui.model.addEventListener("change", predictDrawing);
+ui.explain.addEventListener("change", predictDrawing);
 fillModels();

@@ -8,6 +8,7 @@ downloaded, and every request the page makes must go to the server on 127.0.0.1.
 
 import io
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -18,7 +19,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from contract import list_versions
 from tests.e2e.server import REPO_ROOT, ServerProcess
+from tests.helpers import DEFAULT_VERSION
 from training.data import Digits, load_embedded, load_source
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
@@ -38,6 +41,7 @@ CANVAS_IS_EMPTY = """() => {
   return c.getContext("2d").getImageData(0, 0, c.width, c.height).data.every((v, i) => i % 4 !== 3 || v === 0);
 }"""
 STROKE_INK = 128  # MNIST pixels at least this bright are traced
+SERVED = sorted(list_versions(REPO_ROOT / "models" / "mnist"))[-2:]  # the server keeps the newest two
 
 
 @pytest.fixture(scope="module")
@@ -118,6 +122,11 @@ def _draw(page: Any, pixels: np.ndarray) -> None:
             page.mouse.up()
 
 
+def _settled(page: Any) -> None:
+    """Wait until the answer to the last stroke is in: no request in flight, none waiting to be sent."""
+    page.wait_for_function("() => document.body.dataset.busy === 'false'", timeout=15_000)
+
+
 def _first_of_each(digits: Digits, wanted: tuple[int, ...]) -> list[tuple[int, np.ndarray]]:
     return [(d, digits.x[np.flatnonzero(digits.y == d)[0]]) for d in wanted]
 
@@ -126,17 +135,90 @@ def test_drawn_digits_are_read_and_clear_empties_the_page(page: Any, server: Ser
     from playwright.sync_api import expect
 
     page.goto(server.url + "/")
-    expect(page.locator("#model option")).to_have_count(2)  # newest healthy, and version 2 by number
+    expect(page.locator("#model option")).to_have_count(1 + len(SERVED))  # newest healthy, then each by number
+    sure = []
     for label, pixels in _first_of_each(digits, (0, 1, 7, 3)):
         _draw(page, pixels)
         expect(page.locator("#digit")).to_have_text(str(label), timeout=15_000)
         expect(page.locator("#seen")).to_be_visible()
-        expect(page.locator("#served-by")).to_have_text("answered by mnist version 2")
+        expect(page.locator("#served-by")).to_have_text(f"answered by mnist version {DEFAULT_VERSION.name}")
+        expect(page.locator("#confidence")).to_contain_text("% probable")
+        _settled(page)
+        sure.append(page.locator("#doubt").is_hidden())
         if label == 7 and os.environ.get("PAGE_SCREENSHOT"):  # how docs/page.png was taken
             page.screenshot(path=os.environ["PAGE_SCREENSHOT"])
         page.get_by_role("button", name="Clear").click()
         expect(page.locator("#digit")).to_have_text("–")
         assert page.evaluate(CANVAS_IS_EMPTY)
+    # Traced row by row, a digit is rougher than its original: most, not all, are confident.
+    assert sum(sure) >= 3, sure
+
+
+# Letters drawn as a person draws them, in canvas pixels: strokes of (x, y) points on the 280x280 pad.
+LETTERS = {
+    "X": [[(60, 50), (220, 230)], [(220, 50), (60, 230)]],
+    "K": [[(90, 40), (90, 240)], [(210, 40), (95, 150)], [(125, 120), (215, 240)]],
+}
+
+
+def _strokes(page: Any, strokes: list[list[tuple[int, int]]]) -> None:
+    box = page.locator("#pad").bounding_box()
+    scale = box["width"] / 280
+    for stroke in strokes:
+        (x0, y0), *rest = stroke
+        page.mouse.move(box["x"] + x0 * scale, box["y"] + y0 * scale)
+        page.mouse.down()
+        for x, y in rest:
+            page.mouse.move(box["x"] + x * scale, box["y"] + y * scale, steps=12)
+        page.mouse.up()
+
+
+@pytest.mark.parametrize("letter", sorted(LETTERS))
+def test_a_drawn_letter_gets_no_confident_answer(page: Any, server: ServerProcess, letter: str) -> None:
+    from playwright.sync_api import expect
+
+    page.goto(server.url + "/")
+    _strokes(page, LETTERS[letter])
+    expect(page.locator("#seen")).to_be_visible(timeout=15_000)
+    _settled(page)
+    expect(page.locator("#doubt")).to_be_visible()
+    expect(page.locator("#doubt")).to_have_text(re.compile("doesn't look like a digit|Not sure"))
+    expect(page.locator("#digit")).to_have_class(re.compile("doubtful"))
+
+
+HEATMAP_PAINTED = """() => {
+  const c = document.getElementById("heatmap");
+  return c.getContext("2d").getImageData(0, 0, 28, 28).data.filter((v, i) => i % 4 === 3 && v > 0).length;
+}"""
+
+
+def test_show_why_lays_the_attributions_over_what_the_model_saw(
+    page: Any, server: ServerProcess, digits: Digits
+) -> None:
+    from playwright.sync_api import expect
+
+    page.goto(server.url + "/")
+    page.get_by_label("Show why").check()
+    _draw(page, _first_of_each(digits, (7,))[0][1])
+    expect(page.locator("#heatmap")).to_be_visible(timeout=15_000)
+    expect(page.locator("#digit")).to_have_text("7")
+    assert page.evaluate(HEATMAP_PAINTED) > 20  # the strokes' pixels carry attributions
+    page.get_by_label("Show why").uncheck()
+    expect(page.locator("#heatmap")).to_be_hidden(timeout=15_000)
+
+
+def test_on_a_phone_the_answer_stays_in_view_while_drawing(page: Any, server: ServerProcess, digits: Digits) -> None:
+    from playwright.sync_api import expect
+
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(server.url + "/")
+    _draw(page, _first_of_each(digits, (2,))[0][1])
+    expect(page.locator("#digit")).to_have_text("2", timeout=15_000)
+    for element in ("#digit", "#confidence", "#pad"):
+        box = page.locator(element).bounding_box()
+        assert box is not None and box["y"] >= 0 and box["y"] + box["height"] <= 844, (element, box)
+        assert box["x"] >= 0 and box["x"] + box["width"] <= 390, (element, box)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390  # nothing runs off the side
 
 
 def test_an_uploaded_photo_like_png_is_read(page: Any, server: ServerProcess, digits: Digits, tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ VERSION = int(DEFAULT_VERSION.name)  # what the committed repository serves
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     log = tmp_path_factory.mktemp("logs") / "server.log"
-    with ServerProcess(REPO_ROOT / "models", log, poll_interval_s=0) as process:
+    with ServerProcess(REPO_ROOT / "models", log, poll_interval_s=0, versions_to_keep=1) as process:
         yield process
 
 

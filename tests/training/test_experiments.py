@@ -33,11 +33,16 @@ def test_quick_mode_writes_the_report_and_every_plot(quick_run: Path) -> None:
     for section, figures in (
         ("## The BN paper's MNIST experiment", ("bn_paper_accuracy.png", "bn_paper_percentiles.png")),
         ("## Synchronized BN and the per-replica batch", ("bn_replica_batch.png",)),
+        ("## Batch normalization and calibration (Guo et al. 2017)", ("bn_calibration.png",)),
     ):
         assert section in report
         for figure in figures:
             assert (quick_run / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", figure
-    for statement in ("BN paper 4.1: the BN network reaches", "Synchronized BN matches one device"):
+    for statement in (
+        "BN paper 4.1: the BN network reaches",
+        "Synchronized BN matches one device",
+        "BN networks are worse calibrated than their no-BN controls, before temperature scaling",
+    ):
         assert statement in report
 
 
@@ -103,3 +108,18 @@ def test_the_replica_batch_verdicts_follow_the_measurements() -> None:
 
     assert judged(sync=0.97, unsync=0.90) == ["supported", "supported"]
     assert judged(sync=0.90, unsync=0.97) == ["not supported", "not supported"]
+
+
+def test_the_calibration_verdict_follows_the_measured_ece(quick_run: Path) -> None:
+    from training.experiments.bn_calibration import BnCalibration, verdicts
+
+    saved = json.loads((quick_run / "experiments.json").read_text())["bn_calibration"]
+    worse = BnCalibration.from_json(copy.deepcopy(saved))
+    better = BnCalibration.from_json(copy.deepcopy(saved))
+    for key in worse.scores:
+        if key.endswith("/ece_before"):
+            bn = key.startswith("bn-")
+            worse.scores[key] = [0.08 if bn else 0.02] * len(worse.scores[key])
+            better.scores[key] = [0.02 if bn else 0.08] * len(better.scores[key])
+    assert verdicts(worse)[0][1] == "supported"
+    assert verdicts(better)[0][1] == "not supported"

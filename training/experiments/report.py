@@ -1,22 +1,25 @@
 """The Markdown report: the verdict table, then one section per finding, from the same measurements."""
 
 import os
+from dataclasses import dataclass
 
-from training.experiments import bn_paper, replicas, rules
+from training.experiments import bn_calibration, bn_paper, replicas, rules
 from training.experiments.claims import FINDINGS, Verdict
 from training.experiments.measure import Measurements
 
 
-def report(
-    m: Measurements,
-    found: list[Verdict],
-    replica: bn_paper.Replica,
-    paper_figures: tuple[str, str],
-    spread: replicas.ReplicaBatch | None,
-    *,
-    earlier: dict[str, str],
-    command: str,
-) -> str:
+@dataclass(frozen=True)
+class Sections:
+    """The report's sections after the article's claims, each measured on its own."""
+
+    replica: bn_paper.Replica
+    paper_figures: tuple[str, str]
+    spread: replicas.ReplicaBatch | None
+    calibrated: bn_calibration.BnCalibration | None
+
+
+def report(m: Measurements, found: list[Verdict], sections: Sections, *, earlier: dict[str, str], command: str) -> str:
+    replica = sections.replica
     grid, split = m.grid, m.split
     rule = " ".join((rules.__doc__ or "").split("\n\n", 1)[1].split())
     lines = [
@@ -41,9 +44,11 @@ def report(
         lines += [f"## {title}", "", finding.method(grid), "", f"![{title}]({finding.figure})", ""]
         if finding.table is not None:
             lines += [*finding.table(m), ""]
-    lines += _paper_section(replica, paper_figures)
-    if spread is not None:
-        lines += _replica_section(spread)
+    lines += _paper_section(replica, sections.paper_figures)
+    if sections.spread is not None:
+        lines += _replica_section(sections.spread)
+    if sections.calibrated is not None:
+        lines += _calibration_section(sections.calibrated)
     return "\n".join(lines)
 
 
@@ -92,19 +97,45 @@ def _paper_section(r: bn_paper.Replica, figures: tuple[str, str]) -> list[str]:
 
 
 def _replica_section(r: replicas.ReplicaBatch) -> list[str]:
-    method = " ".join((replicas.__doc__ or "").split("\n\n", 1)[1].split())
     grid = r.grid
+    here = (
+        f"Here: {grid.per_class:,} training digits of each class, the official test digits, {grid.epochs} epochs, "
+        f"Adam 0.001, seeds {list(grid.seeds)}; `mnist-train experiments --replica-batch-only` measures this "
+        "section alone into an existing report."
+    )
+    figure = "![Test accuracy by per-replica batch, with and without synchronized BN](bn_replica_batch.png)"
+    title = "Synchronized BN and the per-replica batch"
+    return _section(title, replicas.__doc__, here, figure, [], replicas.verdicts(r))
+
+
+def _calibration_section(r: bn_calibration.BnCalibration) -> list[str]:
+    grid = r.grid
+    here = (
+        f"Here: {grid.per_class:,} training digits of each class of {r.source}, the {r.test_size:,} official "
+        f"test digits, {grid.epochs} epochs, seeds {list(grid.seeds)}; `mnist-train experiments "
+        "--calibration-only` measures this section alone into an existing report."
+    )
+    figure = "![ECE of each network with BN and without, before and after temperature scaling](bn_calibration.png)"
+    title = "Batch normalization and calibration (Guo et al. 2017)"
+    return _section(title, bn_calibration.__doc__, here, figure, bn_calibration.table(r), bn_calibration.verdicts(r))
+
+
+def _section(
+    title: str, doc: str | None, here: str, figure: str, table: list[str], judged: list[tuple[str, str, str]]
+) -> list[str]:
+    """A measured section: the module's method (its docstring after the first paragraph), the setup, the
+    figure, an optional table, and the verdicts."""
+    method = " ".join((doc or "").split("\n\n", 1)[1].split())
     return [
         "",
-        "## Synchronized BN and the per-replica batch",
+        f"## {title}",
         "",
-        f"{method} Here: {grid.per_class:,} training digits of each class, the official test digits, "
-        f"{grid.epochs} epochs, Adam 0.001, seeds {list(grid.seeds)}; `mnist-train experiments "
-        "--replica-batch-only` measures this section alone into an existing report.",
+        f"{method} {here}",
         "",
-        "![Test accuracy by per-replica batch, with and without synchronized BN](bn_replica_batch.png)",
+        figure,
         "",
+        *([*table, ""] if table else []),
         "| statement | verdict | evidence |",
         "|---|---|---|",
-        *[f"| {claim} | **{verdict}** | {evidence} |" for claim, verdict, evidence in replicas.verdicts(r)],
+        *[f"| {claim} | **{verdict}** | {evidence} |" for claim, verdict, evidence in judged],
     ]

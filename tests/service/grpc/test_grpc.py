@@ -12,6 +12,7 @@ import grpc
 import numpy as np
 import pytest
 import pytest_asyncio
+import tensorflow as tf
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
@@ -57,7 +58,13 @@ async def grpc_serving(
 
 
 def _settings(**overrides: Any) -> Settings:
-    defaults: dict[str, Any] = {"model_dir": DEFAULT_VERSION.parents[1], "poll_interval_s": 0, "access_log": False}
+    # The committed repository, newest version only: what an unversioned request reaches.
+    defaults: dict[str, Any] = {
+        "model_dir": DEFAULT_VERSION.parents[1],
+        "poll_interval_s": 0,
+        "access_log": False,
+        "versions_to_keep": 1,
+    }
     return Settings(**{**defaults, **overrides})
 
 
@@ -67,8 +74,15 @@ async def channel() -> AsyncIterator[grpc.aio.Channel]:
         yield channel
 
 
-def _predict_request(x: np.ndarray, *, name: str = "pixels", raw: bool = True, **spec: Any) -> Any:
-    request = predict_pb2.PredictRequest(model_spec={"name": "mnist", **spec})
+def _predict_request(
+    x: np.ndarray,
+    *,
+    name: str = "pixels",
+    raw: bool = True,
+    output_filter: tuple[str, ...] | list[str] = (),
+    **spec: Any,
+) -> Any:
+    request = predict_pb2.PredictRequest(model_spec={"name": "mnist", **spec}, output_filter=list(output_filter))
     tensor = request.inputs[name]
     tensor.dtype = 1
     for size in x.shape:
@@ -148,6 +162,35 @@ async def test_v2_answers_typed_or_raw_as_asked(channel: grpc.aio.Channel) -> No
     assert np.array_equal(
         raw.raw_output_contents[0], np.asarray(typed.outputs[0].contents.fp32_contents, "<f4").tobytes()
     )
+
+
+async def test_tf_serving_predict_takes_the_confidence_and_explain_signatures(channel: grpc.aio.Channel) -> None:
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+    x = np.stack([SEVEN, np.zeros(784, np.float32)])
+    flagged = await stub.Predict(_predict_request(x, signature_name="with_confidence"))
+    assert set(flagged.outputs) == {"probabilities", "confident", "digit_like"}
+    assert flagged.model_spec.signature_name == "with_confidence"
+    assert tf.make_ndarray(flagged.outputs["confident"]).tolist() == [True, False]
+    only = await stub.Predict(_predict_request(x, signature_name="with_confidence", output_filter=("confident",)))
+    assert list(only.outputs) == ["confident"]
+    explained = await stub.Predict(_predict_request(SEVEN[None], signature_name="explain"))
+    attributions = tf.make_ndarray(explained.outputs["attributions"])
+    change = tf.make_ndarray(explained.outputs["probability"]) - tf.make_ndarray(
+        explained.outputs["baseline_probability"]
+    )
+    assert attributions.shape == (1, 784) and tf.make_ndarray(explained.outputs["digit"]).tolist() == [7]
+    assert abs(float(attributions.sum()) - float(change[0])) <= max(0.01 * abs(float(change[0])), 1e-4)
+
+
+async def test_v2_grpc_gives_the_flag_when_asked(channel: grpc.aio.Channel) -> None:
+    stub = pb_grpc.GRPCInferenceServiceStub(channel)
+    asked = [pb.ModelInferRequest.InferRequestedOutputTensor(name=n) for n in ("confident", "digit_like")]
+    x = np.stack([SEVEN, np.zeros(784, np.float32)])
+    typed = await stub.ModelInfer(_infer_request(x, raw=False, outputs=asked))
+    assert [(o.name, o.datatype) for o in typed.outputs] == [("confident", "BOOL"), ("digit_like", "BOOL")]
+    assert list(typed.outputs[0].contents.bool_contents) == [True, False]
+    raw = await stub.ModelInfer(_infer_request(x, outputs=asked))
+    assert [np.frombuffer(c, np.bool_).tolist() for c in raw.raw_output_contents] == [[True, False], [True, False]]
 
 
 async def test_v2_health_and_metadata(channel: grpc.aio.Channel) -> None:
