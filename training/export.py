@@ -271,7 +271,9 @@ def check_explanations(loaded: SavedModel, probes: np.ndarray) -> CheckResult:
         return CheckResult("explanations", False, f"no '{EXPLAIN_SIGNATURE}' signature")
     gap = completeness_gaps(explain(probes))
     worst = float(gap.max())
-    return CheckResult("explanations", worst <= 1.0, f"completeness within {worst:.2f} of the tolerance")
+    each = ", ".join(f"{g:.2f}" for g in gap)
+    detail = f"completeness within {worst:.2f} of the tolerance (probe by probe: {each})"
+    return CheckResult("explanations", worst <= 1.0, detail)
 
 
 @dataclass
@@ -316,9 +318,9 @@ def staged_export(
     _remove_abandoned_staging(model_dir)
     staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=model_dir))
     try:
-        head, report = fit_head(result_model, splits)
-        export_savedmodel(result_model, staging, head)
         probes = probe_inputs(splits.test)
+        head, report = fit_head(result_model, splits, probes)
+        export_savedmodel(result_model, staging, head)
         loaded, serve = load_signature(staging)
         checks = verify_export(result_model, staging, loaded, serve, probes, (head, report))
         failed = [c for c in checks if not c.passed]

@@ -26,7 +26,7 @@ from training.calibration import Calibration
 from training.data import Splits
 from training.model import split_head
 
-EXPLAIN_STEPS = (64, 128, 256, 512)  # points on the path from the blank image that a version may use
+EXPLAIN_STEPS = (64, 128, 256, 512, 1024, 2048)  # points on the path from the blank image that a version may use
 EXPLAIN_CHECK_DIGITS = 200  # validation digits whose explanations choose the steps
 COMPLETENESS_TOLERANCE = 0.01  # of the change in probability the attributions must add up to
 COMPLETENESS_MARGIN = 0.8  # of that tolerance, for the digits that choose the steps
@@ -122,14 +122,16 @@ def logits(model: keras.Model, x: np.ndarray) -> np.ndarray:
     return out
 
 
-def fit_head(model: keras.Model, splits: Splits) -> tuple[ServingHead, HeadReport]:
+def fit_head(model: keras.Model, splits: Splits, probes: np.ndarray) -> tuple[ServingHead, HeadReport]:
+    """The version's head, fitted on the validation digits; its explanation steps must also suit the golden
+    `probes`, which the export checks explain."""
     validation = splits.validation
     z = logits(model, validation.x)
     choice = calibration.choose(z, validation.y)
     before, after = calibration.softmax(z), choice.chosen.apply(z)
     rule = confidence.choose(after.astype(np.float32), validation.y)
     calibrated = calibrated_probabilities(model, choice.chosen)
-    steps = explain_steps(calibrated, validation.x[:EXPLAIN_CHECK_DIGITS])
+    steps = explain_steps(calibrated, np.concatenate([validation.x[:EXPLAIN_CHECK_DIGITS], probes]))
     count = min(VALIDATION_NON_DIGITS, len(validation))  # a tiny validation set gets as few: tests stay quick
     non_digits = choice.chosen.apply(logits(model, glyphs.non_digits(count, VALIDATION_NON_DIGITS_SEED)))
     turned_away = float(1 - rule.confident(non_digits.astype(np.float32)).mean())
@@ -159,7 +161,8 @@ def fit_head(model: keras.Model, splits: Splits) -> tuple[ServingHead, HeadRepor
             "baseline": "blank: every pixel 0",
             "steps": steps,
             "steps_chosen": f"the fewest of {EXPLAIN_STEPS} complete within {COMPLETENESS_MARGIN:g} of the "
-            f"{COMPLETENESS_TOLERANCE:.0%} tolerance on {min(EXPLAIN_CHECK_DIGITS, len(validation))} validation digits",
+            f"{COMPLETENESS_TOLERANCE:.0%} tolerance on {min(EXPLAIN_CHECK_DIGITS, len(validation))} validation "
+            f"digits and the {len(probes)} golden probes",
             "target": "the calibrated probability of the digit read",
         },
         validation_ece=calibration.scores(after, validation.y).ece,

@@ -200,3 +200,12 @@ def test_the_shared_mnist_files_are_the_official_ones(mnist_dir: Path | None) ->
 def test_load_splits_rejects_an_unknown_spec() -> None:
     with pytest.raises(DataError, match="no-such-file.csv: expected 'auto', 'embedded'"):
         load_splits("no-such-file.csv", seed=0)
+
+
+def test_a_non_digit_is_trained_toward_no_class() -> None:
+    from training.data import NOT_A_DIGIT
+
+    digits = Digits(np.zeros((3, 784), np.float32), np.array([3, NOT_A_DIGIT, 9]))
+    encoded = digits.one_hot()
+    assert encoded[0].argmax() == 3 and encoded[2].argmax() == 9 and encoded[0].sum() == 1
+    assert np.allclose(encoded[1], 0.1)
