@@ -148,7 +148,11 @@ def main() -> int:
                 lines.append(f"| {name} ({outcome.answers:,}) | {version} {outcome.row()}")
                 print(lines[-1], flush=True)
     command = "python -m bench.people" + (f" --scale {args.scale:g}" if args.scale != 1 else "")
-    _between_markers(args.out, [f"`{command}`:", "", *lines], begin=BEGIN, end=END, title="What people make")
+    note = (
+        "A version without the `confident` flag (version 2) is counted as sure of every answer: nothing it "
+        "says turns an answer away."
+    )
+    _between_markers(args.out, [f"`{command}`:", "", *lines, "", note], begin=BEGIN, end=END, title="What people make")
     print(f"wrote the table into {args.out}")
     return 0
 
