@@ -54,6 +54,9 @@ class Settings(BaseSettings):
 
     versions_to_keep: int = Field(2, ge=1, description="serve the newest N healthy versions of each model")
     poll_interval_s: float = Field(5.0, ge=0, description="rescan the repository this often; 0 turns polling off")
+    watch_repository: bool = Field(
+        True, description="also rescan as soon as the repository changes (inotify and the like; polling stays on)"
+    )
     self_check_repeats: int = Field(50, ge=2, description="calls of the batch-of-one determinism check at load")
 
     admin_token: SecretStr | None = Field(None, description="bearer token for /admin; admin is off without one")

@@ -21,6 +21,7 @@ from service.core.status import VersionState
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"})
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+LabelVersions = dict[str, dict[str, tuple[int, int | None]]]  # model -> label -> (wanted, served here)
 
 
 class Metrics:
@@ -58,6 +59,8 @@ class Metrics:
         )
         self.queues = QueueCollector()
         self.registry.register(self.queues)
+        self.label_versions = LabelCollector()
+        self.registry.register(self.label_versions)
         self.version_state = Gauge(
             "mnist_model_version_state",
             "1 for the state each model version is in",
@@ -92,7 +95,8 @@ class Metrics:
         if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
             combined = CollectorRegistry()
             multiprocess.MultiProcessCollector(combined)  # type: ignore[no-untyped-call]
-            combined.register(self.queues)  # this worker's queues: they live in its memory only
+            combined.register(self.queues)  # this worker's queues and labels: they live in its memory only
+            combined.register(self.label_versions)
             return bytes(generate_latest(combined))
         return bytes(generate_latest(self.registry))
 
@@ -127,4 +131,28 @@ class QueueCollector(Collector):
         family = GaugeMetricFamily("mnist_queued_rows", "Rows waiting for a model call", labels=["model", "version"])
         for labels, queued_rows in list(self._queues.items()):
             family.add_metric(labels, queued_rows())
+        yield family
+
+
+class LabelCollector(Collector):
+    """`mnist_label_version`: per label, the version labels.json names (`wanted`) and the one that answers
+    here (`served`); they differ while this replica loads a label's new version. Read when scraped."""
+
+    def __init__(self) -> None:
+        self._source: Callable[[], LabelVersions] = dict
+
+    def watch(self, source: Callable[[], LabelVersions]) -> None:
+        self._source = source
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "mnist_label_version",
+            "The version a label names (role=wanted) and the version answering it here (role=served)",
+            labels=["model", "label", "role"],
+        )
+        for model, labels in self._source().items():
+            for label, (wanted, served) in labels.items():
+                family.add_metric([model, label, "wanted"], wanted)
+                if served is not None:
+                    family.add_metric([model, label, "served"], served)
         yield family

@@ -6,6 +6,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # Training in tests, in process or in a subprocess, defaults to the 5,000 embedded digits: quick and the
 # same on every machine. Tests that want the full data set pass it (the `mnist_dir` fixture).
 os.environ["MNIST_DATA"] = "embedded"
+# Servers in tests, in process or not, rescan their repository when a test says so (or polls): a test that
+# writes a version in several steps must not race a rescan. The tests of the watcher turn it back on.
+os.environ["MNIST_WATCH_REPOSITORY"] = "false"
 
 import numpy as np
 import pytest

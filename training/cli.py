@@ -199,14 +199,26 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _add_deploy_parser(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     parser = commands.add_parser(
         "deploy",
-        help="train, verify, gate, publish, and wait until the server at --server serves the new version",
-        description="Train, verify, gate, publish, and see the new version serve traffic; optionally as a "
-        "canary, then promoted. What the server served before stays served until every step passed.",
+        help="train, verify, gate, publish, and wait until every --server serves the new version",
+        description="Train, verify, gate, publish, and see the new version serve traffic on every replica; "
+        "optionally as a canary, then promoted. What the replicas served before stays served until every "
+        "step passed, and a label moves only once every replica serves its new version.",
     )
     _add_training_arguments(parser)
     default = DeployOptions()
     parser.add_argument(
-        "--server", default=default.server, help=f"URL of the running server (default: {default.server})"
+        "--server",
+        action="append",
+        dest="servers",
+        metavar="URL",
+        help="URL of a server of the repository; repeat it for every replica: each must serve the new version "
+        f"before a label moves (default: {default.servers[0]})",
+    )
+    parser.add_argument(
+        "--resolve",
+        action="store_true",
+        help="each --server's host name stands for every address it resolves to, one replica each "
+        "(a Kubernetes headless Service)",
     )
     parser.add_argument(
         "--min-accuracy",
@@ -242,8 +254,10 @@ def _deploy(args: argparse.Namespace) -> int:
     from training.deploy import DeployError, deploy
 
     options, repository = _training_options(args)
+    default_servers = DeployOptions().servers
     deploy_options = DeployOptions(
-        server=args.server,
+        servers=tuple(args.servers or default_servers),
+        resolve=args.resolve,
         gate=Gate(args.min_accuracy, args.tolerance),
         wait_s=args.wait,
         admin_token=args.admin_token or os.environ.get("MNIST_ADMIN_TOKEN"),

@@ -110,7 +110,8 @@ class Gate:
 
 @dataclass(frozen=True)
 class DeployOptions:
-    server: str = DEFAULT_SERVER
+    servers: tuple[str, ...] = (DEFAULT_SERVER,)  # every replica serving the repository
+    resolve: bool = False  # each server's host name stands for every address it resolves to
     gate: Gate = Gate()
     wait_s: float = 180.0
     admin_token: str | None = None  # to rescan at once, and to set labels

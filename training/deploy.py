@@ -1,12 +1,19 @@
-"""Train, verify, gate, publish, and see the new version serve traffic; optionally as a canary, then promoted.
+"""Train, verify, gate, publish, and see the new version serve traffic on every replica; optionally as a
+canary, then promoted.
 
-Each step logs what it found; the first failure raises DeployError with a message, and what the server
-was serving before stays served: a refused model is never published, a published one that the server
-refuses never takes traffic, and `stable` moves only once the canary answered through its label.
+Each step logs what it found; the first failure raises DeployError with a message, and what the replicas
+were serving before stays served: a refused model is never published, a published one that a replica
+refuses never takes traffic, and a label moves only once every replica serves its new version; it is
+then smoke-tested through the label on every replica. Replicas share one repository: the label is set
+through one of them (it writes labels.json) and the others are asked to rescan, then waited for.
 """
 
+import socket
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
@@ -24,7 +31,7 @@ SMOKE_DIGIT = 7  # the golden probes hold one held-out digit per class, in order
 
 
 class DeployError(Exception):
-    """The deploy stopped; what the server serves is unchanged."""
+    """The deploy stopped; what the replicas serve is unchanged."""
 
 
 class _Steps:
@@ -36,17 +43,36 @@ class _Steps:
         self._log(f"[{self._done}/{self._total}] {message}")
 
 
-def deploy(training: TrainOptions, repository: Repository, options: DeployOptions, log: Log) -> int:
-    """Run every step; return the version that now serves."""
-    # NOTE: imported here: only deploy talks HTTP, and `mnist-train --help` must not need it.
-    import httpx
+def replicas(servers: tuple[str, ...], resolve: bool) -> list[str]:
+    """The replicas' URLs: the servers given, or with `resolve`, one per address each host name resolves
+    to (a Kubernetes headless Service resolves to every ready pod)."""
+    if not resolve:
+        return [url.rstrip("/") for url in servers]
+    urls: list[str] = []
+    for url in servers:
+        parts = urlsplit(url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        try:
+            found = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
+        except socket.gaierror as e:
+            raise DeployError(f"cannot resolve {parts.hostname} ({url}): {e.strerror}") from e
+        for address in sorted({info[4][0] for info in found}):
+            host = f"[{address}]" if ":" in address else address
+            urls.append(urlunsplit((parts.scheme, f"{host}:{port}", parts.path.rstrip("/"), "", "")))
+    return urls
 
+
+def deploy(training: TrainOptions, repository: Repository, options: DeployOptions, log: Log) -> int:
+    """Run every step; return the version that now serves on every replica."""
     if (options.canary or options.promote) and not options.admin_token:
         raise DeployError("labels are set through the admin API: --canary and --promote need --admin-token")
     started, step = time.monotonic(), _Steps(options.steps(), log)
-    with httpx.Client(base_url=options.server.rstrip("/"), timeout=10) as http:
-        served = _baseline(http, repository.name)
-        step(f"server {options.server} serves {repository.name} version {served or '(none)'}")
+    urls = replicas(options.servers, options.resolve)
+    if not urls:
+        raise DeployError("no replica to deploy to: the servers given resolve to no address")
+    with _fleet(urls) as fleet:
+        served = _baseline(fleet, repository.name)
+        step(f"serving {repository.name} version {served or '(none)'}: {', '.join(fleet)}")
         trained = train(training, log)
         step(f"trained {trained.network.name}: held-out accuracy {trained.test_accuracy:.4f}")
         with stage(trained, repository) as staged:
@@ -55,19 +81,53 @@ def deploy(training: TrainOptions, repository: Repository, options: DeployOption
             version = staged.publish()
             probe = staged.metadata.probes.inputs[SMOKE_DIGIT]
         step(f"published {repository.name} version {version} at {repository.model_dir / str(version)}")
-        if options.admin_token:
-            _admin(http, options.admin_token, "POST", "/admin/reload")
-        waited = _wait_available(http, repository.name, version, options.wait_s)
-        step(f"server reports version {version} AVAILABLE after {waited:.1f}s")
-        _smoke_test(http, repository.name, version, probe, step, {"version": version})
+        _rescan(fleet, options.admin_token)
+        since = time.monotonic()
+        waited = {
+            url: _wait_available(http, repository.name, version, since, options.wait_s) for url, http in fleet.items()
+        }
+        step(f"version {version} AVAILABLE on {_count(fleet)} {_spread(waited)}")
+        _smoke_test(fleet, repository.name, version, probe, step, {"version": version})
         for label in [CANARY] * (options.canary or options.promote) + [STABLE] * options.promote:
-            _admin(http, options.admin_token, "PUT", f"/admin/models/{repository.name}/labels/{label}", version)
-            _smoke_test(http, repository.name, version, probe, step, {"label": label})
+            first = next(iter(fleet.values()))
+            _admin(first, options.admin_token, "PUT", f"/admin/models/{repository.name}/labels/{label}", version)
+            _rescan(fleet, options.admin_token)
+            since = time.monotonic()
+            moved = {
+                url: _wait_label(http, repository.name, (label, version), since, options.wait_s)
+                for url, http in fleet.items()
+            }
+            log(f"      label {label} answers with version {version} on {_count(fleet)} {_spread(moved)}")
+            _smoke_test(fleet, repository.name, version, probe, step, {"label": label})
     log(
-        f"deployed {repository.name} version {version} (was {served or 'none'}): accuracy "
+        f"deployed {repository.name} version {version} (was {served or 'none'}) to {_count(fleet)}: accuracy "
         f"{trained.test_accuracy:.4f}, {time.monotonic() - started:.0f}s in all"
     )
     return version
+
+
+@contextmanager
+def _fleet(urls: list[str]) -> Iterator[dict[str, "httpx.Client"]]:
+    # NOTE: imported here: only deploy talks HTTP, and `mnist-train --help` must not need it.
+    import httpx
+
+    with ExitStack() as stack:
+        yield {url: stack.enter_context(httpx.Client(base_url=url, timeout=10)) for url in urls}
+
+
+def _count(fleet: dict[str, Any]) -> str:
+    return "the server" if len(fleet) == 1 else f"all {len(fleet)} replicas"
+
+
+def _spread(seconds: dict[str, float]) -> str:
+    """When each replica got there: the skew between them is what a client addressing them all saw."""
+    if len(seconds) == 1:
+        return f"after {next(iter(seconds.values())):.1f}s"
+    return f"after {min(seconds.values()):.1f}s to {max(seconds.values()):.1f}s (skew {_skew(seconds):.1f}s)"
+
+
+def _skew(seconds: dict[str, float]) -> float:
+    return max(seconds.values()) - min(seconds.values())
 
 
 def _gate(trained: Trained, served: int | None, repository: Repository, gate: Gate, step: _Steps, log: Log) -> None:
@@ -97,18 +157,27 @@ def _gate(trained: Trained, served: int | None, repository: Repository, gate: Ga
         )
 
 
-def _baseline(http: "httpx.Client", name: str) -> int | None:
-    """The version the new one must not be worse than: the one labelled stable, else the newest serving."""
+def _baseline(fleet: dict[str, "httpx.Client"], name: str) -> int | None:
+    """The version the new one must not be worse than: the one labelled stable, else the newest serving; the
+    replicas must agree on it (they do once the last rollout finished)."""
+    found = {url: _served(http, url, name) for url, http in fleet.items()}
+    if len(set(found.values())) > 1:
+        each = ", ".join(f"{url}: {version or 'none'}" for url, version in found.items())
+        raise DeployError(f"the replicas serve different versions ({each}); wait for them to agree, then deploy")
+    return next(iter(found.values()))
+
+
+def _served(http: "httpx.Client", url: str, name: str) -> int | None:
     import httpx
 
     try:
         response = http.get(f"/v1/models/{name}")
+        if response.status_code == 404:
+            return None
+        response.raise_for_status()
+        stable = http.get(f"/v1/models/{name}/labels/{STABLE}")
     except httpx.HTTPError as e:
-        raise DeployError(f"cannot reach the server: {e}") from e
-    if response.status_code == 404:
-        return None
-    response.raise_for_status()
-    stable = http.get(f"/v1/models/{name}/labels/{STABLE}")
+        raise DeployError(f"cannot reach the server at {url}: {e}") from e
     if stable.status_code == 200:
         return int(stable.json()["model_version_status"][0]["version"])
     available = [int(s["version"]) for s in response.json()["model_version_status"] if s["state"] == "AVAILABLE"]
@@ -116,40 +185,84 @@ def _baseline(http: "httpx.Client", name: str) -> int | None:
 
 
 def _admin(http: "httpx.Client", token: str | None, method: str, path: str, version: int | None = None) -> None:
+    import httpx
+
     body = None if version is None else {"version": version}
-    response = http.request(method, path, json=body, headers={"authorization": f"Bearer {token}"})
+    try:
+        response = http.request(method, path, json=body, headers={"authorization": f"Bearer {token}"})
+    except httpx.HTTPError as e:
+        raise DeployError(f"{method} {http.base_url}{path}: cannot reach the server: {e}") from e
     if response.status_code != 200:
-        raise DeployError(f"{method} {path}: HTTP {response.status_code} {response.text[:300]}")
+        raise DeployError(f"{method} {http.base_url}{path}: HTTP {response.status_code} {response.text[:300]}")
 
 
-def _wait_available(http: "httpx.Client", name: str, version: int, timeout_s: float) -> float:
-    started = time.monotonic()
+def _rescan(fleet: dict[str, "httpx.Client"], token: str | None) -> None:
+    """Ask every replica to rescan now; without a token, each sees the change when it watches or polls."""
+    if token:
+        for http in fleet.values():
+            _admin(http, token, "POST", "/admin/reload")
+
+
+def _wait_label(http: "httpx.Client", name: str, moved: tuple[str, int], since: float, timeout_s: float) -> float:
+    """Seconds from `since` until the replica's label answers with its version (`labels_served`, GET /models)."""
+    label, version = moved
+    while time.monotonic() - since < timeout_s:
+        served = _get(http, "/models").json().get("labels_served", {}).get(name, {})
+        if served.get(label) == version:
+            return time.monotonic() - since
+        time.sleep(POLL_S)
+    raise DeployError(f"{http.base_url}: label {label} does not answer with version {version} after {timeout_s:g}s")
+
+
+def _get(http: "httpx.Client", path: str) -> "httpx.Response":
+    import httpx
+
+    try:
+        return http.get(path)
+    except httpx.HTTPError as e:
+        raise DeployError(f"cannot reach the server at {http.base_url}: {e}") from e
+
+
+def _post(http: "httpx.Client", path: str, body: dict[str, Any]) -> "httpx.Response":
+    import httpx
+
+    try:
+        return http.post(path, json=body)
+    except httpx.HTTPError as e:
+        raise DeployError(f"cannot reach the server at {http.base_url}: {e}") from e
+
+
+def _wait_available(http: "httpx.Client", name: str, version: int, since: float, timeout_s: float) -> float:
+    """Seconds from `since` until the replica reports `version` AVAILABLE."""
     last: Any = None
-    while time.monotonic() - started < timeout_s:
-        response = http.get(f"/v1/models/{name}/versions/{version}")
+    while time.monotonic() - since < timeout_s:
+        response = _get(http, f"/v1/models/{name}/versions/{version}")
         if response.status_code == 200:
             last = response.json()["model_version_status"][0]
             if last["state"] == "AVAILABLE":
-                return time.monotonic() - started
+                return time.monotonic() - since
             if last["status"]["error_code"] != "OK":
                 raise DeployError(
-                    f"the server refused version {version}: {last['status']['error_message']}; "
-                    "it keeps serving the previous version"
+                    f"the server at {http.base_url} refused version {version}: {last['status']['error_message']}; "
+                    "every replica keeps serving the previous version"
                 )
         time.sleep(POLL_S)
-    raise DeployError(f"version {version} not AVAILABLE after {timeout_s:g}s (last status: {last})")
+    raise DeployError(f"{http.base_url}: version {version} not AVAILABLE after {timeout_s:g}s (last status: {last})")
 
 
 def _smoke_test(
-    http: "httpx.Client", name: str, version: int, probe: list[float], step: _Steps, route: dict[str, Any]
+    fleet: dict[str, "httpx.Client"], name: str, version: int, probe: list[float], step: _Steps, route: dict[str, Any]
 ) -> None:
-    """A held-out digit through /predict, by version or by label: the right digit, from the new version."""
-    answer = http.post("/predict", json={"image": probe, "model": name, **route})
-    body = answer.json()
-    if answer.status_code != 200 or body.get("version") != version:
-        raise DeployError(f"smoke prediction through {route} failed: HTTP {answer.status_code} {body}")
-    digit = int(np.argmax(body["predictions"][0]["probabilities"]))
-    if digit != SMOKE_DIGIT:
-        raise DeployError(f"smoke prediction: a held-out {SMOKE_DIGIT} came back as {digit}")
+    """A held-out digit through /predict on every replica, by version or by label: the right digit, from the
+    new version."""
+    for url, http in fleet.items():
+        answer = _post(http, "/predict", {"image": probe, "model": name, **route})
+        json_body = answer.headers.get("content-type", "").startswith("application/json")
+        body = answer.json() if json_body else {"error": answer.text[:300]}
+        if answer.status_code != 200 or body.get("version") != version:
+            raise DeployError(f"smoke prediction through {route} on {url} failed: HTTP {answer.status_code} {body}")
+        digit = int(np.argmax(body["predictions"][0]["probabilities"]))
+        if digit != SMOKE_DIGIT:
+            raise DeployError(f"smoke prediction on {url}: a held-out {SMOKE_DIGIT} came back as {digit}")
     via = f"label {route['label']}" if "label" in route else f"version {version}"
-    step(f"smoke prediction through /predict, {via}: {digit} from version {body['version']}")
+    step(f"smoke prediction through /predict, {via}: {SMOKE_DIGIT} from version {version} on {_count(fleet)}")

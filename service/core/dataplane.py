@@ -66,7 +66,8 @@ class Explanation:
 @dataclass(frozen=True)
 class ModelEntry:
     versions: list[VersionStatus]  # newest first
-    labels: dict[str, int]
+    labels: dict[str, int]  # as labels.json names them
+    labels_served: dict[str, int]  # the version each label answers with here (the last until the new one loads)
     label_error: str | None
 
 
@@ -134,7 +135,12 @@ class DataPlane:
     def catalogue(self) -> Catalogue:
         names = self._manager.model_names()
         models = {
-            name: ModelEntry(self._manager.status(name), self._manager.labels(name), self._manager.label_error(name))
+            name: ModelEntry(
+                versions=self._manager.status(name),
+                labels=self._manager.labels(name),
+                labels_served=self._manager.labels_served(name),
+                label_error=self._manager.label_error(name),
+            )
             for name in names
         }
         return Catalogue(models, self._manager.repository_error)

@@ -7,7 +7,15 @@ loaded and checked off the event loop while the old ones keep serving, and takes
 it passed. A version leaving the policy is removed from routing first, then its batcher drains the
 requests already accepted, then it is dropped.
 
-The manager also owns the serving life cycle: the first scan, the polling, the optional model thread.
+A label moves here only when its new version is AVAILABLE here: until then it keeps answering with the
+version it answered with before, which stays loaded for it. Replicas sharing one repository each see a
+label move at their own scan and load the version in their own time, so a client addressing a label
+never gets an error for the move; a label new to this replica answers once its version is AVAILABLE.
+
+The manager also owns the serving life cycle: the first scan, the rescans, the optional model thread.
+It rescans when the repository changes, as the operating system reports it (`watchfiles`: inotify on
+Linux), and every `poll_interval_s` as well: file systems that report no changes (NFS, object-storage
+mounts, some container volumes) are seen by the polling alone.
 """
 
 import asyncio
@@ -18,6 +26,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import watchfiles
+
 from contract import list_models, list_versions
 from service.config import Settings
 from service.core.batcher import DynamicBatcher
@@ -26,7 +36,7 @@ from service.core.model import LoadedModel, SelfCheckFailed, load_version
 from service.core.runtime import RuntimeLoader
 from service.core.status import VersionState, VersionStatus
 from service.errors import InvalidInput, NotFound, NotReady
-from service.metrics import Metrics
+from service.metrics import LabelVersions, Metrics
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +47,11 @@ class ServedVersion:
     batcher: DynamicBatcher
 
 
-_Fingerprint = tuple[int, int]
+WATCH_STEP_MS = 50  # a rescan waits for the repository to be quiet this long...
+WATCH_DEBOUNCE_MS = 400  # ...or for this long at most, while changes keep coming (an export being written)
+WATCH_TIMEOUT_MS = 1000  # how often the watching thread looks up when nothing changes
+
+_Fingerprint = tuple[int, int, int]  # the folder's inode, its newest modification, its entries
 _OnDisk = dict[int, tuple[Path, _Fingerprint]]
 
 
@@ -57,6 +71,9 @@ class ModelManager:
         self._arrivals = arrivals
         self._executor: ThreadPoolExecutor | None = None
         self._poller: asyncio.Task[None] | None = None
+        self._watcher: asyncio.Task[None] | None = None
+        self._stop_watching = asyncio.Event()
+        self._watching = asyncio.Event()
         self._serving: dict[str, dict[int, ServedVersion]] = {}
         self._status: dict[str, dict[int, VersionStatus]] = {}
         self._failed: dict[tuple[str, int], _Fingerprint] = {}
@@ -64,6 +81,8 @@ class ModelManager:
         self._reload_lock = asyncio.Lock()
         self._changed: asyncio.Future[None] | None = None  # done at the next change of state
         self._labels = LabelBook(settings.model_dir)
+        self._answering: dict[str, dict[str, int]] = {}  # per model, the version each label answers with here
+        metrics.label_versions.watch(self._label_versions)
         self.repository_error: str | None = None
 
     async def start(self) -> None:
@@ -73,12 +92,17 @@ class ModelManager:
         await self.reload()
         if self._settings.poll_interval_s > 0:
             self._poller = asyncio.get_running_loop().create_task(self._poll())
+        if self._settings.watch_repository:
+            self._watcher = asyncio.get_running_loop().create_task(self._watch())
         logger.info("models loaded", extra={"models": {n: sorted(self._serving.get(n, {})) for n in self._status}})
 
     async def stop(self) -> None:
         """Stop polling, then drain and drop every version."""
         if self._poller is not None:
             self._poller.cancel()
+        if self._watcher is not None:
+            self._stop_watching.set()
+            await self._watcher
         async with self._reload_lock:
             for name, versions in self._serving.items():
                 for version in list(versions):
@@ -99,7 +123,12 @@ class ModelManager:
         return sorted(self._status)
 
     def labels(self, name: str) -> dict[str, int]:
+        """Each label's version, as labels.json names it."""
         return self._labels.labels(name)
+
+    def labels_served(self, name: str) -> dict[str, int]:
+        """Each label's version that answers here: the one labels.json names once it is AVAILABLE here."""
+        return dict(self._answering.get(name, {}))
 
     def label_error(self, name: str) -> str | None:
         return self._labels.errors.get(name)
@@ -116,12 +145,10 @@ class ModelManager:
             raise NotFound(self._unknown_model(name))
         serving = self._serving.get(name, {})
         if label is not None:
-            version = self._labels.version_of(name, label)
-            if version not in serving:
-                raise NotFound(
-                    f"label '{label}' of model '{name}' names version {version}, {self._why_not(name, version)}"
-                )
-            return serving[version]
+            answering = self._answering.get(name, {}).get(label)
+            if answering in serving:
+                return serving[answering]
+            raise self._label_unavailable(name, label)
         if version is None:
             if not serving:
                 raise NotReady(f"model '{name}' has no available version yet")
@@ -136,6 +163,15 @@ class ModelManager:
             raise NotFound(f"version {version} of model '{name}' is not served: {status.error}")
         available = ", ".join(map(str, sorted(serving))) or "none"
         raise NotFound(f"model '{name}' has no version {version}; available: {available}")
+
+    def _label_unavailable(self, name: str, label: str) -> Exception:
+        """Why a label answers nothing here: NotReady while its version may yet load, else NotFound."""
+        version = self._labels.version_of(name, label)  # NotFound for a label labels.json does not have
+        why = f"label '{label}' of model '{name}' names version {version}, {self._why_not(name, version)}"
+        status = self._status[name].get(version)
+        if status is not None and status.state in (VersionState.FAILED, VersionState.END):
+            return NotFound(why)
+        return NotReady(f"{why}; the label answers here once that version is AVAILABLE")
 
     async def set_label(self, name: str, label: str, version: int) -> None:
         """Point `label` at `version`, which must be served: a label never names a version that cannot answer."""
@@ -206,10 +242,32 @@ class ModelManager:
         for version in sorted(self._labels.labelled_versions(name) - set(wanted)):
             if version in on_disk and await self._serves(name, version, on_disk[version]):
                 wanted.append(version)
+        answering = self._move_labels(name)
         for version in list(serving):
-            if version not in wanted:
+            if version not in wanted and version not in answering.values():
                 await self._unload(name, version)
         self._forget_removed_failures(name, on_disk)
+
+    def _move_labels(self, name: str) -> dict[str, int]:
+        """Each label to its version where that is served here; else kept on the one it answered with."""
+        serving, before = self._serving[name], self._answering.get(name, {})
+        labels = self._labels.labels(name)
+        answering = {}
+        for label, version in labels.items():
+            if version in serving:
+                answering[label] = version
+            elif before.get(label) in serving:
+                answering[label] = before[label]
+        self._answering[name] = answering
+        return answering
+
+    def _label_versions(self) -> LabelVersions:
+        """Per model and label: the version labels.json names, and the one answering here."""
+        return {
+            name: {label: (version, self._answering.get(name, {}).get(label)) for label, version in labels.items()}
+            for name in self.model_names()
+            if (labels := self._labels.labels(name))
+        }
 
     async def _serves(self, name: str, version: int, found: tuple[Path, _Fingerprint]) -> bool:
         """Whether the version serves, loading it first if it is new; disabled and refused ones do not."""
@@ -301,19 +359,46 @@ class ModelManager:
             self._changed.set_result(None)
             self._changed = None
 
+    async def _watch(self) -> None:
+        """Rescan within WATCH_STEP_MS of the repository's last change (at most WATCH_DEBOUNCE_MS)."""
+        root = self._settings.model_dir
+        try:
+            async for changes in watchfiles.awatch(
+                root,
+                debounce=WATCH_DEBOUNCE_MS,
+                step=WATCH_STEP_MS,
+                stop_event=self._stop_watching,
+                rust_timeout=WATCH_TIMEOUT_MS,
+                yield_on_timeout=True,  # the first answer, changes or none, says that the watch is set up
+            ):
+                if changes or not self._watching.is_set():  # first: what changed before the watch was set up
+                    await self._rescan()
+                self._watching.set()
+        except Exception as e:  # noqa: BLE001 - no change events (a missing folder, no inotify): polling goes on
+            logger.warning("not watching the repository; polling only", extra={"path": str(root), "error": str(e)})
+
+    async def watching(self) -> None:
+        """Done once the repository is watched and rescanned since (never, on a server that does not watch)."""
+        await self._watching.wait()
+
+    async def _rescan(self) -> None:
+        try:
+            await self.reload()
+        except Exception:  # the watcher and the poller must outlive any one bad scan
+            logger.exception("repository rescan failed")
+
     async def _poll(self) -> None:
         while True:
             await asyncio.sleep(self._settings.poll_interval_s)
-            try:
-                await self.reload()
-            except Exception:  # the poller must outlive any one bad scan
-                logger.exception("repository poll failed")
+            await self._rescan()
 
     def _unknown_model(self, name: str) -> str:
         return f"unknown model '{name}'; available: {', '.join(self.model_names()) or 'none'}"
 
 
 def _fingerprint(path: Path) -> _Fingerprint:
-    """Changes when a version folder is replaced, so a refused version is retried only then."""
-    stat = path.stat()
-    return stat.st_ino, stat.st_mtime_ns
+    """Changes when a version folder is replaced or anything in it changes, so that a refused version is
+    retried only then: one caught half-copied, say, once the copy is complete."""
+    top = path.stat()
+    inside = [p.stat().st_mtime_ns for p in path.rglob("*")]
+    return top.st_ino, max([top.st_mtime_ns, *inside]), len(inside)

@@ -90,6 +90,7 @@ class OpsApi:
             {
                 "models": {name: [_version(s) for s in entry.versions] for name, entry in models.items()},
                 "labels": {name: entry.labels for name, entry in models.items()},
+                "labels_served": {name: entry.labels_served for name, entry in models.items()},
                 "label_errors": {name: entry.label_error for name, entry in models.items() if entry.label_error},
                 "repository_error": catalogue.repository_error,
             }

@@ -46,7 +46,7 @@ def _strict(schema: Any) -> Any:
 
 
 KUBERNETES_KINDS = {
-    "base": ["ConfigMap", "Deployment", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Service"],
+    "base": ["ConfigMap", "Deployment", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Service", "Service"],
     "overlays/models-from-volume": [
         "ConfigMap",
         "Deployment",
@@ -54,6 +54,7 @@ KUBERNETES_KINDS = {
         "Job",
         "PersistentVolumeClaim",
         "PodDisruptionBudget",
+        "Service",
         "Service",
     ],
     "kserve": [],
@@ -178,3 +179,14 @@ def test_the_deployment_drains_before_it_is_killed_and_runs_locked_down(
         assert security["allowPrivilegeEscalation"] is False
         kinds = {doc["kind"] for doc in docs}
         assert {"Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "ConfigMap"} <= kinds
+
+
+def test_a_headless_service_names_every_ready_replica_for_rollouts(objects: dict[str, list[dict[str, Any]]]) -> None:
+    """`mnist-train deploy --resolve` resolves it to one address per ready pod of the Deployment."""
+    for path in ("base", "overlays/models-from-volume"):
+        services = {doc["metadata"]["name"]: doc for doc in objects[path] if doc["kind"] == "Service"}
+        replicas = services["bn-mnist-serving-replicas"]["spec"]
+        assert replicas["clusterIP"] == "None" and replicas["publishNotReadyAddresses"] is False
+        pods = next(doc for doc in objects[path] if doc["kind"] == "Deployment")["spec"]["template"]["metadata"]
+        assert replicas["selector"].items() <= pods["labels"].items()
+        assert replicas["selector"] == services["bn-mnist-serving"]["spec"]["selector"]

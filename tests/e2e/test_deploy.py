@@ -26,6 +26,7 @@ def served(default_repo: Path, tmp_path: Path) -> Iterator[tuple[ServerProcess, 
 
 
 def _deploy(server: ServerProcess, models: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Deploy to `server` (and to any other `--server` in `args`)."""
     return subprocess.run(
         [
             sys.executable,
@@ -88,47 +89,73 @@ def test_an_unreachable_server_stops_before_training(tmp_path: Path) -> None:
         timeout=120,
         check=False,
     )
-    assert result.returncode == 1 and "cannot reach the server" in result.stderr
+    assert result.returncode == 1 and "cannot reach the server at http://127.0.0.1:9" in result.stderr
     assert not any(tmp_path.iterdir())
 
 
-def test_a_canary_promoted_under_load_fails_nothing_and_stable_never_goes_back(
-    served: tuple[ServerProcess, Path],
+def test_one_unreachable_replica_stops_the_deploy_before_training(served: tuple[ServerProcess, Path]) -> None:
+    server, models = served
+    result = _deploy(server, models, "--server", "http://127.0.0.1:9")
+    assert result.returncode == 1 and "cannot reach the server at http://127.0.0.1:9" in result.stderr
+    assert list(list_versions(models / "mnist")) == [1]
+
+
+def test_resolve_makes_one_replica_of_each_address() -> None:
+    from training.deploy import replicas
+
+    assert replicas(("http://127.0.0.1:8000/",), resolve=False) == ["http://127.0.0.1:8000"]
+    assert replicas(("http://127.0.0.1:8000",), resolve=True) == ["http://127.0.0.1:8000"]
+    assert "http://127.0.0.1:8000" in replicas(("http://localhost:8000",), resolve=True)
+
+
+def test_a_canary_promoted_on_two_replicas_under_load_fails_nothing_and_stable_never_goes_back(
+    served: tuple[ServerProcess, Path], tmp_path: Path
 ) -> None:
     server, models = served
     auth = {"authorization": "Bearer tok"}
     assert httpx.put(f"{server.url}/admin/models/mnist/labels/stable", json={"version": 1}, headers=auth).is_success
-    answers: list[tuple[float, float, int, int | None]] = []  # sent, received, status, version
+    answers: list[tuple[str, float, float, int, int | None]] = []  # replica, sent, received, status, version
     stop = threading.Event()
+    # A second replica of the same repository that neither watches nor polls in the test's time: it sees the
+    # new version and the label moves only when the deploy asks every replica to rescan.
+    second = ServerProcess(models, tmp_path / "second.log", poll_interval_s=3600, admin_token="tok")
 
-    def client() -> None:
-        with httpx.Client(base_url=server.url, timeout=30) as http:
+    def client(url: str) -> None:
+        with httpx.Client(base_url=url, timeout=30) as http:
             while not stop.is_set():
                 sent = time.monotonic()
                 response = http.post("/predict", json={"image": [0.0] * 784, "label": "stable"})
-                answers.append((sent, time.monotonic(), response.status_code, response.json().get("version")))
+                answers.append((url, sent, time.monotonic(), response.status_code, response.json().get("version")))
 
-    clients = [threading.Thread(target=client) for _ in range(4)]
-    for thread in clients:
-        thread.start()
-    try:
-        result = _deploy(
-            server, models, "--epochs", "2", "--min-accuracy", "0.5", "--tolerance", "0.5",
-            "--admin-token", "tok", "--promote",
-        )  # fmt: skip
-        finished = time.monotonic()
-        while not any(sent > finished for sent, *_ in answers):  # at least one request after the deploy
-            time.sleep(0.05)
-    finally:
-        stop.set()
+    with second:
+        clients = [threading.Thread(target=client, args=(url,)) for url in [server.url, second.url] * 2]
         for thread in clients:
-            thread.join()
+            thread.start()
+        try:
+            result = _deploy(
+                server, models, "--server", second.url, "--epochs", "2", "--min-accuracy", "0.5",
+                "--tolerance", "0.5", "--admin-token", "tok", "--promote",
+            )  # fmt: skip
+            finished = time.monotonic()
+            while sum(sent > finished for _, sent, *_ in answers) < 4:  # requests to both after the deploy
+                time.sleep(0.05)
+        finally:
+            stop.set()
+            for thread in clients:
+                thread.join()
+        labels_served = httpx.get(f"{second.url}/models").json()["labels_served"]["mnist"]
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    assert "[8/9] smoke prediction through /predict, label canary: 7 from version 2" in result.stdout
-    assert "[9/9] smoke prediction through /predict, label stable: 7 from version 2" in result.stdout
-    assert {status for _, _, status, _ in answers} == {200}
-    assert answers[0][3] == 1 and all(version == 2 for sent, _, _, version in answers if sent > finished)
-    first_new = min(received for _, received, _, version in answers if version == 2)
-    assert all(version == 2 for sent, _, _, version in answers if sent > first_new)  # never back to 1
+    assert "version 2 AVAILABLE on all 2 replicas" in result.stdout
+    assert "label stable answers with version 2 on all 2 replicas" in result.stdout
+    assert "[8/9] smoke prediction through /predict, label canary: 7 from version 2 on all 2" in result.stdout
+    assert "[9/9] smoke prediction through /predict, label stable: 7 from version 2 on all 2" in result.stdout
+    assert labels_served == {"stable": 2, "canary": 2}
+    assert {status for *_, status, _ in answers} == {200}
+    assert {version for *_, version in answers} == {1, 2}
+    assert all(version == 2 for _, sent, _, _, version in answers if sent > finished)
+    for replica in (server.url, second.url):  # each replica moves once, and never back to 1
+        seen = [answer for answer in answers if answer[0] == replica]
+        first_new = min(received for _, _, received, _, version in seen if version == 2)
+        assert all(version == 2 for _, sent, _, _, version in seen if sent > first_new)
     labels = httpx.get(f"{server.url}/models").json()["labels"]["mnist"]
     assert labels == {"stable": 2, "canary": 2}

@@ -1,5 +1,6 @@
 import asyncio
 import shutil
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -10,8 +11,10 @@ import pytest
 from contract import read_labels, read_metadata
 from service.config import Settings
 from service.core.dataplane import InferenceResult, ModelRef
+from service.core.runtime import Runtime, RuntimeLoader
 from service.core.status import VersionState
-from service.errors import InvalidInput, NotFound
+from service.errors import InvalidInput, NotFound, NotReady
+from service.runtimes import default_runtimes
 from tests.helpers import DEFAULT_VERSION, Core, corrupt_probes, seal, started_core
 from training.train import TrainResult
 
@@ -28,9 +31,9 @@ def _add_version(repo: Path, version: int, source: Path = DEFAULT_VERSION) -> Pa
 async def plane_factory(default_repo: Path) -> AsyncIterator[Factory]:
     async with AsyncExitStack() as stack:
 
-        async def make(**overrides: object) -> Core:
+        async def make(runtimes: dict[str, RuntimeLoader] | None = None, **overrides: object) -> Core:
             settings = Settings(model_dir=default_repo, poll_interval_s=0, self_check_repeats=5, **overrides)  # type: ignore[arg-type]
-            return await stack.enter_async_context(started_core(settings))
+            return await stack.enter_async_context(started_core(settings, runtimes))
 
         yield make
 
@@ -182,6 +185,88 @@ async def test_a_labelled_version_stays_loaded_beyond_the_newest_n(default_repo:
     assert (await core.plane.infer(ModelRef("mnist"), x)).version == 2  # the unlabelled route stays the newest
     with pytest.raises(NotFound, match="no version label 'canary'; labels: stable"):
         await core.plane.infer(ModelRef("mnist", label="canary"), x)
+
+
+class HeldLoads:
+    """The real runtimes, except that loading a version's folder named in `held` waits for `release()`."""
+
+    def __init__(self, held: set[str]) -> None:
+        self._held, self._gate = held, threading.Event()
+        self.runtimes = {p: self._holding(loader) for p, loader in default_runtimes(Settings()).items()}
+
+    def _holding(self, loader: RuntimeLoader) -> RuntimeLoader:
+        def load(path: Path) -> Runtime:
+            if path.name in self._held:
+                self._gate.wait(timeout=120)
+            return loader(path)
+
+        return load
+
+    def release(self) -> None:
+        self._gate.set()
+
+
+async def _until(core: Core, state: VersionState, version: int) -> None:
+    """Wait on the manager's own change events until `version` is in `state`."""
+    while not any(s.version == version and s.state is state for s in core.plane.versions("mnist")):
+        await asyncio.wait_for(core.plane.next_change(), timeout=120)
+
+
+async def test_a_label_keeps_answering_with_its_version_until_the_new_one_is_available_here(
+    default_repo: Path, plane_factory: Factory
+) -> None:
+    _add_version(default_repo, 2)
+    (default_repo / "mnist" / "labels.json").write_text('{"stable": 1}')
+    held = HeldLoads({"3"})
+    core = await plane_factory(runtimes=held.runtimes, versions_to_keep=1)
+    x = np.zeros((1, 784), np.float32)
+    stable, canary = ModelRef("mnist", label="stable"), ModelRef("mnist", label="canary")
+    try:
+        _add_version(default_repo, 3)
+        # Another replica moved `stable` to 3 and added `canary`; this one has yet to load version 3.
+        (default_repo / "mnist" / "labels.json").write_text('{"stable": 3, "canary": 3}')
+        scan = asyncio.create_task(core.manager.reload())
+        await _until(core, VersionState.LOADING, 3)
+        assert (await core.plane.infer(stable, x)).version == 1
+        with pytest.raises(NotReady, match="names version 3, which is LOADING; the label answers here once"):
+            await core.plane.infer(canary, x)
+        entry = core.plane.catalogue().models["mnist"]
+        assert (entry.labels, entry.labels_served) == ({"stable": 3, "canary": 3}, {"stable": 1})
+        exposition = core.metrics.render().decode()
+        assert 'mnist_label_version{label="stable",model="mnist",role="wanted"} 3.0' in exposition
+        assert 'mnist_label_version{label="stable",model="mnist",role="served"} 1.0' in exposition
+    finally:
+        held.release()
+    await scan
+    assert (await core.plane.infer(stable, x)).version == 3
+    assert (await core.plane.infer(canary, x)).version == 3
+    assert core.plane.catalogue().models["mnist"].labels_served == {"stable": 3, "canary": 3}
+    assert _states(core) == {3: "AVAILABLE", 2: "END", 1: "END"}  # the old versions go once no label needs them
+
+    # A label moved to a version that fails here keeps answering with the one it had.
+    corrupt_probes(_add_version(default_repo, 4))
+    (default_repo / "mnist" / "labels.json").write_text('{"stable": 4, "canary": 3}')
+    await core.manager.reload()
+    assert (await core.plane.infer(stable, x)).version == 3
+    (default_repo / "mnist" / "labels.json").write_text('{"stable": 3, "canary": 3, "broken": 4}')
+    await core.manager.reload()
+    with pytest.raises(NotFound, match="label 'broken' of model 'mnist' names version 4, which is FAILED"):
+        await core.plane.infer(ModelRef("mnist", label="broken"), x)
+
+
+async def test_a_watching_server_sees_new_versions_and_label_moves_without_polling(
+    default_repo: Path, plane_factory: Factory
+) -> None:
+    core = await plane_factory(watch_repository=True)  # and poll_interval_s=0: no polling at all
+    await asyncio.wait_for(core.manager.watching(), timeout=60)
+    _add_version(default_repo, 2)  # copied file by file, as by hand: a scan may catch it half-written
+    await _until(core, VersionState.AVAILABLE, 2)
+    (default_repo / "mnist" / "labels.json").write_text('{"stable": 1}')
+    for _ in range(3000):  # 60 s at most: seen at the watcher's next rescan, 50 ms after the write
+        if core.plane.catalogue().models["mnist"].labels_served == {"stable": 1}:
+            break
+        await asyncio.sleep(0.02)
+    assert (await core.plane.infer(ModelRef("mnist", label="stable"), np.zeros((1, 784), np.float32))).version == 1
 
 
 async def test_set_label_writes_the_repository_and_refuses_a_version_that_cannot_answer(
