@@ -10,7 +10,7 @@ OLDEST_VENV := .venv-oldest
 OLDEST_TESTS := -m "not e2e and not docker and not slow and not install" tests/service tests/training tests/docs tests/test_structure.py
 OLDEST_E2E := tests/e2e/test_server.py::test_all_official_test_digits_over_http_match_offline_outputs_and_recorded_accuracy
 
-.PHONY: setup run test test-oldest test-fast lint train deploy experiments experiments-quick recipes calibration robustness bench reliability docker lock clean
+.PHONY: setup run test test-oldest test-fast lint train deploy fleet experiments experiments-quick recipes calibration robustness bench reliability docker lock clean
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "no supported Python (one of $(SUPPORTED)) was found; pass PYTHON=/path/to/python"; exit 1; }
@@ -54,6 +54,10 @@ train: setup  ## retrain the default model on the full MNIST and publish it as t
 
 deploy: setup  ## train, gate, publish and wait for the server ($(SERVER), or mnist-train's default) to serve it
 	$(VENV)/bin/mnist-train deploy --data $(MNIST_DATA) $(if $(SERVER),--server $(SERVER))
+
+fleet: setup  ## 3 replicas of models/ behind HAProxy on http://127.0.0.1:8080 (scripts/fleet.py; REPLICAS=n)
+	scripts/system-deps.sh
+	$(PY) scripts/fleet.py --replicas $(or $(REPLICAS),3) --port 8080 $(if $(MNIST_ADMIN_TOKEN),--admin-token $(MNIST_ADMIN_TOKEN))
 
 experiments: setup  ## the full BN experiment grid: docs/experiments.md and docs/*.png
 	$(VENV)/bin/mnist-train experiments --data $(MNIST_DATA)

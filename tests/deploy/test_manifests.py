@@ -190,3 +190,22 @@ def test_a_headless_service_names_every_ready_replica_for_rollouts(objects: dict
         pods = next(doc for doc in objects[path] if doc["kind"] == "Deployment")["spec"]["template"]["metadata"]
         assert replicas["selector"].items() <= pods["labels"].items()
         assert replicas["selector"] == services["bn-mnist-serving"]["spec"]["selector"]
+
+
+def test_the_compose_fleet_balances_as_scripts_fleet_does(tmp_path: Path) -> None:
+    """deploy/compose: HAProxy accepts its configuration, with the retries and checks of scripts/fleet.py."""
+    haproxy = shutil.which("haproxy") or ("/usr/sbin/haproxy" if Path("/usr/sbin/haproxy").exists() else None)
+    if haproxy is None:
+        pytest.skip("HAProxy is not installed (scripts/system-deps.sh installs Debian's as root)")
+    config = DEPLOY / "compose" / "haproxy.cfg"
+    checked = subprocess.run([haproxy, "-c", "-f", str(config)], capture_output=True, text=True, check=False)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    fleet = (ROOT / "scripts" / "fleet.py").read_text()
+    policy = ("retry-on conn-failure empty-response junk-response response-timeout 503", "option httpchk GET /readyz")
+    for line in policy:
+        assert line in config.read_text() and line in fleet
+    compose = yaml.safe_load((DEPLOY / "compose" / "compose.yaml").read_text())
+    mnist = compose["services"]["mnist"]
+    assert mnist["image"] == "bn-mnist-serving" and "bn-mnist-serving ." in (ROOT / "Makefile").read_text()
+    assert mnist["environment"]["MNIST_MAX_CONNECTIONS_PER_CLIENT"] == "0"
+    assert set(mnist["environment"]) <= {f"MNIST_{name.upper()}" for name in Settings.model_fields}
