@@ -56,7 +56,7 @@ def replicas(servers: tuple[str, ...], resolve: bool) -> list[str]:
             found = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
         except socket.gaierror as e:
             raise DeployError(f"cannot resolve {parts.hostname} ({url}): {e.strerror}") from e
-        for address in sorted({info[4][0] for info in found}):
+        for address in sorted({str(info[4][0]) for info in found}):
             host = f"[{address}]" if ":" in address else address
             urls.append(urlunsplit((parts.scheme, f"{host}:{port}", parts.path.rstrip("/"), "", "")))
     return urls
@@ -258,7 +258,7 @@ def _smoke_test(
     for url, http in fleet.items():
         answer = _post(http, "/predict", {"image": probe, "model": name, **route})
         json_body = answer.headers.get("content-type", "").startswith("application/json")
-        body = answer.json() if json_body else {"error": answer.text[:300]}
+        body: dict[str, Any] = answer.json() if json_body else {"error": answer.text[:300]}
         if answer.status_code != 200 or body.get("version") != version:
             raise DeployError(f"smoke prediction through {route} on {url} failed: HTTP {answer.status_code} {body}")
         digit = int(np.argmax(body["predictions"][0]["probabilities"]))
