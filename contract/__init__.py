@@ -12,10 +12,11 @@ model divides by 255 itself) and returns float32 `[None, 10]` softmax probabilit
 Directories whose names are not versions (staging folders start with ".") are never served.
 """
 
-from contract.labels import LABELS_FILENAME, is_label, labels_lock, read_labels, write_labels
+from contract.labels import LABEL_PATTERN, LABELS_FILENAME, is_label, labels_lock, read_labels, write_labels
 from contract.layout import (
     METADATA_FILENAME,
     MODEL_NAME_PATTERN,
+    VERSION_PATTERN,
     is_model_name,
     list_models,
     list_versions,
@@ -68,6 +69,7 @@ __all__ = [
     "IMAGE_PIXELS",
     "INPUT_NAME",
     "LABELS_FILENAME",
+    "LABEL_PATTERN",
     "METADATA_FILENAME",
     "MODEL_NAME_PATTERN",
     "NUM_CLASSES",
@@ -76,6 +78,7 @@ __all__ = [
     "PIXEL_MIN",
     "SIGNATURE_KEY",
     "TENSORFLOW_RUNTIME",
+    "VERSION_PATTERN",
     "DatasetInfo",
     "GoldenProbes",
     "Metadata",

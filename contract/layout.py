@@ -6,7 +6,7 @@ from pathlib import Path
 
 METADATA_FILENAME = "metadata.json"
 MODEL_NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
-_VERSION_PATTERN = re.compile(r"[1-9][0-9]{0,17}")
+VERSION_PATTERN = re.compile(r"[1-9][0-9]{0,17}")
 _CHUNK = 1 << 20
 
 
@@ -16,7 +16,7 @@ def is_model_name(name: str) -> bool:
 
 def parse_version(text: str) -> int | None:
     """The version a folder name stands for, or None if it is not a version folder."""
-    return int(text) if _VERSION_PATTERN.fullmatch(text) else None
+    return int(text) if VERSION_PATTERN.fullmatch(text) else None
 
 
 def list_models(root: Path) -> list[str]:

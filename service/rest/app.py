@@ -14,9 +14,10 @@ from fastapi.middleware.cors import CORSMiddleware
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute
+from starlette.routing import BaseRoute, Match
 
 import service
+from contract import LABEL_PATTERN, MODEL_NAME_PATTERN, VERSION_PATTERN
 from service.config import Settings
 from service.core.arrivals import HttpArrivals
 from service.core.dataplane import DataPlane
@@ -90,7 +91,10 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> Response:
-        return json_response({"error": str(exc.detail)}, exc.status_code, exc.headers)
+        headers = exc.headers
+        if exc.status_code == 405:  # Starlette names the methods of the first route on the path only
+            headers = {**(headers or {}), "Allow": ", ".join(_methods_on(request))}
+        return json_response({"error": str(exc.detail)}, exc.status_code, headers)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
@@ -98,8 +102,29 @@ def _add_error_handlers(app: FastAPI) -> None:
         return json_response({"error": "internal server error"}, 500)
 
 
+def _methods_on(request: Request) -> list[str]:
+    """Every method the request's path takes: those of the routes with the path of the first route that
+    matched it, the one that answered (a looser one further down may match too: `/v1/models/{name}` matches
+    `/v1/models/m:predict`, but is not its path)."""
+    matched = [route for route in request.app.router.routes if route.matches(request.scope)[0] is not Match.NONE]
+    if not matched:
+        return []
+    path = getattr(matched[0], "path", None)
+    return sorted({m for route in matched if getattr(route, "path", None) == path for m in route.methods or ()})
+
+
+# What a path parameter of this name may be, as the server checks it (a name, a version or a label that
+# fits and is not served gets 404; one that does not fit, 4xx).
+PATH_PARAMETERS = {
+    "name": (MODEL_NAME_PATTERN, "a model name: lowercase letters, digits, '-' and '_'"),
+    "version": (VERSION_PATTERN, "a version number, 1 or more, without leading zeros"),
+    "label": (LABEL_PATTERN, "a version label: lowercase letters, digits, '-' and '_', starting with a letter"),
+}
+
+
 def _openapi_with_shared_schemas(app: FastAPI) -> dict[str, Any]:
-    """The OpenAPI document, with nested schemas of hand-documented bodies moved to components."""
+    """The OpenAPI document, with nested schemas of hand-documented bodies moved to components, and path
+    parameters described as the server checks them."""
     if app.openapi_schema:
         return app.openapi_schema
     from fastapi.openapi.utils import get_openapi
@@ -108,6 +133,11 @@ def _openapi_with_shared_schemas(app: FastAPI) -> dict[str, Any]:
     components = schema.setdefault("components", {}).setdefault("schemas", {})
     for path in schema["paths"].values():
         for operation in path.values():
+            for parameter in operation.get("parameters", []):
+                if parameter["in"] == "path" and parameter["name"] in PATH_PARAMETERS:
+                    pattern, description = PATH_PARAMETERS[parameter["name"]]
+                    parameter["schema"] = {**parameter["schema"], "pattern": f"^{pattern.pattern}$"}
+                    parameter.setdefault("description", description)
             content = operation.get("requestBody", {}).get("content", {}).get("application/json", {})
             body_schema = content.get("schema", {})
             components.update(body_schema.pop("$defs", {}))

@@ -1,4 +1,5 @@
-"""`FastRoute`: a route that FastAPI routes and documents, but answers without its request machinery.
+"""`FastRoute`: a route that FastAPI routes and documents, but answers without its request machinery; and
+`{param:segment}`, a path parameter that stops at a colon.
 
 NOTE: on the inference routes, FastAPI's dependency injection, response validation and exception
 middleware cost more than the rest of the request's Python together (measured: see BENCHMARKS.md),
@@ -12,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi.routing import APIRoute
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -20,6 +22,23 @@ from service.errors import ServiceError
 from service.rest.errors import error_response
 
 Endpoint = Callable[..., Awaitable[Response]]
+
+
+class Segment(Convertor[str]):
+    """A path parameter that stops at a colon, as no model name, version or label holds one: so that
+    `GET /v1/models/m:predict` is TF Serving's predict path asked with the wrong method (405), not the
+    status of a model named `m:predict`."""
+
+    regex = "[^/:]+"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("segment", Segment())
 
 
 class FastRoute(APIRoute):

@@ -4,16 +4,28 @@ The inference routes parse bodies with orjson and `service.rest.codec`, not with
 would validate 784 numbers per image one by one; these models describe the same rules for the docs.
 """
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
-from contract import IMAGE_PIXELS, NUM_CLASSES, PIXEL_MAX, PIXEL_MIN
+from contract import (
+    CONFIDENT_NAME,
+    DIGIT_LIKE_NAME,
+    IMAGE_PIXELS,
+    INPUT_NAME,
+    NUM_CLASSES,
+    OUTPUT_NAME,
+    PIXEL_MAX,
+    PIXEL_MIN,
+)
+from service.core.runtime import FP32
 from service.core.status import VersionState
 from service.inputs.images import IMAGE_MEDIA_TYPES
 
 Pixel = Annotated[float, Field(ge=PIXEL_MIN, le=PIXEL_MAX)]
 Image = Annotated[list[Pixel], Field(min_length=IMAGE_PIXELS, max_length=IMAGE_PIXELS)]
+Batch = Annotated[list[Image], Field(min_length=1)]
 Probabilities = Annotated[list[float], Field(min_length=NUM_CLASSES, max_length=NUM_CLASSES)]
 
 # A handwritten 7, 28 x 28, for the docs' examples.
@@ -50,6 +62,21 @@ _SEVEN = """
 EXAMPLE_IMAGE: list[JsonValue] = [255.0 if c == "#" else 0.0 for c in _SEVEN.replace("\n", "")]
 
 
+def exactly_one(fields: tuple[str, str], example: dict[str, Any]) -> Callable[[dict[str, Any]], None]:
+    """`json_schema_extra` for a body that takes exactly one of `fields`, neither of them null, as the
+    server checks it; and an example."""
+
+    def edit(schema: dict[str, Any]) -> None:
+        for field in fields:
+            options = schema["properties"][field].pop("anyOf")
+            schema["properties"][field].update(next(o for o in options if o.get("type") != "null"))
+            schema["properties"][field].pop("default", None)
+        schema["oneOf"] = [{"required": [field]} for field in fields]
+        schema["examples"] = [example]
+
+    return edit
+
+
 class ErrorResponse(BaseModel):
     error: str = Field(examples=["images[0]: expected 784 pixel values, got 783"])
 
@@ -57,7 +84,10 @@ class ErrorResponse(BaseModel):
 class PredictRequest(BaseModel):
     """Exactly one of `image` and `images`."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"image": EXAMPLE_IMAGE}]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra=exactly_one(("image", "images"), {"image": EXAMPLE_IMAGE}),
+    )
 
     image: Image | None = Field(None, description="one image: 784 raw intensities, 0 (black) to 255, row by row")
     images: list[Image] | None = Field(None, min_length=1, description="a batch of images")
@@ -97,14 +127,30 @@ class PredictResponse(BaseModel):
     predictions: list[DigitPrediction]
 
 
+class NamedImage(BaseModel):
+    """A row in TF Serving's row format, by input name."""
+
+    model_config = ConfigDict(extra="forbid")
+    image: Image = Field(alias=INPUT_NAME)
+
+
+class NamedBatch(BaseModel):
+    """Columns in TF Serving's columnar format, by input name."""
+
+    model_config = ConfigDict(extra="forbid")
+    images: Batch = Field(alias=INPUT_NAME)
+
+
 class TfServingPredictRequest(BaseModel):
     """TensorFlow Serving's predict request: `instances` (row format) or `inputs` (columnar)."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [{"instances": [EXAMPLE_IMAGE]}]})
+    model_config = ConfigDict(
+        json_schema_extra=exactly_one(("instances", "inputs"), {"instances": [EXAMPLE_IMAGE]}),
+    )
 
     signature_name: str | None = Field(None, description="only 'serving_default'")
-    instances: list[Image | dict[str, Image]] | None = None
-    inputs: list[Image] | dict[str, list[Image]] | None = None
+    instances: Batch | Annotated[list[NamedImage], Field(min_length=1)] | None = None
+    inputs: Batch | NamedBatch | None = None
 
 
 class ExplainResponse(BaseModel):
@@ -140,8 +186,27 @@ class V2Tensor(BaseModel):
     data: list[Any] | None = None
 
 
+class V2InputTensor(BaseModel):
+    """The model's one input. `data` holds shape[0] x 784 numbers, flat or nested; JSON Schema cannot say
+    that count, so the server checks it."""
+
+    name: str = Field(description="the model's input", json_schema_extra={"const": INPUT_NAME})
+    shape: Annotated[list[int], Field(min_length=2, max_length=2)] = Field(
+        description=f"[images, {IMAGE_PIXELS}]",
+        json_schema_extra={
+            "prefixItems": [{"type": "integer", "minimum": 1}, {"type": "integer", "const": IMAGE_PIXELS}]
+        },
+    )
+    datatype: str = Field(json_schema_extra={"const": FP32})
+    parameters: dict[str, Any] | None = None
+    data: list[Pixel] | Batch = Field(description="shape[0] x 784 pixels, flat or as rows of 784")
+
+
 class V2RequestedOutput(BaseModel):
-    name: str
+    name: str = Field(
+        description="an output by name; versions exported before the flags have only the probabilities",
+        json_schema_extra={"enum": [OUTPUT_NAME, CONFIDENT_NAME, DIGIT_LIKE_NAME]},
+    )
     parameters: dict[str, Any] | None = None
 
 
@@ -154,7 +219,7 @@ class V2InferRequest(BaseModel):
 
     id: str | None = None
     parameters: dict[str, Any] | None = None
-    inputs: list[V2Tensor]
+    inputs: Annotated[list[V2InputTensor], Field(min_length=1, max_length=1)]
     outputs: list[V2RequestedOutput] | None = None
 
 

@@ -19,7 +19,7 @@ from service.core.dataplane import ModelRef
 from service.protocols.tfserving import ModelMetadata, Prediction, TensorInfo, TfServing, VersionStatus
 from service.rest import codec
 from service.rest.errors import INFERENCE_ERRORS, READ_ERRORS, openapi_responses
-from service.rest.routing import FastRoute
+from service.rest.routing import FastRoute  # and the `segment` path convertor
 from service.rest.schemas import (
     ExplainResponse,
     TfServingPredictRequest,
@@ -57,9 +57,9 @@ class TfServingApi:
             FastRoute("/v1/models/{name}:explain", self.explain, **explain),
             FastRoute("/v1/models/{name}/versions/{version}:explain", self.explain_version, **explain),
             FastRoute("/v1/models/{name}/labels/{label}:explain", self.explain_label, **explain),
-            APIRoute("/v1/models/{name}", self.model_status, **status),
-            APIRoute("/v1/models/{name}/versions/{version}", self.version_status, **status),
-            APIRoute("/v1/models/{name}/labels/{label}", self.label_status, **status),
+            APIRoute("/v1/models/{name:segment}", self.model_status, **status),
+            APIRoute("/v1/models/{name}/versions/{version:segment}", self.version_status, **status),
+            APIRoute("/v1/models/{name}/labels/{label:segment}", self.label_status, **status),
             APIRoute("/v1/models/{name}/metadata", self.model_metadata, **metadata),
             APIRoute("/v1/models/{name}/versions/{version}/metadata", self.version_metadata, **metadata),
             APIRoute("/v1/models/{name}/labels/{label}/metadata", self.label_metadata, **metadata),

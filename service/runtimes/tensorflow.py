@@ -73,9 +73,11 @@ def _runtime(saved: SavedModel) -> SavedModelRuntime:
 
 
 def _specs(saved: SavedModel, key: str) -> tuple[TensorSpec, ...]:
-    return tuple(
-        TensorSpec(name, DATATYPES[np.dtype(dtype)], shape) for name, (dtype, shape) in output_specs(saved, key).items()
-    )
+    """The signature's outputs, the probabilities first and then by name: a SignatureDef keeps them in a
+    protobuf map, whose order is not the same from one load to the next."""
+    found = output_specs(saved, key)
+    names = sorted(found, key=lambda name: (name != OUTPUT_NAME, name))
+    return tuple(TensorSpec(name, DATATYPES[np.dtype(found[name][0])], found[name][1]) for name in names)
 
 
 class SavedModelLoader:

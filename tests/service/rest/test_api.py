@@ -8,7 +8,7 @@ import orjson
 import pytest
 import pytest_asyncio
 
-from contract import read_metadata
+from contract import MODEL_NAME_PATTERN, VERSION_PATTERN, read_metadata
 from service.config import Settings
 from tests.helpers import DEFAULT_VERSION, serving
 
@@ -149,6 +149,28 @@ async def test_wrong_method_and_unknown_path_are_json_errors(client: Client) -> 
     assert (await client.get("/predict")).status_code == 405
     response = await client.get("/nope")
     assert response.status_code == 404 and response.json() == {"error": "Not Found"}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("OPTIONS", "/admin/models/mnist/labels/stable", "DELETE, PUT"),  # two routes share the path
+        ("GET", "/v1/models/mnist:predict", "POST"),  # not the status of a model named 'mnist:predict'
+        ("GET", "/v1/models/mnist/versions/1:explain", "POST"),
+    ],
+)
+async def test_a_wrong_method_gets_405_naming_every_method_of_the_path(
+    client: Client, method: str, path: str, allow: str
+) -> None:
+    response = await client.request(method, path)
+    assert response.status_code == 405 and response.headers["allow"] == allow
+
+
+async def test_the_schema_types_path_parameters_as_the_server_checks_them(client: Client) -> None:
+    operation = (await client.get("/openapi.json")).json()["paths"]["/v1/models/{name}/versions/{version}"]["get"]
+    schemas = {p["name"]: p["schema"] for p in operation["parameters"]}
+    assert schemas["version"]["pattern"] == f"^{VERSION_PATTERN.pattern}$"
+    assert schemas["name"]["pattern"] == f"^{MODEL_NAME_PATTERN.pattern}$"
 
 
 @pytest.mark.parametrize(
