@@ -18,6 +18,7 @@ from service.config import Settings
 from service.core.arrivals import GrpcArrivals
 from service.core.dataplane import DataPlane
 from service.grpc.calls import Calls
+from service.grpc.malformed import RefuseMalformed
 from service.grpc.protos import open_inference_grpc_pb2_grpc
 from service.grpc.protos.tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 from service.grpc.tfserving import MODEL_SERVICE, PREDICTION_SERVICE, ModelService, PredictionService
@@ -39,7 +40,9 @@ class GrpcServer:
         self._health = health.aio.HealthServicer()
         # NOTE: several workers bind one port only when asked: SO_REUSEPORT would otherwise let a
         # second server start on a port that is already taken, and steal half its calls.
-        self._server = grpc.aio.server(options=_options(settings, shared_port=shared_port))
+        self._server = grpc.aio.server(
+            options=_options(settings, shared_port=shared_port), interceptors=(RefuseMalformed(),)
+        )
         self._follow: asyncio.Task[None] | None = None
         calls = Calls(metrics, access_log=settings.access_log, arrivals=arrivals)
         # The generated registration functions carry no types (grpcio-tools writes none for them).

@@ -313,6 +313,26 @@ async def test_what_this_model_cannot_do_is_unimplemented(channel: grpc.aio.Chan
     assert error.value.code() == grpc.StatusCode.UNIMPLEMENTED and "use Predict" in (error.value.details() or "")
 
 
+@pytest.mark.parametrize(
+    ("method", "message"),
+    [
+        ("/inference.GRPCInferenceService/ModelInfer", "inference.ModelInferRequest"),
+        ("/tensorflow.serving.PredictionService/Predict", "tensorflow.serving.PredictRequest"),
+    ],
+)
+async def test_bytes_that_are_no_message_are_invalid_argument_and_name_nothing_internal(
+    channel: grpc.aio.Channel, method: str, message: str
+) -> None:
+    call = channel.unary_unary(method, request_serializer=None, response_deserializer=None)
+    for garbage in (b"\xff" * 64, bytes(range(256)), b"\x0a\xff\xff\xff\xff\x0f"):
+        with pytest.raises(grpc.aio.AioRpcError) as error:
+            await call(garbage)
+        assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert error.value.details() == f"the request is not a valid {message} message"
+    stub = pb_grpc.GRPCInferenceServiceStub(channel)
+    assert (await stub.ModelInfer(_infer_request(ROW))).outputs  # and the next call is served
+
+
 async def test_a_message_over_the_size_limit_is_resource_exhausted() -> None:
     async with grpc_serving(_settings(max_body_bytes=64 * 1024)) as (_, channel):
         with pytest.raises(grpc.aio.AioRpcError) as error:
