@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     header_timeout_s: float = Field(
         10.0, gt=0, description="a request whose headers are not all in this long after it began gets 408"
     )
+    max_header_lines: int = Field(100, ge=8, description="a request with more header lines gets 431")
+    max_header_bytes: int = Field(16384, ge=1024, description="a request with more bytes of headers gets 431")
     max_connections_per_client: int = Field(
         512, ge=0, description="open connections from one address at most; past it, 429; 0 turns the cap off"
     )

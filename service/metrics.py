@@ -53,7 +53,7 @@ class Metrics:
         )
         self.refused_connections = Counter(
             "mnist_refused_connections",
-            "Connections closed before a request reached the app: header_timeout, per_client_cap",
+            "Connections closed before a request reached the app: header_timeout, header_limit, per_client_cap",
             ["reason"],
             registry=self.registry,
         )

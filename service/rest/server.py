@@ -48,6 +48,8 @@ class RestServer:
             limit_concurrency=settings.max_connections,
             http=guarded_protocol(
                 header_timeout_s=settings.header_timeout_s,
+                max_header_lines=settings.max_header_lines,
+                max_header_bytes=settings.max_header_bytes,
                 max_per_client=settings.max_connections_per_client,
                 on_refuse=metrics.refuse_connection,
                 arrivals=arrivals,

@@ -174,6 +174,32 @@ def test_one_client_over_its_cap_is_refused_and_others_are_not(tmp_path: Path, r
     record("a client holding its 5 connections gets 429 for a sixth; another address gets 200")
 
 
+def test_a_header_flood_gets_431_and_the_next_client_is_served(tmp_path: Path, record: Any) -> None:
+    models = Path(__file__).resolve().parents[2] / "models"
+    many = b"".join(b"X-Flood-%d: 1\r\n" % i for i in range(2000))
+    huge = b"X-Huge: " + b"a" * 20_000 + b"\r\n"
+    within = b"".join(b"X-Fine-%d: 1\r\n" % i for i in range(90))  # 90 lines beside Host, under 100
+    answers = {}
+    with ServerProcess(models, tmp_path / "log", poll_interval_s=0) as server:
+        for name, headers in (("2,000 header lines", many), ("a 20 KB header", huge), ("91 header lines", within)):
+            with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + headers + b"\r\n")
+                answers[name] = _read_response(sock)
+        after = _get(server.url)
+        metrics = httpx.get(f"{server.url}/metrics").text
+    assert answers["2,000 header lines"].startswith(b"HTTP/1.1 431")
+    assert b"more than 100 header lines" in answers["2,000 header lines"]
+    assert (
+        answers["a 20 KB header"].startswith(b"HTTP/1.1 431") and b"more than 16384 bytes" in answers["a 20 KB header"]
+    )
+    assert answers["91 header lines"].startswith(b"HTTP/1.1 200")
+    assert after == 200
+    assert 'mnist_refused_connections_total{reason="header_limit"} 2.0' in metrics
+    record(
+        "2,000 header lines and a 20 KB header each get 431 and a close; 91 lines get 200, and so does the next client"
+    )
+
+
 def _read_response(sock: socket.socket) -> bytes:
     """One whole response: headers, then Content-Length bytes of body."""
     data = b""
