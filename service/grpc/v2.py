@@ -13,10 +13,15 @@ from service.grpc.calls import Calls, Context
 from service.grpc.protos import open_inference_grpc_pb2 as pb
 from service.grpc.protos import open_inference_grpc_pb2_grpc
 from service.protocols.tensors import raw_bytes
-from service.protocols.v2 import InferResult, OpenInference, TensorMetadata
+from service.protocols.v2 import InferResult, OpenInference, Requested, TensorMetadata
 
 INFERENCE_SERVICE = "inference.GRPCInferenceService"
-_CONTENTS = {"FP32": "fp32_contents", "BOOL": "bool_contents", "INT64": "int64_contents"}  # typed, by datatype
+_CONTENTS = {  # typed, by datatype
+    "FP32": "fp32_contents",
+    "BOOL": "bool_contents",
+    "INT64": "int64_contents",
+    "BYTES": "bytes_contents",
+}
 
 
 class InferenceService(open_inference_grpc_pb2_grpc.GRPCInferenceServiceServicer):
@@ -79,10 +84,16 @@ class InferenceService(open_inference_grpc_pb2_grpc.GRPCInferenceServiceServicer
             request.model_name,
             _version(request.model_version),
             x,
-            outputs=[o.name for o in request.outputs],
+            outputs=[_requested(o) for o in request.outputs],
             deadline_s=deadline_s,
         )
         return _infer_response(result, request, raw=_wants_raw_output(request))
+
+
+def _requested(output: pb.ModelInferRequest.InferRequestedOutputTensor) -> Requested:
+    """An output by name, with the classification extension's count if asked (`class_count` in tritonclient)."""
+    count = output.parameters["classification"].int64_param if "classification" in output.parameters else None
+    return Requested(output.name, count)
 
 
 def _version(text: str) -> int | None:

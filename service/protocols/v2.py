@@ -1,7 +1,9 @@
 """The Open Inference Protocol's semantics (KServe v2, Triton), for its REST and gRPC doors alike.
 
 Server and model metadata, server and model readiness, Triton's model configuration, the check of
-requested outputs, and inference, as neutral results the doors encode. Readiness is one rule: an
+requested outputs, and inference, as neutral results the doors encode; with the classification
+extension, an output asked for with `classification: k` comes back as the top k classes, BYTES
+strings "value:index:label", most probable first. Readiness is one rule: an
 unknown model is NotFound; a known one is ready when the version asked for (or, without one, any
 version) takes requests.
 """
@@ -13,7 +15,7 @@ from typing import Any
 import numpy as np
 
 import service
-from contract import OUTPUT_NAME
+from contract import NUM_CLASSES, OUTPUT_NAME
 from service.config import Settings
 from service.core.dataplane import DataPlane, ModelRef, Readiness
 from service.core.runtime import DATATYPES, TensorSpec
@@ -21,7 +23,16 @@ from service.core.status import VersionState
 from service.errors import InvalidInput
 
 SERVER_NAME = "bn-mnist-serving"
-EXTENSIONS = ("binary_tensor_data",)
+EXTENSIONS = ("binary_tensor_data", "classification")
+BYTES = "BYTES"
+
+
+@dataclass(frozen=True)
+class Requested:
+    """An output asked for by name, and with the classification extension, how many top classes."""
+
+    name: object
+    classification: object = None
 
 
 @dataclass(frozen=True)
@@ -125,7 +136,7 @@ class OpenInference:
         version: int | None,
         x: np.ndarray,
         *,
-        outputs: Sequence[object] = (),
+        outputs: Sequence[Requested] = (),
         deadline_s: float | None = None,
     ) -> InferResult:
         """The outputs for checked pixels `x` that are requested by name; without a request, `probabilities`.
@@ -136,14 +147,42 @@ class OpenInference:
         model = self._plane.describe(ModelRef(name, version))
         offered = [spec.name for spec in model.outputs]
         for requested in outputs:
-            if requested not in offered:
+            if requested.name not in offered:
                 known = ", ".join(map(repr, offered))
-                raise InvalidInput(f"unknown output {requested!r}; the model's outputs are {known}")
+                raise InvalidInput(f"unknown output {requested.name!r}; the model's outputs are {known}")
+            _top(requested)
         pinned = ModelRef(model.name, model.version)  # NOTE: no await since describe: the same version answers
         result = await self._plane.infer(pinned, x, timeout_s=deadline_s)
-        wanted = [str(requested) for requested in outputs] or [OUTPUT_NAME]
-        tensors = [OutputTensor(n, DATATYPES[result.outputs[n].dtype], result.outputs[n]) for n in wanted]
-        return InferResult(result.name, str(result.version), tensors)
+        wanted = outputs or [Requested(OUTPUT_NAME)]
+        return InferResult(result.name, str(result.version), [_tensor(result.outputs, r) for r in wanted])
+
+
+def _top(requested: Requested) -> int | None:
+    """The classification count asked for an output, checked: only the probabilities have classes."""
+    k = requested.classification
+    if k is None:
+        return None
+    if requested.name != OUTPUT_NAME:
+        raise InvalidInput(f"classification applies to '{OUTPUT_NAME}' only, not {requested.name!r}")
+    if type(k) is not int or not 1 <= k <= NUM_CLASSES:
+        raise InvalidInput(f"classification must be a class count from 1 to {NUM_CLASSES}, got {k!r}")
+    return k
+
+
+def _tensor(outputs: dict[str, np.ndarray], requested: Requested) -> OutputTensor:
+    array = outputs[str(requested.name)]
+    k = _top(requested)
+    if k is None:
+        return OutputTensor(str(requested.name), DATATYPES[array.dtype], array)
+    return OutputTensor(str(requested.name), BYTES, top_classes(array, k))
+
+
+def top_classes(probabilities: np.ndarray, k: int) -> np.ndarray:
+    """Triton's classification output: per row, the k most probable classes as b"value:index:label", most
+    probable first; a digit's label is the digit."""
+    order = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
+    rows = [[b"%f:%d:%d" % (row[i], i, i) for i in top] for row, top in zip(probabilities, order, strict=True)]
+    return np.array(rows, dtype=object)
 
 
 def _tensor_metadata(spec: TensorSpec) -> TensorMetadata:

@@ -207,7 +207,11 @@ class V2RequestedOutput(BaseModel):
         description="an output by name; versions exported before the flags have only the probabilities",
         json_schema_extra={"enum": [OUTPUT_NAME, CONFIDENT_NAME, DIGIT_LIKE_NAME]},
     )
-    parameters: dict[str, Any] | None = None
+    parameters: dict[str, Any] | None = Field(
+        None,
+        description=f"`binary_data`: true for a binary answer; `classification`: k (1 to {NUM_CLASSES}), for the "
+        f"top k classes of '{OUTPUT_NAME}' as BYTES \"value:index:label\" (Triton's classification extension)",
+    )
 
 
 class V2InferRequest(BaseModel):

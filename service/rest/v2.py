@@ -19,7 +19,7 @@ from service.config import Settings
 from service.core.dataplane import Readiness
 from service.errors import BadRequest, InvalidInput, NotReady
 from service.protocols.tensors import raw_bytes
-from service.protocols.v2 import InferResult, OpenInference, OutputTensor, TensorMetadata
+from service.protocols.v2 import BYTES, InferResult, OpenInference, OutputTensor, Requested, TensorMetadata
 from service.rest import codec
 from service.rest.errors import INFERENCE_ERRORS, READ_ERRORS, openapi_responses
 from service.rest.routing import FastRoute
@@ -140,37 +140,46 @@ def _require(readiness: Readiness) -> None:
         raise NotReady(readiness.reason)
 
 
-def _requested_outputs(payload: dict[str, Any]) -> tuple[list[object], bool]:
-    """The outputs asked for by name, and whether they are to come back as binary data."""
+def _requested_outputs(payload: dict[str, Any]) -> tuple[list[Requested], bool]:
+    """The outputs asked for by name (with the classification extension's count, if asked), and whether
+    they are to come back as binary data."""
     outputs = payload.get("outputs")
     if not outputs:  # absent or empty: every output, binary only if the request says so for all
         parameters = payload.get("parameters") or {}
         return [], isinstance(parameters, dict) and parameters.get("binary_data_output") is True
     if not isinstance(outputs, list) or not all(isinstance(o, dict) for o in outputs):
         raise InvalidInput("'outputs' must be a list of {\"name\": ...} objects")
-    parameters = outputs[0].get("parameters") or {}
-    return [o.get("name") for o in outputs], isinstance(parameters, dict) and parameters.get("binary_data") is True
+    each = [o.get("parameters") or {} for o in outputs]
+    if not all(isinstance(parameters, dict) for parameters in each):
+        raise InvalidInput("an output's 'parameters' must be an object")
+    requested = [Requested(o.get("name"), p.get("classification")) for o, p in zip(outputs, each, strict=True)]
+    return requested, each[0].get("binary_data") is True
 
 
 def _infer_response(result: InferResult, request_id: object, binary: bool) -> Response:
     response: dict[str, Any] = {"model_name": result.model_name, "model_version": result.model_version}
     if isinstance(request_id, str):
         response["id"] = request_id
-    response["outputs"] = [_output(tensor, binary) for tensor in result.outputs]
     if not binary:
+        response["outputs"] = [_output(tensor, {"data": _data(tensor)}) for tensor in result.outputs]
         return codec.json_response(response)
+    raws = [raw_bytes(tensor.array) for tensor in result.outputs]
+    sizes = [{"parameters": {"binary_data_size": len(raw)}} for raw in raws]
+    response["outputs"] = [_output(tensor, size) for tensor, size in zip(result.outputs, sizes, strict=True)]
     head = codec.dumps(response)
-    raw = b"".join(raw_bytes(tensor.array) for tensor in result.outputs)
-    return Response(head + raw, media_type="application/octet-stream", headers={HEADER_LENGTH: str(len(head))})
+    return Response(
+        head + b"".join(raws), media_type="application/octet-stream", headers={HEADER_LENGTH: str(len(head))}
+    )
 
 
-def _output(tensor: OutputTensor, binary: bool) -> dict[str, Any]:
-    output: dict[str, Any] = {"name": tensor.name, "datatype": tensor.datatype, "shape": tensor.shape}
-    if binary:
-        output["parameters"] = {"binary_data_size": tensor.array.nbytes}
-    else:
-        output["data"] = tensor.array.reshape(-1)
-    return output
+def _output(tensor: OutputTensor, fields: dict[str, Any]) -> dict[str, Any]:
+    return {"name": tensor.name, "datatype": tensor.datatype, "shape": tensor.shape, **fields}
+
+
+def _data(tensor: OutputTensor) -> Any:
+    """A tensor's values in JSON: numbers as they are, BYTES elements as strings."""
+    flat = tensor.array.reshape(-1)
+    return [element.decode() for element in flat] if tensor.datatype == BYTES else flat
 
 
 def _tensor_metadata(tensor: TensorMetadata) -> dict[str, Any]:

@@ -98,3 +98,6 @@ def test_tritons_own_client_gets_the_bits_rest_gets_raw_and_typed(
     expected = _rest_bits(server, x)
     assert answer["raw_bits"] == expected
     assert answer["typed_bits"] == [bit for row in expected for bit in row]
+    probabilities = np.asarray(expected, np.uint32).view(np.float32)
+    for row, top in zip(probabilities, answer["top3"], strict=True):  # Triton's classification extension
+        assert [int(entry.split(":")[1]) for entry in top] == list(np.argsort(-row, kind="stable")[:3])

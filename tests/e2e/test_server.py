@@ -126,6 +126,26 @@ def test_the_triton_client_works_with_json_and_binary_tensors(
     client.close()
 
 
+@pytest.mark.parametrize("binary", [False, True])
+def test_the_triton_client_asks_for_the_top_classes(
+    server: ServerProcess, held_out: tuple[np.ndarray, np.ndarray], binary: bool
+) -> None:
+    """Triton's classification extension: `class_count=3` gives each row's 3 most probable classes."""
+    x, offline = held_out
+    client = triton.InferenceServerClient(url=server.url.removeprefix("http://"))
+    tensor = triton.InferInput("pixels", [5, 784], "FP32")
+    tensor.set_data_from_numpy(x[:5], binary_data=binary)
+    output = triton.InferRequestedOutput("probabilities", binary_data=binary, class_count=3)
+    top = client.infer("mnist", [tensor], outputs=[output]).as_numpy("probabilities")
+    client.close()
+    assert top.shape == (5, 3)
+    for row, classes in zip(offline[:5], top, strict=True):
+        entries = [entry.decode().split(":") if isinstance(entry, bytes) else entry.split(":") for entry in classes]
+        assert [int(index) for _, index, _ in entries] == list(np.argsort(-row, kind="stable")[:3])
+        assert [label for *_, label in entries] == [index for _, index, _ in entries]  # a digit's label: itself
+        assert [float(value) for value, *_ in entries] == pytest.approx(sorted(row, reverse=True)[:3], abs=1e-6)
+
+
 def test_tf_serving_rest_forms_from_its_documentation(
     server: ServerProcess, held_out: tuple[np.ndarray, np.ndarray]
 ) -> None:

@@ -1,6 +1,7 @@
 """`python triton.py HOST:PORT IMAGES.npy VERSION`, in a virtualenv with tritonclient[grpc]: Triton's own client
-checks liveness, reads the model's metadata, and infers raw (its `infer`) and typed (its own protos,
-fp32_contents); prints what came back as JSON (probabilities as uint32 bits)."""
+checks liveness, reads the model's metadata, and infers raw (its `infer`), typed (its own protos,
+fp32_contents) and the top 3 classes (`class_count`); prints what came back as JSON (probabilities as
+uint32 bits)."""
 
 import json
 import sys
@@ -18,6 +19,7 @@ def main(target: str, images: str, version: str) -> None:
     tensor = triton.InferInput("pixels", list(x.shape), "FP32")
     tensor.set_data_from_numpy(x)
     raw = client.infer("mnist", [tensor], outputs=[triton.InferRequestedOutput("probabilities")], model_version=version)
+    top = client.infer("mnist", [tensor], outputs=[triton.InferRequestedOutput("probabilities", class_count=3)])
     typed_input = service_pb2.ModelInferRequest.InferInputTensor(name="pixels", datatype="FP32", shape=list(x.shape))
     typed_input.contents.fp32_contents.extend(x.ravel().tolist())
     with grpc.insecure_channel(target) as channel:
@@ -33,6 +35,7 @@ def main(target: str, images: str, version: str) -> None:
                 "raw_bits": raw.as_numpy("probabilities").view(np.uint32).tolist(),
                 "raw_version": raw.get_response(as_json=True)["model_version"],
                 "typed_bits": np.asarray(typed.outputs[0].contents.fp32_contents, np.float32).view(np.uint32).tolist(),
+                "top3": [[entry.decode() for entry in row] for row in top.as_numpy("probabilities")],
             }
         )
     )

@@ -76,6 +76,8 @@ def _infer(**fields: Any) -> pb.ModelInferRequest:
     for key, value in fields.items():
         if key == "outputs":
             request.outputs.add(name=value)
+        elif key == "classification":  # (name, count): Triton's classification extension
+            request.outputs.add(name=value[0]).parameters["classification"].int64_param = value[1]
         else:
             setattr(request, key, value)
     return request
@@ -83,6 +85,10 @@ def _infer(**fields: Any) -> pb.ModelInferRequest:
 
 def _v2_body(**fields: Any) -> dict[str, Any]:
     return {"inputs": [{"name": "pixels", "shape": [1, 784], "datatype": "FP32", "data": ROW.tolist()}], **fields}
+
+
+def _top(name: str, count: int) -> dict[str, Any]:
+    return {"name": name, "parameters": {"classification": count}}
 
 
 def _predict(**spec: Any) -> predict_pb2.PredictRequest:
@@ -163,6 +169,20 @@ ERRORS: list[tuple[str, Rest, Grpc, type[ServiceError], str]] = [
         lambda ch: _v2(ch).ModelInfer(_infer(outputs="logits")),
         InvalidInput,
         "unknown output 'logits'; the model's outputs are 'probabilities'",
+    ),
+    (
+        "v2 infer: classification of an output that has no classes",
+        lambda c: c.post("/v2/models/mnist/infer", json=_v2_body(outputs=[_top("confident", 2)])),
+        lambda ch: _v2(ch).ModelInfer(_infer(classification=("confident", 2))),
+        InvalidInput,
+        "classification applies to 'probabilities' only, not 'confident'",
+    ),
+    (
+        "v2 infer: more classes than the model has",
+        lambda c: c.post("/v2/models/mnist/infer", json=_v2_body(outputs=[_top("probabilities", 11)])),
+        lambda ch: _v2(ch).ModelInfer(_infer(classification=("probabilities", 11))),
+        InvalidInput,
+        "classification must be a class count from 1 to 10, got 11",
     ),
     (
         "TF Serving status: unknown model",

@@ -237,7 +237,7 @@ async def test_v2_health_metadata_and_json_infer(client: Client) -> None:
     assert (await client.get("/v2/health/ready")).status_code == 200
     assert (await client.get("/v2/models/mnist/ready")).status_code == 200
     assert (await client.get("/v2/models/mnist/versions/1/ready")).status_code == 200
-    assert (await client.get("/v2")).json()["extensions"] == ["binary_tensor_data"]
+    assert (await client.get("/v2")).json()["extensions"] == ["binary_tensor_data", "classification"]
     metadata = (await client.get("/v2/models/mnist")).json()
     assert metadata["inputs"][0] == {"name": "pixels", "datatype": "FP32", "shape": [-1, 784]}
     flat = [v for row in PROBES.inputs[:2] for v in row]
