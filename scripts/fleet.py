@@ -13,6 +13,7 @@ restart every replica in turn, all under load through the balancer.
 """
 
 import argparse
+import contextlib
 import csv
 import os
 import shutil
@@ -69,6 +70,19 @@ backend replicas
 """
 
 
+def _wait_ready(url: str, timeout_s: float, what: str, proc: "subprocess.Popen[bytes] | None") -> None:
+    """Until `url` answers /readyz with 200; an error naming `what` if `proc` exits or time runs out first."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc is None or proc.poll() is not None:
+            raise RuntimeError(f"{what} exited")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"{what} not ready on {url} after {timeout_s:g}s")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -97,17 +111,7 @@ class Replica:
             )
 
     def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc is None or self.proc.poll() is not None:
-                raise RuntimeError(f"replica {self.name} exited; see {self.log_path}")
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"replica {self.name} not ready after {timeout_s:g}s; see {self.log_path}")
+        _wait_ready(self.url, timeout_s, f"replica {self.name} (see {self.log_path})", self.proc)
 
     def signal(self, signum: int) -> None:
         """Send `signum` and wait for the process to end (it drains first on SIGTERM)."""
@@ -176,17 +180,7 @@ class Fleet:
 
     def wait_balanced(self, timeout_s: float = 30) -> None:
         """Until the balancer answers /readyz with 200."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self._haproxy is not None and self._haproxy.poll() is not None:
-                raise RuntimeError(f"haproxy exited; see {self.workdir}/haproxy.log")
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"haproxy not answering on {self.url} after {timeout_s:g}s")
+        _wait_ready(self.url, timeout_s, f"haproxy (see {self.workdir}/haproxy.log)", self._haproxy)
 
     def states(self) -> dict[str, str]:
         """Each replica's state as the balancer sees it: UP, DOWN, or a transition such as "UP 1/2"."""
