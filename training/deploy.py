@@ -160,24 +160,20 @@ def _gate(trained: Trained, served: int | None, repository: Repository, gate: Ga
 def _baseline(fleet: dict[str, "httpx.Client"], name: str) -> int | None:
     """The version the new one must not be worse than: the one labelled stable, else the newest serving; the
     replicas must agree on it (they do once the last rollout finished)."""
-    found = {url: _served(http, url, name) for url, http in fleet.items()}
+    found = {url: _served(http, name) for url, http in fleet.items()}
     if len(set(found.values())) > 1:
         each = ", ".join(f"{url}: {version or 'none'}" for url, version in found.items())
         raise DeployError(f"the replicas serve different versions ({each}); wait for them to agree, then deploy")
     return next(iter(found.values()))
 
 
-def _served(http: "httpx.Client", url: str, name: str) -> int | None:
-    import httpx
-
-    try:
-        response = http.get(f"/v1/models/{name}")
-        if response.status_code == 404:
-            return None
-        response.raise_for_status()
-        stable = http.get(f"/v1/models/{name}/labels/{STABLE}")
-    except httpx.HTTPError as e:
-        raise DeployError(f"cannot reach the server at {url}: {e}") from e
+def _served(http: "httpx.Client", name: str) -> int | None:
+    response = _request(http, "GET", f"/v1/models/{name}")
+    if response.status_code == 404:
+        return None
+    if not response.is_success:
+        raise DeployError(f"the server at {http.base_url} answered HTTP {response.status_code} {response.text[:300]}")
+    stable = _request(http, "GET", f"/v1/models/{name}/labels/{STABLE}")
     if stable.status_code == 200:
         return int(stable.json()["model_version_status"][0]["version"])
     available = [int(s["version"]) for s in response.json()["model_version_status"] if s["state"] == "AVAILABLE"]
@@ -185,13 +181,8 @@ def _served(http: "httpx.Client", url: str, name: str) -> int | None:
 
 
 def _admin(http: "httpx.Client", token: str | None, method: str, path: str, version: int | None = None) -> None:
-    import httpx
-
     body = None if version is None else {"version": version}
-    try:
-        response = http.request(method, path, json=body, headers={"authorization": f"Bearer {token}"})
-    except httpx.HTTPError as e:
-        raise DeployError(f"{method} {http.base_url}{path}: cannot reach the server: {e}") from e
+    response = _request(http, method, path, json=body, headers={"authorization": f"Bearer {token}"})
     if response.status_code != 200:
         raise DeployError(f"{method} {http.base_url}{path}: HTTP {response.status_code} {response.text[:300]}")
 
@@ -207,27 +198,19 @@ def _wait_label(http: "httpx.Client", name: str, moved: tuple[str, int], since: 
     """Seconds from `since` until the replica's label answers with its version (`labels_served`, GET /models)."""
     label, version = moved
     while time.monotonic() - since < timeout_s:
-        served = _get(http, "/models").json().get("labels_served", {}).get(name, {})
+        served = _request(http, "GET", "/models").json().get("labels_served", {}).get(name, {})
         if served.get(label) == version:
             return time.monotonic() - since
         time.sleep(POLL_S)
     raise DeployError(f"{http.base_url}: label {label} does not answer with version {version} after {timeout_s:g}s")
 
 
-def _get(http: "httpx.Client", path: str) -> "httpx.Response":
+def _request(http: "httpx.Client", method: str, path: str, **kwargs: Any) -> "httpx.Response":
+    """The replica's answer; DeployError, naming it, when it cannot be reached."""
     import httpx
 
     try:
-        return http.get(path)
-    except httpx.HTTPError as e:
-        raise DeployError(f"cannot reach the server at {http.base_url}: {e}") from e
-
-
-def _post(http: "httpx.Client", path: str, body: dict[str, Any]) -> "httpx.Response":
-    import httpx
-
-    try:
-        return http.post(path, json=body)
+        return http.request(method, path, **kwargs)
     except httpx.HTTPError as e:
         raise DeployError(f"cannot reach the server at {http.base_url}: {e}") from e
 
@@ -236,7 +219,7 @@ def _wait_available(http: "httpx.Client", name: str, version: int, since: float,
     """Seconds from `since` until the replica reports `version` AVAILABLE."""
     last: Any = None
     while time.monotonic() - since < timeout_s:
-        response = _get(http, f"/v1/models/{name}/versions/{version}")
+        response = _request(http, "GET", f"/v1/models/{name}/versions/{version}")
         if response.status_code == 200:
             last = response.json()["model_version_status"][0]
             if last["state"] == "AVAILABLE":
@@ -256,7 +239,7 @@ def _smoke_test(
     """A held-out digit through /predict on every replica, by version or by label: the right digit, from the
     new version."""
     for url, http in fleet.items():
-        answer = _post(http, "/predict", {"image": probe, "model": name, **route})
+        answer = _request(http, "POST", "/predict", json={"image": probe, "model": name, **route})
         json_body = answer.headers.get("content-type", "").startswith("application/json")
         body: dict[str, Any] = answer.json() if json_body else {"error": answer.text[:300]}
         if answer.status_code != 200 or body.get("version") != version:
