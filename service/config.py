@@ -3,7 +3,7 @@
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contract import defaults
@@ -62,7 +62,29 @@ class Settings(BaseSettings):
     self_check_repeats: int = Field(50, ge=2, description="calls of the batch-of-one determinism check at load")
 
     admin_token: SecretStr | None = Field(None, description="bearer token for /admin; admin is off without one")
+    api_keys_file: Path | None = Field(
+        None, description="inference needs one of the API keys in this file (one per line); re-read when it changes"
+    )
+    tls_cert_file: Path | None = Field(
+        None, description="PEM certificate chain: HTTPS on the REST port and TLS on gRPC; re-read when it changes"
+    )
+    tls_key_file: Path | None = Field(None, description="PEM private key of MNIST_TLS_CERT_FILE")
+    tls_client_ca_file: Path | None = Field(
+        None, description="PEM CA bundle: clients on both ports must present a certificate it signed (mTLS)"
+    )
     cors_origins: list[str] = Field(default_factory=list, description="allowed CORS origins; none by default")
     tf_intra_op_threads: int = Field(1, ge=0, description="TensorFlow threads inside one op; 0 lets TF choose")
     tf_inter_op_threads: int = Field(1, ge=0, description="TensorFlow ops run in parallel; 0 lets TF choose")
     graceful_shutdown_s: float = Field(20.0, ge=0, description="on SIGTERM, finish accepted requests for this long")
+
+    @model_validator(mode="after")
+    def _tls_is_whole(self) -> "Settings":
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("MNIST_TLS_CERT_FILE and MNIST_TLS_KEY_FILE go together: set both or neither")
+        if self.tls_client_ca_file is not None and self.tls_cert_file is None:
+            raise ValueError("MNIST_TLS_CLIENT_CA_FILE needs MNIST_TLS_CERT_FILE and MNIST_TLS_KEY_FILE")
+        return self
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert_file is not None

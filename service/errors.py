@@ -25,7 +25,8 @@ class InvalidInput(ServiceError):
 
 
 class Unauthenticated(ServiceError):
-    """An admin operation without the right bearer token."""
+    """Inference without one of the server's API keys (when MNIST_API_KEYS_FILE is set), or an admin operation
+    without the right bearer token."""
 
 
 class Forbidden(ServiceError):

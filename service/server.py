@@ -28,6 +28,7 @@ from service.logs import configure_logging
 from service.metrics import Metrics
 from service.rest.server import RestServer
 from service.runtimes import default_runtimes
+from service.security import Secrets, UnusableSecret
 
 RuntimesFactory = Callable[[Settings], Mapping[str, RuntimeLoader]]
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -49,6 +50,7 @@ class InferenceServer:
 
     def __init__(self, settings: Settings, *, runtimes: RuntimesFactory = default_runtimes) -> None:
         self.settings = settings
+        self.secrets = Secrets(settings)
         self.metrics = Metrics()
         self._http = HttpArrivals()
         self._grpc = GrpcArrivals() if settings.grpc_enabled else None
@@ -65,6 +67,7 @@ class InferenceServer:
         what they accepted, and drain the batchers."""
         await self.manager.start()
         doors = self._front_doors(sockets)
+        watching = asyncio.get_running_loop().create_task(self.secrets.watch(self._stopping))
         try:
             for door in doors:
                 await door.start()
@@ -72,6 +75,7 @@ class InferenceServer:
             logger.info("serving", extra={**self._addresses(), "ready": ready, "pid": os.getpid()})
             await self._stopping.wait()
         finally:
+            await watching
             await asyncio.gather(*(door.stop(force=self._force) for door in doors))
             await self.manager.stop()
             logger.info("shutdown complete")
@@ -88,6 +92,7 @@ class InferenceServer:
                 manager=self.manager,
                 metrics=self.metrics,
                 arrivals=self._http,
+                secrets=self.secrets,
                 sockets=sockets,
             )
         ]
@@ -96,13 +101,21 @@ class InferenceServer:
             from service.grpc.server import GrpcServer
 
             shared = sockets is not None
-            grpc = GrpcServer(self.settings, self.plane, metrics=self.metrics, arrivals=self._grpc, shared_port=shared)
+            grpc = GrpcServer(
+                self.settings,
+                self.plane,
+                metrics=self.metrics,
+                arrivals=self._grpc,
+                secrets=self.secrets,
+                shared_port=shared,
+            )
             doors.append(grpc)
         return doors
 
     def _addresses(self) -> dict[str, str]:
         host = self.settings.host
-        addresses = {"rest": f"http://{host}:{self.settings.port}"}
+        scheme = "https" if self.settings.tls else "http"
+        addresses = {"rest": f"{scheme}://{host}:{self.settings.port}"}
         if self.settings.grpc_enabled:
             addresses["grpc"] = f"{host}:{self.settings.grpc_port}"
         return addresses
@@ -123,11 +136,12 @@ def _serve_here(settings: Settings, runtimes: RuntimesFactory, sockets: list[soc
         loop = asyncio.get_running_loop()
         for sig in STOP_SIGNALS:
             loop.add_signal_handler(sig, _on_signal, server, sig, received)
+        loop.add_signal_handler(signal.SIGHUP, server.secrets.reload)
         await server.serve(sockets)
 
     try:
         _run_loop(main())
-    except (OSError, SystemExit) as e:
+    except (OSError, SystemExit, UnusableSecret) as e:
         logger.error("the server could not start", extra={"error": str(e)})
         return STARTUP_FAILURE
     _die_of_first(received)
@@ -189,7 +203,9 @@ def _supervise(settings: Settings, runtimes: RuntimesFactory) -> int:
 
     for sig in STOP_SIGNALS:
         signal.signal(sig, on_signal)
-    workers = [spawn() for _ in range(settings.workers)]
+    workers: list[BaseProcess] = []
+    signal.signal(signal.SIGHUP, lambda _sig, _frame: _signal_workers(workers, signal.SIGHUP))
+    workers.extend(spawn() for _ in range(settings.workers))
     logger.info("supervising", extra={"workers": [w.pid for w in workers], "port": settings.port})
     while not stopping.wait(_SUPERVISE_EVERY_S):
         for i, worker in enumerate(workers):
@@ -208,10 +224,14 @@ def _supervise(settings: Settings, runtimes: RuntimesFactory) -> int:
     return 0
 
 
-def _stop_workers(workers: list[BaseProcess], grace_s: float) -> None:
+def _signal_workers(workers: list[BaseProcess], sig: int) -> None:
     for worker in workers:
         if worker.is_alive() and worker.pid is not None:
-            os.kill(worker.pid, signal.SIGTERM)
+            os.kill(worker.pid, sig)
+
+
+def _stop_workers(workers: list[BaseProcess], grace_s: float) -> None:
+    _signal_workers(workers, signal.SIGTERM)
     for worker in workers:
         worker.join(grace_s + 10)
         if worker.is_alive():

@@ -18,12 +18,14 @@ from service.config import Settings
 from service.core.arrivals import GrpcArrivals
 from service.core.dataplane import DataPlane
 from service.grpc.calls import Calls
+from service.grpc.keys import RequireApiKey
 from service.grpc.malformed import RefuseMalformed
 from service.grpc.protos import open_inference_grpc_pb2_grpc
 from service.grpc.protos.tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 from service.grpc.tfserving import MODEL_SERVICE, PREDICTION_SERVICE, ModelService, PredictionService
 from service.grpc.v2 import INFERENCE_SERVICE, InferenceService
 from service.metrics import Metrics
+from service.security import Secrets
 
 SERVICES = (PREDICTION_SERVICE, MODEL_SERVICE, INFERENCE_SERVICE)
 IDLE_CONNECTION_S = 300
@@ -33,16 +35,23 @@ logger = logging.getLogger(__name__)
 
 class GrpcServer:
     def __init__(
-        self, settings: Settings, plane: DataPlane, *, metrics: Metrics, arrivals: GrpcArrivals, shared_port: bool
+        self,
+        settings: Settings,
+        plane: DataPlane,
+        *,
+        metrics: Metrics,
+        arrivals: GrpcArrivals,
+        secrets: Secrets,
+        shared_port: bool,
     ) -> None:
         self._settings = settings
         self._plane = plane
+        self._certificates = secrets.certificates
         self._health = health.aio.HealthServicer()
         # NOTE: several workers bind one port only when asked: SO_REUSEPORT would otherwise let a
         # second server start on a port that is already taken, and steal half its calls.
-        self._server = grpc.aio.server(
-            options=_options(settings, shared_port=shared_port), interceptors=(RefuseMalformed(),)
-        )
+        guards = (RefuseMalformed(),) if secrets.keys is None else (RequireApiKey(secrets.keys), RefuseMalformed())
+        self._server = grpc.aio.server(options=_options(settings, shared_port=shared_port), interceptors=guards)
         self._follow: asyncio.Task[None] | None = None
         calls = Calls(metrics, access_log=settings.access_log, arrivals=arrivals)
         # The generated registration functions carry no types (grpcio-tools writes none for them).
@@ -60,7 +69,11 @@ class GrpcServer:
 
     async def start(self) -> None:
         address = f"{self._settings.host}:{self._settings.grpc_port}"
-        if self._server.add_insecure_port(address) == 0:
+        if self._certificates is None:
+            bound = self._server.add_insecure_port(address)
+        else:
+            bound = self._server.add_secure_port(address, self._certificates.grpc_credentials())
+        if bound == 0:
             raise OSError(f"gRPC could not bind {address}")
         await self._server.start()
         ready = self._plane.server_readiness().ready

@@ -22,18 +22,21 @@ from service.config import Settings
 from service.core.arrivals import HttpArrivals
 from service.core.dataplane import DataPlane
 from service.core.manager import ModelManager
-from service.errors import ServiceError
+from service.errors import ServiceError, Unauthenticated
 from service.metrics import Metrics
 from service.protocols.tfserving import TfServing
 from service.protocols.v2 import OpenInference
 from service.rest import page
 from service.rest.codec import json_response
-from service.rest.errors import error_response
+from service.rest.errors import error_response, openapi_responses
 from service.rest.middleware import RequestContextMiddleware
 from service.rest.ops import OpsApi
 from service.rest.predict import PredictApi
+from service.rest.routing import FastRoute
 from service.rest.tfserving import TfServingApi
 from service.rest.v2 import OpenInferenceApi
+from service.security import ApiKeys
+from service.security.keys import API_KEY
 
 logger = logging.getLogger(__name__)
 
@@ -50,15 +53,27 @@ def routes(settings: Settings, plane: DataPlane, manager: ModelManager, metrics:
 
 
 def create_app(
-    settings: Settings, plane: DataPlane, *, manager: ModelManager, metrics: Metrics, arrivals: HttpArrivals
+    settings: Settings,
+    plane: DataPlane,
+    *,
+    manager: ModelManager,
+    metrics: Metrics,
+    arrivals: HttpArrivals,
+    keys: ApiKeys | None = None,
 ) -> FastAPI:
     """The app over `plane`, with `manager` for the admin routes; `arrivals` counts the requests inside it
-    for the batcher."""
+    for the batcher. With `keys`, every route that runs a model (a `FastRoute`) needs one of them."""
+    every_route = routes(settings, plane, manager, metrics)
+    keyed: list[FastRoute] = []
+    if keys is not None:
+        keyed = [route for route in every_route if isinstance(route, FastRoute)]
+        for route in keyed:
+            route.require_key(keys)
     app = FastAPI(
         title="BN-MNIST serving",
         version=service.__version__,
         summary="Batch-normalized MNIST classifiers: /predict, TensorFlow Serving REST and Open Inference Protocol v2.",
-        routes=routes(settings, plane, manager, metrics),
+        routes=every_route,
         docs_url=None,  # service.rest.page serves /docs from its own files, offline
         redoc_url=None,
     )
@@ -75,7 +90,7 @@ def create_app(
         access_log=settings.access_log,
         arrivals=arrivals,
     )
-    app.openapi = lambda: _openapi_with_shared_schemas(app)  # type: ignore[method-assign]
+    app.openapi = lambda: _openapi_with_shared_schemas(app, keyed)  # type: ignore[method-assign]
     return app
 
 
@@ -122,9 +137,9 @@ PATH_PARAMETERS = {
 }
 
 
-def _openapi_with_shared_schemas(app: FastAPI) -> dict[str, Any]:
-    """The OpenAPI document, with nested schemas of hand-documented bodies moved to components, and path
-    parameters described as the server checks them."""
+def _openapi_with_shared_schemas(app: FastAPI, keyed: list[FastRoute]) -> dict[str, Any]:
+    """The OpenAPI document, with nested schemas of hand-documented bodies moved to components, path
+    parameters described as the server checks them, and the key that the `keyed` routes need."""
     if app.openapi_schema:
         return app.openapi_schema
     from fastapi.openapi.utils import get_openapi
@@ -141,5 +156,22 @@ def _openapi_with_shared_schemas(app: FastAPI) -> dict[str, Any]:
             content = operation.get("requestBody", {}).get("content", {}).get("application/json", {})
             body_schema = content.get("schema", {})
             components.update(body_schema.pop("$defs", {}))
+    if keyed:
+        _declare_keys(schema, keyed)
     app.openapi_schema = schema
     return schema
+
+
+def _declare_keys(schema: dict[str, Any], keyed: list[FastRoute]) -> None:
+    schema["components"]["securitySchemes"] = {
+        "bearer": {"type": "http", "scheme": "bearer", "description": "an API key, as a bearer token"},
+        "apiKey": {"type": "apiKey", "in": "header", "name": API_KEY, "description": "an API key"},
+    }
+    (refused,) = openapi_responses(Unauthenticated).values()
+    refused = {**refused, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}}
+    refused.pop("model")
+    for route in keyed:
+        for method in route.methods or ():
+            operation = schema["paths"][route.path_format][method.lower()]
+            operation["security"] = [{"bearer": []}, {"apiKey": []}]
+            operation["responses"] = dict(sorted({**operation["responses"], "401": refused}.items()))

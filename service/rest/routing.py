@@ -20,6 +20,9 @@ from starlette.types import Receive, Scope, Send
 
 from service.errors import ServiceError
 from service.rest.errors import error_response
+from service.security.keys import API_KEY, AUTHORIZATION, ApiKeys
+
+_KEY_HEADERS = (AUTHORIZATION.encode(), API_KEY.encode())
 
 Endpoint = Callable[..., Awaitable[Response]]
 
@@ -54,10 +57,18 @@ class FastRoute(APIRoute):
                 f"not {unsupported or 'dependencies'}"
             )
         self._endpoint = endpoint
+        self._keys: ApiKeys | None = None
         self.app = self._answer
+
+    def require_key(self, keys: ApiKeys) -> None:
+        """Answer only requests that present one of `keys`; others get 401, before the body is read."""
+        self._keys = keys
 
     async def _answer(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
+            if self._keys is not None:
+                sent = dict(header for header in scope["headers"] if header[0] in _KEY_HEADERS)
+                self._keys.require(*(sent.get(name, b"").decode("latin-1") for name in _KEY_HEADERS))
             response = await self._endpoint(Request(scope, receive), **scope["path_params"])
         except ServiceError as e:
             response = error_response(e)

@@ -14,6 +14,7 @@ from service.core.manager import ModelManager
 from service.metrics import Metrics
 from service.rest.app import create_app
 from service.rest.protocol import guarded_protocol
+from service.security import Secrets
 
 _START_POLL_S = 0.01
 
@@ -34,11 +35,13 @@ class RestServer:
         manager: ModelManager,
         metrics: Metrics,
         arrivals: HttpArrivals,
+        secrets: Secrets,
         sockets: list[socket.socket] | None = None,
     ) -> None:
         self._sockets = sockets
+        certificates = secrets.certificates
         config = uvicorn.Config(
-            create_app(settings, plane, manager=manager, metrics=metrics, arrivals=arrivals),
+            create_app(settings, plane, manager=manager, metrics=metrics, arrivals=arrivals, keys=secrets.keys),
             host=settings.host,
             port=settings.port,
             lifespan="off",
@@ -54,6 +57,7 @@ class RestServer:
                 on_refuse=metrics.refuse_connection,
                 arrivals=arrivals,
             ),
+            ssl_context_factory=None if certificates is None else lambda _config, _default: certificates.ssl_context(),
         )
         self._server = _Uvicorn(config)
         self._task: asyncio.Task[None] | None = None

@@ -2,6 +2,7 @@
 // One request in flight at most; strokes made meanwhile are sent once it returns (the newest only).
 // The answer says how probable the digit is (calibrated), whether the model is sure of it or the
 // drawing looks like no digit at all, and, when asked, which pixels made it (integrated gradients).
+// A server that wants an API key (401) gets one from the user, kept for this tab only.
 
 const pad = document.getElementById("pad");
 const ctx = pad.getContext("2d");
@@ -17,7 +18,10 @@ const ui = {
   servedBy: document.getElementById("served-by"),
   model: document.getElementById("model"),
   file: document.getElementById("file"),
+  keyForm: document.getElementById("key-form"),
+  key: document.getElementById("api-key"),
 };
+const KEY_STORE = "mnist-api-key";
 const PEN_WIDTH = 18; // in canvas pixels, of 280: about MNIST's stroke once scaled to 20x20
 const MIN_INTERVAL_MS = 120;
 
@@ -28,6 +32,7 @@ let pending = null; // the newest drawing not yet sent
 let timer = null;
 let lastSent = 0;
 let generation = 0; // bumped by clear, undo and uploads: answers and encodings for older drawings are dropped
+let lastBody = null; // what was sent last, sent again once a key is given
 
 for (let d = 0; d < 10; d++) {
   const row = document.createElement("li");
@@ -147,14 +152,16 @@ async function request(body) {
   const [model, version] = ui.model.value.split("@");
   if (model) params.set("model", model);
   if (version) params.set("version", version);
+  lastBody = body;
+  const headers = { "Content-Type": body.type || "application/octet-stream" };
+  const key = sessionStorage.getItem(KEY_STORE);
+  if (key) headers.Authorization = `Bearer ${key}`;
   try {
-    const response = await fetch(`/predict?${params}`, {
-      method: "POST",
-      headers: { "Content-Type": body.type || "application/octet-stream" },
-      body,
-    });
+    const response = await fetch(`/predict?${params}`, { method: "POST", headers, body });
     const answer = await response.json().catch(() => ({ error: `the server answered ${response.status}` }));
+    if (response.status === 401) askForKey(Boolean(key));
     if (!response.ok) throw new Error(answer.error || `the server answered ${response.status}`);
+    ui.keyForm.hidden = true;
     if (drawing === generation) show(answer);
   } catch (error) {
     if (drawing === generation) showError(error.message || String(error));
@@ -227,6 +234,21 @@ function showEmpty() {
     row.querySelector(".value").textContent = "0%";
   }
 }
+
+function askForKey(rejected) {
+  if (rejected) sessionStorage.removeItem(KEY_STORE);
+  ui.keyForm.hidden = false;
+  ui.key.focus();
+}
+
+ui.keyForm.addEventListener("submit", (event) => {
+  event.preventDefault();
+  sessionStorage.setItem(KEY_STORE, ui.key.value.trim());
+  ui.key.value = "";
+  ui.keyForm.hidden = true;
+  ui.error.hidden = true;
+  if (lastBody) send(lastBody);
+});
 
 function showError(message) {
   ui.error.textContent = `Could not classify: ${message}`;

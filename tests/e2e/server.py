@@ -3,6 +3,7 @@
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -13,6 +14,7 @@ from types import TracebackType
 import httpx
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+CLIENTS = Path(__file__).parent / "clients"  # scripts run by other clients' Pythons
 START_TIMEOUT_S = 90
 
 
@@ -23,12 +25,14 @@ def free_port() -> int:
         return port
 
 
-def wait_ready(url: str, timeout_s: float, *, alive: Callable[[], bool] = lambda: True) -> bool:
+def wait_ready(
+    url: str, timeout_s: float, *, alive: Callable[[], bool] = lambda: True, verify: ssl.SSLContext | bool = True
+) -> bool:
     """Poll GET {url}/readyz until it answers 200 (True), or time runs out or `alive()` turns false."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline and alive():
         try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+            if httpx.get(f"{url}/readyz", timeout=1, verify=verify).status_code == 200:
                 return True
         except httpx.HTTPError:
             pass
@@ -37,13 +41,23 @@ def wait_ready(url: str, timeout_s: float, *, alive: Callable[[], bool] = lambda
 
 
 class ServerProcess:
-    """`python -m service` (or another entry point, `module`) with MNIST_* settings, on a free port."""
+    """`python -m service` (or another entry point, `module`) with MNIST_* settings, on a free port; over
+    HTTPS when `tls` is given, the context its clients trust the server (and, under mTLS, identify) with."""
 
-    def __init__(self, model_dir: Path, log_path: Path, *, module: str = "service", **settings: object) -> None:
+    def __init__(
+        self,
+        model_dir: Path,
+        log_path: Path,
+        *,
+        module: str = "service",
+        tls: ssl.SSLContext | None = None,
+        **settings: object,
+    ) -> None:
         self.module = module
         self.port = free_port()
         self.grpc_port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.tls = tls
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self.grpc_target = f"127.0.0.1:{self.grpc_port}"
         self.log_path = log_path
         env = {
@@ -74,7 +88,8 @@ class ServerProcess:
     def wait_ready(self) -> None:
         proc = self.proc
         assert proc is not None
-        if not wait_ready(self.url, START_TIMEOUT_S, alive=lambda: proc.poll() is None):
+        verify = self.tls or True
+        if not wait_ready(self.url, START_TIMEOUT_S, alive=lambda: proc.poll() is None, verify=verify):
             state = (
                 f"exited with {proc.returncode}" if proc.poll() is not None else f"not ready after {START_TIMEOUT_S}s"
             )

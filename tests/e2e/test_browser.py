@@ -6,6 +6,7 @@ Digits are drawn with real pointer events: each row of an official test digit, s
 downloaded, and every request the page makes must go to the server on 127.0.0.1.
 """
 
+import contextlib
 import io
 import os
 import re
@@ -20,6 +21,7 @@ import pytest
 from PIL import Image
 
 from contract import list_versions
+from service.security.keys import digest_line
 from tests.e2e.server import REPO_ROOT, ServerProcess
 from tests.helpers import DEFAULT_VERSION
 from training.data import Digits, load_embedded, load_source
@@ -79,19 +81,26 @@ def watch(server: ServerProcess) -> Watch:
 
 
 @pytest.fixture
-def page(tmp_path: Path, server: ServerProcess, watch: Watch) -> Iterator[Any]:
+def page(tmp_path: Path, watch: Watch) -> Iterator[Any]:
+    with _open_page(tmp_path / "profile", watch) as page:
+        yield page
+
+
+@contextlib.contextmanager
+def _open_page(profile: Path, watch: Watch) -> Iterator[Any]:
+    """A page in a fresh Chromium whose only reachable host is `watch.server_url`."""
     if CHROMIUM is None:
         pytest.skip("no Chromium here (scripts/system-deps.sh installs Debian's as root)")
     playwright_api = pytest.importorskip("playwright.sync_api", reason="Playwright is in the dev extra")
     with playwright_api.sync_playwright() as p:
         context = p.chromium.launch_persistent_context(
-            str(tmp_path / "profile"), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+            str(profile), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
         )
         try:
             # Anything not for the server is refused: the network is closed to the page.
             context.route(
                 "**/*",
-                lambda route: route.continue_() if route.request.url.startswith(server.url) else route.abort(),
+                lambda route: route.continue_() if route.request.url.startswith(watch.server_url) else route.abort(),
             )
             page = context.pages[0] if context.pages else context.new_page()
             page.on("request", lambda r: watch.request(r.url))
@@ -268,3 +277,42 @@ def _photo_like(pixels: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(rgba, "RGBA").save(buffer, "PNG")
     return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def keyed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    keys = tmp_path_factory.mktemp("keys") / "api-keys"
+    keys.write_text(digest_line(PAGE_KEY) + "\n")
+    logs = tmp_path_factory.mktemp("logs") / "server.log"
+    with ServerProcess(REPO_ROOT / "models", logs, api_keys_file=keys, versions_to_keep=1) as process:
+        yield process
+
+
+PAGE_KEY = "the-page-key-0123456789"
+
+
+def test_a_server_that_wants_a_key_gets_one_from_the_user(
+    tmp_path: Path, keyed_server: ServerProcess, digits: Digits
+) -> None:
+    from playwright.sync_api import expect
+
+    watch = Watch(keyed_server.url)
+    with _open_page(tmp_path / "profile", watch) as page:
+        page.goto(keyed_server.url + "/")
+        _draw(page, _first_of_each(digits, (7,))[0][1])
+        field = page.get_by_label("This server asks for an API key")
+        expect(field).to_be_visible(timeout=15_000)
+        expect(page.locator("#error")).to_contain_text("API key")
+        field.fill("not-the-key-of-this-server")
+        page.get_by_role("button", name="Use the key").click()
+        expect(field).to_be_visible(timeout=15_000)  # asked again: that key was turned away
+        field.fill(PAGE_KEY)
+        page.get_by_role("button", name="Use the key").click()
+        expect(page.locator("#digit")).to_have_text("7", timeout=15_000)
+        expect(field).to_be_hidden()
+        expect(page.locator("#error")).to_be_hidden()
+        page.get_by_role("button", name="Clear").click()
+        _draw(page, _first_of_each(digits, (1,))[0][1])  # the key is kept for the next drawing
+        expect(page.locator("#digit")).to_have_text("1", timeout=15_000)
+        expect(field).to_be_hidden()
+        watch.problems[:] = [p for p in watch.problems if "401" not in p]  # the browser logs the 4xx itself

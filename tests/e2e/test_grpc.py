@@ -4,7 +4,6 @@ TensorFlow Serving's `tensorflow-serving-api` and Triton's `tritonclient.grpc`."
 import json
 import subprocess
 import sys
-import venv
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,13 +12,10 @@ import numpy as np
 import pytest
 
 from contract import read_metadata
-from tests.e2e.server import REPO_ROOT, ServerProcess
+from tests.e2e.server import CLIENTS, REPO_ROOT, ServerProcess
 from tests.helpers import DEFAULT_VERSION
 
 pytestmark = pytest.mark.e2e
-CLIENTS = Path(__file__).parent / "clients"
-CLIENT_VENV = REPO_ROOT / ".venv-clients"  # tritonclient pins protobuf<7; the server needs 7
-TRITONCLIENT = "tritonclient[grpc]==2.73.*"
 VERSION = int(DEFAULT_VERSION.name)  # what the committed repository serves
 
 
@@ -38,24 +34,6 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray]:
     path = tmp_path_factory.mktemp("images") / "images.npy"
     np.save(path, x)
     return path, x
-
-
-@pytest.fixture(scope="module")
-def client_python() -> Path:
-    """A virtualenv with tritonclient[grpc], built once and kept in .venv-clients."""
-    python = CLIENT_VENV / "bin" / "python"
-    ready = (
-        python.exists()
-        and subprocess.run([python, "-c", "import tritonclient.grpc"], capture_output=True).returncode == 0
-    )
-    if not ready:
-        venv.create(CLIENT_VENV, with_pip=True, clear=True)
-        install = subprocess.run(
-            [python, "-m", "pip", "install", "--quiet", TRITONCLIENT], capture_output=True, text=True, timeout=900
-        )
-        if install.returncode != 0:
-            pytest.fail(f"could not install {TRITONCLIENT}: {install.stderr[-2000:]}")
-    return python
 
 
 def _rest_bits(server: ServerProcess, x: np.ndarray) -> list[list[int]]:

@@ -32,6 +32,7 @@ from service.grpc.protos.tensorflow_serving.apis import (
 )
 from service.grpc.server import GrpcServer
 from service.runtimes import default_runtimes
+from service.security import Secrets
 from tests.e2e.server import free_port
 from tests.helpers import DEFAULT_VERSION, Core, corrupt_probes, serving, started_core
 
@@ -48,7 +49,9 @@ async def grpc_serving(
     settings = settings.model_copy(update={"grpc_port": free_port(), "host": "127.0.0.1"})
     arrivals = GrpcArrivals()
     async with started_core(settings, runtimes, Arrivals((arrivals,))) as core:
-        server = GrpcServer(settings, core.plane, metrics=core.metrics, arrivals=arrivals, shared_port=False)
+        server = GrpcServer(
+            settings, core.plane, metrics=core.metrics, arrivals=arrivals, secrets=Secrets(settings), shared_port=False
+        )
         await server.start()
         try:
             async with grpc.aio.insecure_channel(f"127.0.0.1:{settings.grpc_port}") as channel:

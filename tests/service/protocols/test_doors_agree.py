@@ -30,6 +30,7 @@ from service.grpc.protos.tensorflow_serving.apis import (
 from service.grpc.server import GrpcServer
 from service.rest.app import create_app
 from service.rest.errors import http_status
+from service.security import Secrets
 from tests.e2e.server import free_port
 from tests.helpers import DEFAULT_VERSION, Core, started_core
 
@@ -54,7 +55,9 @@ async def doors(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Doors
     http, calls = HttpArrivals(), GrpcArrivals()
     async with started_core(settings, arrivals=Arrivals((http, calls))) as core:
         app = create_app(settings, core.plane, manager=core.manager, metrics=core.metrics, arrivals=http)
-        server = GrpcServer(settings, core.plane, metrics=core.metrics, arrivals=calls, shared_port=False)
+        server = GrpcServer(
+            settings, core.plane, metrics=core.metrics, arrivals=calls, secrets=Secrets(settings), shared_port=False
+        )
         await server.start()
         try:
             async with (

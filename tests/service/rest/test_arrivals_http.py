@@ -10,6 +10,7 @@ import httpx
 from service.config import Settings
 from service.core.arrivals import Arrivals, HttpArrivals
 from service.rest.server import RestServer
+from service.security import Secrets
 from tests.e2e.server import free_port
 from tests.helpers import started_core
 
@@ -29,7 +30,9 @@ async def test_a_keep_alive_client_counts_as_one_idle_connection_until_it_closes
     http = HttpArrivals()
     arrivals = Arrivals((http,))
     async with started_core(settings, arrivals=arrivals) as core:
-        server = RestServer(settings, core.plane, manager=core.manager, metrics=core.metrics, arrivals=http)
+        server = RestServer(
+            settings, core.plane, manager=core.manager, metrics=core.metrics, arrivals=http, secrets=Secrets(settings)
+        )
         await server.start()
         try:
             assert (http.connections, http.in_app, arrivals.possible()) == (0, 0, False)
