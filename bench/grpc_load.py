@@ -29,12 +29,12 @@ def _request(api: str, model: str) -> tuple[str, Any, Any]:
     """(method path, request message, response class) for one image of the README's seven."""
     pixels = np.asarray(json.loads(IMAGE.read_text())["image"], dtype="<f4").reshape(1, 784)
     if api == "v2":
-        from service.grpc.protos import open_inference_grpc_pb2 as pb
+        from contract.protos import open_inference_grpc_pb2 as pb
 
         tensor = pb.ModelInferRequest.InferInputTensor(name="pixels", datatype="FP32", shape=[1, 784])
         request = pb.ModelInferRequest(model_name=model, inputs=[tensor], raw_input_contents=[pixels.tobytes()])
         return "/inference.GRPCInferenceService/ModelInfer", request, pb.ModelInferResponse
-    from service.grpc.protos.tensorflow_serving.apis import predict_pb2
+    from contract.protos.tensorflow_serving.apis import predict_pb2
 
     predict = predict_pb2.PredictRequest()
     predict.model_spec.name = model

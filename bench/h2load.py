@@ -23,12 +23,12 @@ def grpc_body(api: str, model: str = "mnist") -> bytes:
     """One length-prefixed gRPC message: the README's seven, raw FP32, for `api`'s inference method."""
     pixels = np.asarray(json.loads(IMAGE.read_text())["image"], dtype="<f4").reshape(1, 784)
     if api == "v2":
-        from service.grpc.protos import open_inference_grpc_pb2 as pb
+        from contract.protos import open_inference_grpc_pb2 as pb
 
         tensor = pb.ModelInferRequest.InferInputTensor(name="pixels", datatype="FP32", shape=[1, 784])
         message = pb.ModelInferRequest(model_name=model, inputs=[tensor], raw_input_contents=[pixels.tobytes()])
     else:
-        from service.grpc.protos.tensorflow_serving.apis import predict_pb2
+        from contract.protos.tensorflow_serving.apis import predict_pb2
 
         message = predict_pb2.PredictRequest()
         message.model_spec.name = model

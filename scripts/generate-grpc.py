@@ -1,11 +1,11 @@
-"""Generate the gRPC stubs in service/grpc/protos/ from the .proto files vendored there.
+"""Generate the gRPC stubs in contract/protos/ from the .proto files vendored there.
 
 `.venv/bin/python scripts/generate-grpc.py` (needs grpcio-tools, in the dev extra). The TensorFlow
 Serving protos import TensorFlow's own (`tensor.proto`, `meta_graph.proto`, ...): rather than vendor
 those too, their descriptors are read from the installed TensorFlow and given to protoc as a
 descriptor set, and the generated code imports TensorFlow's modules, as the official
 `tensorflow-serving-api` package does. Generated imports are rewritten to live under
-`service.grpc.protos`, so that they never clash with that package's `tensorflow_serving`.
+`contract.protos`, so that they never clash with that package's `tensorflow_serving`.
 
 `--check` regenerates into a temporary folder and exits 1 if the committed stubs differ.
 """
@@ -23,13 +23,15 @@ from google.protobuf.descriptor import FileDescriptor
 from grpc_tools import protoc
 
 ROOT = Path(__file__).resolve().parent.parent
-PROTOS = ROOT / "service" / "grpc" / "protos"
-PACKAGE = "service.grpc.protos"
+PROTOS = ROOT / "contract" / "protos"
+PACKAGE = "contract.protos"
 TENSORFLOW_MODULES = (  # what the vendored protos import from TensorFlow
     "tensorflow.core.framework.tensor_pb2",
     "tensorflow.core.example.example_pb2",
     "tensorflow.core.protobuf.meta_graph_pb2",
     "tensorflow.core.protobuf.error_codes_pb2",
+    "tensorflow.core.protobuf.config_pb2",
+    "tensorflow.core.protobuf.named_tensor_pb2",
 )
 GENERATED = ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py")
 

@@ -46,6 +46,7 @@ from contract import (
     signature_function,
     write_metadata,
 )
+from contract.warmup import write_warmup
 from training.config import Hyperparameters
 from training.data import Digits, Splits
 from training.head import (
@@ -119,6 +120,16 @@ def load_signature(directory: Path) -> tuple[SavedModel, Serve]:
     """The loaded SavedModel (keep it alive) and a numpy-in, numpy-out call of its signature."""
     loaded = load_savedmodel(directory)
     return loaded, serving_function(loaded)
+
+
+def warmup_requests(probes: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    """What TF Serving, and this server, replay at load: each signature once, at one row and at many."""
+    return [
+        (SIGNATURE_KEY, probes[:1]),
+        (SIGNATURE_KEY, probes),
+        (CONFIDENCE_SIGNATURE, probes),
+        (EXPLAIN_SIGNATURE, probes[:1]),
+    ]
 
 
 def probe_inputs(test: Digits) -> np.ndarray:
@@ -321,6 +332,7 @@ def staged_export(
         probes = probe_inputs(splits.test)
         head, report = fit_head(result_model, splits, probes)
         export_savedmodel(result_model, staging, head)
+        write_warmup(staging, name, warmup_requests(probes))
         loaded, serve = load_signature(staging)
         checks = verify_export(result_model, staging, loaded, serve, probes, (head, report))
         failed = [c for c in checks if not c.passed]

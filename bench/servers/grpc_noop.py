@@ -7,8 +7,8 @@ import sys
 import grpc
 import numpy as np
 
-from service.grpc.protos import open_inference_grpc_pb2 as pb
-from service.grpc.protos import open_inference_grpc_pb2_grpc as pb_grpc
+from contract.protos import open_inference_grpc_pb2 as pb
+from contract.protos import open_inference_grpc_pb2_grpc as pb_grpc
 
 _ANSWER = np.eye(1, 10, dtype="<f4").tobytes()
 

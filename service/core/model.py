@@ -13,7 +13,7 @@ None of this depends on the runtime: the self-check runs over any predict callab
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
 
@@ -155,6 +155,12 @@ def load_version(
     except Exception as e:
         raise SelfCheckFailed(f"{metadata.runtime} did not load it: {type(e).__name__}: {e}") from e
     report = self_check(runtime.predict, metadata.probes, repeats=repeats, max_rows=max_rows)
+    try:
+        replayed = runtime.warm_up()
+    except Exception as e:
+        raise SelfCheckFailed(f"its warm-up requests could not be replayed: {type(e).__name__}: {e}") from e
+    if replayed:
+        report = replace(report, checks=(*report.checks, f"{replayed} warm-up requests replayed"))
     predict = BatchInvariantPredict(runtime.predict, report.mode, f"model {name} version {version}")
     return LoadedModel(name, version, metadata, runtime, predict, report)
 

@@ -46,6 +46,11 @@ class Runtime(Protocol):
     @property
     def explain_outputs(self) -> tuple[TensorSpec, ...]: ...
 
+    def warm_up(self) -> int:
+        """Replay the warm-up requests that the version's files carry, if any; return how many. Raises
+        if one cannot be replayed."""
+        ...
+
 
 RuntimeLoader = Callable[[Path], Runtime]
 

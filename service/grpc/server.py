@@ -14,14 +14,14 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from contract.protos import open_inference_grpc_pb2_grpc
+from contract.protos.tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 from service.config import Settings
 from service.core.arrivals import GrpcArrivals
 from service.core.dataplane import DataPlane
 from service.grpc.calls import Calls
 from service.grpc.keys import RequireApiKey
 from service.grpc.malformed import RefuseMalformed
-from service.grpc.protos import open_inference_grpc_pb2_grpc
-from service.grpc.protos.tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 from service.grpc.tfserving import MODEL_SERVICE, PREDICTION_SERVICE, ModelService, PredictionService
 from service.grpc.v2 import INFERENCE_SERVICE, InferenceService
 from service.metrics import Metrics

@@ -16,12 +16,7 @@ from google.protobuf import wrappers_pb2
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 from tensorflow.core.protobuf import error_codes_pb2, meta_graph_pb2
 
-from service import inputs
-from service.config import Settings
-from service.core.dataplane import DataPlane, ModelRef
-from service.errors import InvalidInput, Unimplemented
-from service.grpc.calls import Calls, Context
-from service.grpc.protos.tensorflow_serving.apis import (
+from contract.protos.tensorflow_serving.apis import (
     get_model_metadata_pb2,
     get_model_status_pb2,
     model_pb2,
@@ -29,6 +24,11 @@ from service.grpc.protos.tensorflow_serving.apis import (
     predict_pb2,
     prediction_service_pb2_grpc,
 )
+from service import inputs
+from service.config import Settings
+from service.core.dataplane import DataPlane, ModelRef
+from service.errors import InvalidInput, Unimplemented
+from service.grpc.calls import Calls, Context
 from service.protocols.tensors import raw_bytes
 from service.protocols.tfserving import ModelMetadata, TensorInfo, TfServing, VersionStatus
 
@@ -81,7 +81,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         self, request: predict_pb2.PredictRequest, deadline_s: float | None
     ) -> predict_pb2.PredictResponse:
         ref = _ref(request.model_spec)
-        tensors = {name: _wire_tensor(name, tensor) for name, tensor in request.inputs.items()}
+        tensors = {name: wire_tensor(name, tensor) for name, tensor in request.inputs.items()}
         x = inputs.tfserving_protobuf(tensors, max_images=self._settings.max_request_images)
         prediction = await self._protocol.predict(
             ref,
@@ -93,7 +93,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         spec = _spec(prediction.name, prediction.version, prediction.signature_name)
         response = predict_pb2.PredictResponse(model_spec=spec)
         for alias, array in prediction.outputs.items():
-            response.outputs[alias].CopyFrom(_tensor_proto(array))
+            response.outputs[alias].CopyFrom(tensor_proto(array))
         return response
 
 
@@ -128,14 +128,16 @@ def _ref(spec: model_pb2.ModelSpec) -> ModelRef:
     return ModelRef(spec.name)
 
 
-def _wire_tensor(name: str, tensor: Any) -> inputs.WireTensor:
+def wire_tensor(name: str, tensor: Any) -> inputs.WireTensor:
+    """A TensorProto as the input checks read it."""
     shape = [d.size for d in tensor.tensor_shape.dim]
     known = tensor.dtype in types_pb2.DataType.values()
     datatype = types_pb2.DataType.Name(tensor.dtype) if known else f"data type {tensor.dtype}"
     return inputs.WireTensor(name, datatype, shape, tensor.tensor_content, tensor.float_val)
 
 
-def _tensor_proto(array: np.ndarray) -> Any:
+def tensor_proto(array: np.ndarray) -> Any:
+    """An array as a TensorProto with `tensor_content`, which `tf.make_ndarray` reads."""
     shape = tensor_shape_pb2.TensorShapeProto(dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in array.shape])
     return tensor_pb2.TensorProto(dtype=_DTYPES[array.dtype], tensor_shape=shape, tensor_content=raw_bytes(array))
 

@@ -6,12 +6,12 @@ Pixels arrive as typed `fp32_contents` or as `raw_input_contents` (little-endian
 asks for `binary_data`, typed otherwise.
 """
 
+from contract.protos import open_inference_grpc_pb2 as pb
+from contract.protos import open_inference_grpc_pb2_grpc
 from service import inputs
 from service.config import Settings
 from service.core.dataplane import DataPlane
 from service.grpc.calls import Calls, Context
-from service.grpc.protos import open_inference_grpc_pb2 as pb
-from service.grpc.protos import open_inference_grpc_pb2_grpc
 from service.protocols.tensors import raw_bytes
 from service.protocols.v2 import InferResult, OpenInference, Requested, TensorMetadata
 

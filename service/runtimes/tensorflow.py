@@ -1,4 +1,5 @@
-"""TensorFlow SavedModels with the contract's `serving_default` signature.
+"""TensorFlow SavedModels with the contract's `serving_default` signature, warmed up by the requests of
+TF Serving's warm-up file where the SavedModel has one (`service.grpc.warmup`).
 
 TensorFlow is imported by the first load, not before. Its C++ start-up lines (oneDNN notices, CPU
 features, and with the full wheel on a machine without a GPU a CUDA probe that "fails") are written
@@ -14,8 +15,9 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -27,6 +29,7 @@ from contract import (
     INPUT_NAME,
     NUM_CLASSES,
     OUTPUT_NAME,
+    SIGNATURE_KEY,
     TENSORFLOW_RUNTIME,
     SavedModel,
     SignatureError,
@@ -37,6 +40,9 @@ from contract import (
 )
 from contract.tensorflow_log import records
 from service.core.runtime import DATATYPES, FP32, Predict, TensorSpec
+
+if TYPE_CHECKING:
+    from service.grpc.warmup import WarmupRequest
 
 PLATFORM = TENSORFLOW_RUNTIME
 _CPP_MIN_LOG_LEVEL = {"debug": "0", "info": "0", "warning": "1", "error": "2"}
@@ -57,6 +63,19 @@ class SavedModelRuntime:
     explain_outputs: tuple[TensorSpec, ...] = ()
     platform: str = PLATFORM
     inputs: tuple[TensorSpec, ...] = (TensorSpec(INPUT_NAME, FP32, (-1, IMAGE_PIXELS)),)
+    warmup: tuple["WarmupRequest", ...] = ()  # read at load
+
+    @property
+    def signatures(self) -> tuple[str, ...]:
+        with_confidence = any(spec.name == CONFIDENT_NAME for spec in self.outputs)
+        return (SIGNATURE_KEY,) + (CONFIDENCE_SIGNATURE,) * with_confidence + (EXPLAIN_SIGNATURE,) * bool(self.explain)
+
+    def warm_up(self) -> int:
+        for request in self.warmup:
+            call = self.explain if request.signature == EXPLAIN_SIGNATURE else self.predict
+            assert call is not None  # read_warmup admits only the signatures this version has
+            call(request.x)
+        return len(self.warmup)
 
 
 def _runtime(saved: SavedModel) -> SavedModelRuntime:
@@ -92,7 +111,10 @@ class SavedModelLoader:
 
     def __call__(self, path: Path) -> SavedModelRuntime:
         self._prepare()
-        return _runtime(load_savedmodel(path))
+        from service.grpc.warmup import read_warmup  # its protos import TensorFlow's
+
+        runtime = _runtime(load_savedmodel(path))
+        return replace(runtime, warmup=read_warmup(path, signatures=runtime.signatures))
 
     def _prepare(self) -> None:
         with self._lock:

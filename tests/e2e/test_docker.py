@@ -167,8 +167,8 @@ def test_the_container_serves_every_protocol(container: tuple[str, str, Path, st
 def _grpc_infer(target: str, pixels: list[float]) -> np.ndarray:
     import grpc
 
-    from service.grpc.protos import open_inference_grpc_pb2 as pb
-    from service.grpc.protos import open_inference_grpc_pb2_grpc as pb_grpc
+    from contract.protos import open_inference_grpc_pb2 as pb
+    from contract.protos import open_inference_grpc_pb2_grpc as pb_grpc
 
     tensor = pb.ModelInferRequest.InferInputTensor(name="pixels", datatype="FP32", shape=[1, 784])
     request = pb.ModelInferRequest(model_name="mnist", inputs=[tensor])

@@ -20,8 +20,8 @@ import tritonclient.http as triton
 from cryptography import x509
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from service.grpc.protos import open_inference_grpc_pb2 as v2_pb2
-from service.grpc.protos import open_inference_grpc_pb2_grpc as v2_grpc
+from contract.protos import open_inference_grpc_pb2 as v2_pb2
+from contract.protos import open_inference_grpc_pb2_grpc as v2_grpc
 from service.security.keys import REFUSAL, digest_line
 from tests.e2e.server import CLIENTS, REPO_ROOT, ServerProcess
 from tests.pki import Authority, Issued, write

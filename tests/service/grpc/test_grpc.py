@@ -17,12 +17,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from contract import read_metadata
-from service.config import Settings
-from service.core.arrivals import Arrivals, GrpcArrivals
-from service.core.runtime import Runtime, RuntimeLoader
-from service.grpc.protos import open_inference_grpc_pb2 as pb
-from service.grpc.protos import open_inference_grpc_pb2_grpc as pb_grpc
-from service.grpc.protos.tensorflow_serving.apis import (
+from contract.protos import open_inference_grpc_pb2 as pb
+from contract.protos import open_inference_grpc_pb2_grpc as pb_grpc
+from contract.protos.tensorflow_serving.apis import (
     classification_pb2,
     get_model_metadata_pb2,
     get_model_status_pb2,
@@ -30,6 +27,9 @@ from service.grpc.protos.tensorflow_serving.apis import (
     predict_pb2,
     prediction_service_pb2_grpc,
 )
+from service.config import Settings
+from service.core.arrivals import Arrivals, GrpcArrivals
+from service.core.runtime import Runtime, RuntimeLoader
 from service.grpc.server import GrpcServer
 from service.runtimes import default_runtimes
 from service.security import Secrets

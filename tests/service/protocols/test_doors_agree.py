@@ -14,19 +14,19 @@ import pytest
 import pytest_asyncio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from service.config import Settings
-from service.core.arrivals import Arrivals, GrpcArrivals, HttpArrivals
-from service.errors import BadRequest, InvalidInput, NotFound, ServiceError
-from service.grpc.errors import grpc_status
-from service.grpc.protos import open_inference_grpc_pb2 as pb
-from service.grpc.protos import open_inference_grpc_pb2_grpc as pb_grpc
-from service.grpc.protos.tensorflow_serving.apis import (
+from contract.protos import open_inference_grpc_pb2 as pb
+from contract.protos import open_inference_grpc_pb2_grpc as pb_grpc
+from contract.protos.tensorflow_serving.apis import (
     get_model_metadata_pb2,
     get_model_status_pb2,
     model_service_pb2_grpc,
     predict_pb2,
     prediction_service_pb2_grpc,
 )
+from service.config import Settings
+from service.core.arrivals import Arrivals, GrpcArrivals, HttpArrivals
+from service.errors import BadRequest, InvalidInput, NotFound, ServiceError
+from service.grpc.errors import grpc_status
 from service.grpc.server import GrpcServer
 from service.rest.app import create_app
 from service.rest.errors import http_status
