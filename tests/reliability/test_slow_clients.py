@@ -185,8 +185,11 @@ def test_a_header_flood_gets_431_and_the_next_client_is_served(tmp_path: Path, r
             with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
                 sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + headers + b"\r\n")
                 answers[name] = _read_response(sock)
+        answers["header lines trickled, never ended"] = _trickled_header_lines(server.port, 150)
         after = _get(server.url)
         metrics = httpx.get(f"{server.url}/metrics").text
+    # The headers never end, so only a count kept as lines arrive can answer: 431 before the 10 s header timeout.
+    assert answers["header lines trickled, never ended"].startswith(b"HTTP/1.1 431")
     assert answers["2,000 header lines"].startswith(b"HTTP/1.1 431")
     assert b"more than 100 header lines" in answers["2,000 header lines"]
     assert (
@@ -194,10 +197,24 @@ def test_a_header_flood_gets_431_and_the_next_client_is_served(tmp_path: Path, r
     )
     assert answers["91 header lines"].startswith(b"HTTP/1.1 200")
     assert after == 200
-    assert 'mnist_refused_connections_total{reason="header_limit"} 2.0' in metrics
+    assert 'mnist_refused_connections_total{reason="header_limit"} 3.0' in metrics
     record(
-        "2,000 header lines and a 20 KB header each get 431 and a close; 91 lines get 200, and so does the next client"
+        "2,000 header lines, a 20 KB header, and header lines trickled one at a time that never end each get 431 "
+        "and a close (the trickle at its 101st line); 91 lines get 200, and so does the next client"
     )
+
+
+def _trickled_header_lines(port: int, lines: int) -> bytes:
+    """A request line, then header lines one send at a time, and never the blank line that ends them."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        for i in range(lines):
+            try:
+                sock.sendall(b"X-Slow-%d: 1\r\n" % i)
+            except OSError:  # refused and closed mid-trickle: the answer is already waiting
+                break
+            time.sleep(0.005)
+        return _read_response(sock)
 
 
 def _read_response(sock: socket.socket) -> bytes:
