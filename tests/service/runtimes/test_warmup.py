@@ -23,6 +23,10 @@ from tests.e2e.server import CLIENTS
 from tests.helpers import newest_version, seal
 
 RUNTIMES = default_runtimes(Settings())
+# NOTE: TF Serving's own package runs in a process of its own: its protos and ours share file names.
+NEEDS_TF_SERVING_API = pytest.mark.skipif(
+    importlib.util.find_spec("tensorflow_serving") is None, reason="make setup installs tensorflow-serving-api"
+)
 
 
 def _load(path: Path) -> Any:
@@ -52,9 +56,25 @@ def test_an_export_writes_the_warmup_file_and_loading_replays_it(tiny_repo: Path
     assert "4 warm-up requests replayed" in _load(version).report.checks
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("tensorflow_serving") is None, reason="make setup installs tensorflow-serving-api"
-)
+@NEEDS_TF_SERVING_API
+def test_tf_servings_own_package_reads_the_exported_warmup_file(tiny_repo: Path) -> None:
+    version = newest_version(tiny_repo, "tiny")
+    read = subprocess.run(
+        [sys.executable, CLIENTS / "tf_serving_warmup.py", "read", version / WARMUP_FILE],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert json.loads(read.stdout.splitlines()[-1]) == [
+        ["serving_default", "pixels", [1, 784]],
+        ["serving_default", "pixels", [12, 784]],
+        ["with_confidence", "pixels", [12, 784]],
+        ["explain", "pixels", [1, 784]],
+    ]
+
+
+@NEEDS_TF_SERVING_API
 def test_a_warmup_file_from_tf_servings_own_package_is_replayed(default_repo: Path, tmp_path: Path) -> None:
     version = default_repo / "mnist" / "1"
     probes = read_metadata(version).probes.inputs
@@ -64,9 +84,8 @@ def test_a_warmup_file_from_tf_servings_own_package_is_replayed(default_repo: Pa
     ]
     (tmp_path / "requests.json").write_text(json.dumps(requests))
     (version / WARMUP_FILE).parent.mkdir(exist_ok=True)
-    # NOTE: in a process of its own: its protos and ours share file names, which one process cannot hold.
     subprocess.run(
-        [sys.executable, CLIENTS / "tf_serving_warmup.py", version / WARMUP_FILE, tmp_path / "requests.json"],
+        [sys.executable, CLIENTS / "tf_serving_warmup.py", "write", version / WARMUP_FILE, tmp_path / "requests.json"],
         check=True,
         capture_output=True,
         timeout=300,
