@@ -2,8 +2,9 @@
 # What the test suite needs from outside Python: a Docker engine (Debian's docker.io), debootstrap (to
 # build the stand-in base image offline), hey (the HTTP load generator of the reliability tests and the
 # bench), h2load (nghttp2-client: the bench's gRPC load generator) and Chromium (the browser tests drive
-# Debian's build through Playwright; nothing downloads a browser), kubectl (renders deploy/ offline) and
-# HAProxy (the balancer of scripts/fleet.py and its tests).
+# Debian's build through Playwright; nothing downloads a browser), kubectl (renders deploy/ offline),
+# HAProxy (the balancer of scripts/fleet.py and its tests) and promtool (Debian's prometheus: checks and
+# unit-tests the alert rules of deploy/monitoring).
 # Installs them when running as root with apt; starts dockerd when it is not running. Without them,
 # the tests that need them skip and say why.
 set -uo pipefail
@@ -16,6 +17,7 @@ command -v h2load >/dev/null || need+=(nghttp2-client)
 command -v chromium >/dev/null || need+=(chromium)
 command -v kubectl >/dev/null || need+=(kubectl)
 command -v haproxy >/dev/null || test -x /usr/sbin/haproxy || need+=(haproxy)
+command -v promtool >/dev/null || need+=(prometheus)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "installing ${need[*]}"

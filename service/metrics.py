@@ -4,6 +4,7 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+import numpy as np
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -16,9 +17,12 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from contract import CONFIDENT_NAME, OUTPUT_NAME
+from service.core.runtime import Outputs
 from service.core.status import VersionState
 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"})
+TOP_PROBABILITY_BUCKETS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999)
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 LabelVersions = dict[str, dict[str, tuple[int, int | None]]]  # model -> label -> (wanted, served here)
@@ -44,6 +48,19 @@ class Metrics:
         )
         self.batch_size = Histogram(
             "mnist_batch_size", "Rows per model call", buckets=BATCH_BUCKETS, registry=self.registry
+        )
+        self.top_probability = Histogram(
+            "mnist_top_probability",
+            "Each answer's calibrated top probability, by version: drift shows here before any label arrives",
+            ["model", "version"],
+            buckets=TOP_PROBABILITY_BUCKETS,
+            registry=self.registry,
+        )
+        self.answers = Counter(
+            "mnist_answers",
+            "Rows answered, by version and `confident` flag (`unknown` for a version without one)",
+            ["model", "version", "confident"],
+            registry=self.registry,
         )
         self.shed = Counter(
             "mnist_shed_requests",
@@ -84,7 +101,13 @@ class Metrics:
         self.refused_connections.labels(reason).inc()
 
     def batcher_observer(self, model: str, version: int) -> "BatcherMetrics":
-        return BatcherMetrics(self.batch_size, self.shed.labels(model, str(version)))
+        labels = (model, str(version))
+        return BatcherMetrics(
+            self.batch_size,
+            self.shed.labels(*labels),
+            self.top_probability.labels(*labels),
+            {flag: self.answers.labels(*labels, flag) for flag in ("true", "false", "unknown")},
+        )
 
     def set_version_state(self, model: str, version: int, state: VersionState) -> None:
         for candidate in VersionState:
@@ -103,13 +126,26 @@ class Metrics:
 
 @dataclass(frozen=True)
 class BatcherMetrics:
-    """One version's batcher, reporting to the server's metrics (a `BatchObserver`)."""
+    """One version's batcher, reporting to the server's metrics (a `BatchObserver`): each model call's size,
+    and its answers' top probabilities and `confident` flags, the drift signals that need no labels."""
 
     batch_size: Histogram
     shed: Counter
+    top_probability: Histogram
+    answers: dict[str, Counter]  # by flag: true, false, unknown
 
-    def on_batch(self, rows: int) -> None:
-        self.batch_size.observe(rows)
+    def on_batch(self, outputs: Outputs) -> None:
+        probabilities = outputs[OUTPUT_NAME]
+        self.batch_size.observe(len(probabilities))
+        for top in probabilities.max(axis=1).tolist():
+            self.top_probability.observe(top)
+        confident = outputs.get(CONFIDENT_NAME)
+        if confident is None:
+            self.answers["unknown"].inc(len(probabilities))
+            return
+        sure = int(np.count_nonzero(confident))
+        self.answers["true"].inc(sure)
+        self.answers["false"].inc(len(confident) - sure)
 
     def on_shed(self) -> None:
         self.shed.inc()

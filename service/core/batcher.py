@@ -30,7 +30,9 @@ MAX_JOIN_TURNS = 512
 class BatchObserver(Protocol):
     """What a batcher reports as it works: to metrics in the server, to a list in tests."""
 
-    def on_batch(self, rows: int) -> None: ...
+    def on_batch(self, outputs: Outputs) -> None:
+        """A model call answered: its outputs, one row per input row."""
+        ...
 
     def on_shed(self) -> None: ...
 
@@ -105,7 +107,7 @@ class DynamicBatcher:
         the same either way.
         """
         out = self._predict(x)
-        self._observer.on_batch(len(x))
+        self._observer.on_batch(out)
         return out
 
     async def close(self) -> None:
@@ -173,7 +175,7 @@ class DynamicBatcher:
                 if not p.future.done():
                     p.future.set_exception(e)
             return
-        self._observer.on_batch(len(x))
+        self._observer.on_batch(out)
         start = 0
         for p in batch:
             end = start + len(p.x)

@@ -34,8 +34,8 @@ class RecordingObserver:
     batches: list[int] = field(default_factory=list)
     shed: int = 0
 
-    def on_batch(self, rows: int) -> None:
-        self.batches.append(rows)
+    def on_batch(self, outputs: Outputs) -> None:
+        self.batches.append(len(next(iter(outputs.values()))))
 
     def on_shed(self) -> None:
         self.shed += 1

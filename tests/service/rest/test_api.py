@@ -329,6 +329,31 @@ async def test_health_readiness_models_and_metrics(client: Client) -> None:
     assert 'mnist_queued_rows{model="mnist",version="1"} 0.0' in metrics
 
 
+def _sample(metrics: str, name: str, **labels: str) -> float:
+    """A sample's value in the exposition text (0 if absent), matched on the labels given."""
+    for line in metrics.splitlines():
+        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+async def test_answers_are_counted_by_their_confident_flag_with_their_top_probability(client: Client) -> None:
+    seven = orjson.loads((DEFAULT_VERSION.parents[2] / "docs" / "examples" / "seven.json").read_bytes())["image"]
+    names = {"answers": "mnist_answers_total", "seen": "mnist_top_probability_count"}
+    before = (await client.get("/metrics")).text
+    answer = (await client.post("/predict", json={"images": [ROW, seven]})).json()["predictions"]
+    after = (await client.get("/metrics")).text
+    version = {"model": "mnist", "version": "1"}
+
+    def added(name: str, **labels: str) -> float:
+        return _sample(after, name, **version, **labels) - _sample(before, name, **version, **labels)
+
+    assert [p["confident"] for p in answer] == [False, True]  # a blank is turned away, the README's seven is not
+    assert added(names["answers"], confident="false") == 1 and added(names["answers"], confident="true") == 1
+    assert added(names["seen"]) == 2
+    assert added("mnist_top_probability_sum") == pytest.approx(sum(p["probability"] for p in answer), abs=1e-6)
+
+
 async def test_admin_needs_the_bearer_token(client: Client) -> None:
     assert (await client.post("/admin/reload")).status_code == 401
     assert (await client.post("/admin/reload", headers={"authorization": "Bearer wrong"})).status_code == 401
