@@ -144,8 +144,10 @@ class BatcherMetrics:
             self.answers["unknown"].inc(len(probabilities))
             return
         sure = int(np.count_nonzero(confident))
-        self.answers["true"].inc(sure)
-        self.answers["false"].inc(len(confident) - sure)
+        if sure:
+            self.answers["true"].inc(sure)
+        if sure < len(confident):
+            self.answers["false"].inc(len(confident) - sure)
 
     def on_shed(self) -> None:
         self.shed.inc()
