@@ -3,7 +3,7 @@
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import AnyHttpUrl, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contract import defaults
@@ -62,6 +62,14 @@ class Settings(BaseSettings):
     self_check_repeats: int = Field(50, ge=2, description="calls of the batch-of-one determinism check at load")
 
     admin_token: SecretStr | None = Field(None, description="bearer token for /admin; admin is off without one")
+    payload_log_url: AnyHttpUrl | None = Field(
+        None, description="send sampled inference requests and responses here as CloudEvents (KServe's logger format)"
+    )
+    payload_log_sample: float = Field(0.0, ge=0, le=1, description="share of inference requests to log (0 to 1)")
+    payload_log_max_queued: int = Field(
+        1000, ge=2, description="payload events waiting for the sink at most; past it they are dropped and counted"
+    )
+    payload_log_timeout_s: float = Field(5.0, gt=0, description="how long one payload event may take to send")
     api_keys_file: Path | None = Field(
         None, description="inference needs one of the API keys in this file (one per line); re-read when it changes"
     )

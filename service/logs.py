@@ -10,6 +10,8 @@ from typing import Any
 import orjson
 
 request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
+# The model version that answered the request being served, once one has: for the access log and payloads.
+answered_by: ContextVar[tuple[str, int] | None] = ContextVar("answered_by", default=None)
 REQUEST_ID_KEY = "x-request-id"  # the HTTP header and the gRPC metadata key
 MAX_CLIENT_REQUEST_ID = 128
 

@@ -33,6 +33,12 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self._traffic()
+        self._models()
+        self._request_children: dict[tuple[str, str, str, str], tuple[Counter, Histogram]] = {}
+
+    def _traffic(self) -> None:
+        """What arrives, and what becomes of it."""
         self.requests = Counter(
             "mnist_requests",
             "Requests by protocol, endpoint and status",
@@ -46,6 +52,21 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.payload_events = Counter(
+            "mnist_payload_events",
+            "Payload-log events (CloudEvents) by outcome: sent, failed (the sink erred), dropped (queue full)",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.refused_connections = Counter(
+            "mnist_refused_connections",
+            "Connections closed before a request reached the app: header_timeout, header_limit, per_client_cap",
+            ["reason"],
+            registry=self.registry,
+        )
+
+    def _models(self) -> None:
+        """The model calls, their answers, the queues and the versions."""
         self.batch_size = Histogram(
             "mnist_batch_size", "Rows per model call", buckets=BATCH_BUCKETS, registry=self.registry
         )
@@ -68,12 +89,6 @@ class Metrics:
             ["model", "version"],
             registry=self.registry,
         )
-        self.refused_connections = Counter(
-            "mnist_refused_connections",
-            "Connections closed before a request reached the app: header_timeout, header_limit, per_client_cap",
-            ["reason"],
-            registry=self.registry,
-        )
         self.queues = QueueCollector()
         self.registry.register(self.queues)
         self.label_versions = LabelCollector()
@@ -85,7 +100,6 @@ class Metrics:
             registry=self.registry,
             multiprocess_mode="livemax",
         )
-        self._request_children: dict[tuple[str, str, str, str], tuple[Counter, Histogram]] = {}
 
     def observe_request(self, protocol: str, endpoint: str, method: str, status: str, seconds: float) -> None:
         # NOTE: the labelled children are looked up once per label set: labels() validates and locks.

@@ -26,6 +26,7 @@ from service.core.manager import ModelManager
 from service.core.runtime import RuntimeLoader
 from service.logs import configure_logging
 from service.metrics import Metrics
+from service.payloads import PayloadLogger
 from service.rest.server import RestServer
 from service.runtimes import default_runtimes
 from service.security import Secrets, UnusableSecret
@@ -59,6 +60,7 @@ class InferenceServer:
             settings, runtimes=runtimes(settings), metrics=self.metrics, arrivals=Arrivals(sources).possible
         )
         self.plane = DataPlane(self.manager, default_model=settings.default_model)
+        self.payloads = _payload_logger(settings, self.metrics)
         self._stopping = asyncio.Event()
         self._force = False
 
@@ -66,6 +68,8 @@ class InferenceServer:
         """Load the models, open the front doors, and serve until `stop()`; then close the doors, answer
         what they accepted, and drain the batchers."""
         await self.manager.start()
+        if self.payloads is not None:
+            self.payloads.start()
         doors = self._front_doors(sockets)
         watching = asyncio.get_running_loop().create_task(self.secrets.watch(self._stopping))
         try:
@@ -77,6 +81,8 @@ class InferenceServer:
         finally:
             await watching
             await asyncio.gather(*(door.stop(force=self._force) for door in doors))
+            if self.payloads is not None:
+                await self.payloads.stop()
             await self.manager.stop()
             logger.info("shutdown complete")
 
@@ -94,6 +100,7 @@ class InferenceServer:
                 arrivals=self._http,
                 secrets=self.secrets,
                 sockets=sockets,
+                payloads=self.payloads,
             )
         ]
         if self._grpc is not None:
@@ -108,6 +115,7 @@ class InferenceServer:
                 arrivals=self._grpc,
                 secrets=self.secrets,
                 shared_port=shared,
+                payloads=self.payloads,
             )
             doors.append(grpc)
         return doors
@@ -119,6 +127,20 @@ class InferenceServer:
         if self.settings.grpc_enabled:
             addresses["grpc"] = f"{host}:{self.settings.grpc_port}"
         return addresses
+
+
+def _payload_logger(settings: Settings, metrics: Metrics) -> PayloadLogger | None:
+    if settings.payload_log_url is None or settings.payload_log_sample == 0:
+        return None
+    scheme = "https" if settings.tls else "http"
+    return PayloadLogger(
+        str(settings.payload_log_url),
+        settings.payload_log_sample,
+        source=f"{scheme}://{socket.gethostname()}:{settings.port}/",
+        max_queued=settings.payload_log_max_queued,
+        timeout_s=settings.payload_log_timeout_s,
+        metrics=metrics,
+    )
 
 
 def run(settings: Settings, *, runtimes: RuntimesFactory = default_runtimes) -> int:

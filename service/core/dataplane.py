@@ -15,6 +15,7 @@ from service.core.manager import ModelManager
 from service.core.runtime import Outputs, TensorSpec
 from service.core.status import VersionStatus
 from service.errors import NotFound, NotReady, Unimplemented
+from service.logs import answered_by
 
 
 @dataclass(frozen=True)
@@ -149,6 +150,7 @@ class DataPlane:
         """Probabilities for float32 `[N, 784]` pixels, checked by the caller, from the one version `ref`
         reaches; `timeout_s` is the caller's own deadline, if it has one."""
         served = self._manager.resolve(self._name(ref), ref.version, ref.label)
+        answered_by.set((served.model.name, served.model.version))
         # NOTE: resolve and submit run without an await between them, so an unload that starts
         # later still finds this request in the batcher's queue and drains it.
         outputs = await served.batcher.submit(x, timeout_s=timeout_s)
@@ -158,6 +160,7 @@ class DataPlane:
         """The explanation of each of `x`'s rows by the version `ref` reaches, computed outside the batcher (an
         explanation is many model calls, with no promise of batch invariance); and the signature's outputs."""
         model = self._manager.resolve(self._name(ref), ref.version, ref.label).model
+        answered_by.set((model.name, model.version))
         explain, about = model.runtime.explain, model.metadata.explanation
         if explain is None or about is None:
             raise Unimplemented(

@@ -1,4 +1,5 @@
-"""The frame of every RPC: its request id, its metrics and access-log line, and errors as gRPC statuses."""
+"""The frame of every RPC: its request id, its metrics and access-log line, errors as gRPC statuses, and
+payload logging of the inference calls that answered (a failed call has no response message to log)."""
 
 import logging
 import time
@@ -10,8 +11,9 @@ import grpc
 from service.core.arrivals import GrpcArrivals
 from service.errors import ServiceError
 from service.grpc.errors import grpc_status, trailing_metadata
-from service.logs import REQUEST_ID_KEY, accept_request_id, request_id
+from service.logs import REQUEST_ID_KEY, accept_request_id, answered_by, request_id
 from service.metrics import Metrics
+from service.payloads import Body, Exchange, PayloadLogger
 
 T = TypeVar("T")
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -20,13 +22,22 @@ logger = logging.getLogger("service.access")
 
 
 class Calls:
-    def __init__(self, metrics: Metrics, *, access_log: bool, arrivals: GrpcArrivals) -> None:
+    def __init__(
+        self,
+        metrics: Metrics,
+        *,
+        access_log: bool,
+        arrivals: GrpcArrivals,
+        payloads: PayloadLogger | None = None,
+    ) -> None:
         self._metrics = metrics
         self._access_log = access_log
         self._arrivals = arrivals
+        self._payloads = payloads
 
-    async def answer(self, method: str, context: Context, work: Callable[[], Awaitable[T]]) -> T:
-        """`work()`'s result; a ServiceError it raises aborts the RPC with the mapped status."""
+    async def answer(self, method: str, context: Context, work: Callable[[], Awaitable[T]], *, logged: Any = None) -> T:
+        """`work()`'s result; a ServiceError it raises aborts the RPC with the mapped status. `logged`, an
+        inference call's request message, goes to the payload log with the result when sampled."""
         started = time.perf_counter()
         rid = accept_request_id(_sent_request_id(context))
         token = request_id.set(rid)
@@ -38,6 +49,8 @@ class Calls:
         try:
             result = await work()
             code = grpc.StatusCode.OK
+            if logged is not None and self._payloads is not None and self._payloads.sampled():
+                self._log_payload(method, rid, logged, result)
             return result
         except ServiceError as e:
             code = grpc_status(e)
@@ -56,9 +69,22 @@ class Calls:
         seconds = time.perf_counter() - started
         self._metrics.observe_request("grpc", method, "POST", code.name, seconds)
         if self._access_log:
-            logger.info("request", extra={"rpc": method, "status": code.name, "ms": round(seconds * 1000, 3)})
+            entry: dict[str, Any] = {"rpc": method, "status": code.name, "ms": round(seconds * 1000, 3)}
+            answered = answered_by.get()
+            if answered is not None:
+                entry["model"], entry["version"] = answered
+            logger.info("request", extra=entry)
+
+    def _log_payload(self, method: str, rid: str, request: Any, response: Any) -> None:
+        assert self._payloads is not None
+        model, version = answered_by.get() or (None, None)
+        self._payloads.offer(Exchange(rid, method, model, version, _protobuf(request), _protobuf(response)))
 
 
 def _sent_request_id(context: Context) -> str | None:
     sent = (value for key, value in context.invocation_metadata() or () if key == REQUEST_ID_KEY)
     return next((value for value in sent if isinstance(value, str)), None)
+
+
+def _protobuf(message: Any) -> Body:
+    return Body(message.SerializeToString(), f"application/x-protobuf; messageType={message.DESCRIPTOR.full_name}")

@@ -25,6 +25,7 @@ from service.grpc.malformed import RefuseMalformed
 from service.grpc.tfserving import MODEL_SERVICE, PREDICTION_SERVICE, ModelService, PredictionService
 from service.grpc.v2 import INFERENCE_SERVICE, InferenceService
 from service.metrics import Metrics
+from service.payloads import PayloadLogger
 from service.security import Secrets
 
 SERVICES = (PREDICTION_SERVICE, MODEL_SERVICE, INFERENCE_SERVICE)
@@ -43,6 +44,7 @@ class GrpcServer:
         arrivals: GrpcArrivals,
         secrets: Secrets,
         shared_port: bool,
+        payloads: PayloadLogger | None = None,
     ) -> None:
         self._settings = settings
         self._plane = plane
@@ -53,7 +55,7 @@ class GrpcServer:
         guards = (RefuseMalformed(),) if secrets.keys is None else (RequireApiKey(secrets.keys), RefuseMalformed())
         self._server = grpc.aio.server(options=_options(settings, shared_port=shared_port), interceptors=guards)
         self._follow: asyncio.Task[None] | None = None
-        calls = Calls(metrics, access_log=settings.access_log, arrivals=arrivals)
+        calls = Calls(metrics, access_log=settings.access_log, arrivals=arrivals, payloads=payloads)
         # The generated registration functions carry no types (grpcio-tools writes none for them).
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(  # type: ignore[no-untyped-call]
             PredictionService(plane, settings, calls), self._server

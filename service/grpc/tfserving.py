@@ -49,7 +49,10 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
 
     async def Predict(self, request: predict_pb2.PredictRequest, context: Context) -> predict_pb2.PredictResponse:
         return await self._calls.answer(
-            f"/{PREDICTION_SERVICE}/Predict", context, lambda: self._predict(request, context.time_remaining())
+            f"/{PREDICTION_SERVICE}/Predict",
+            context,
+            lambda: self._predict(request, context.time_remaining()),
+            logged=request,
         )
 
     async def GetModelMetadata(

@@ -72,7 +72,10 @@ class InferenceService(open_inference_grpc_pb2_grpc.GRPCInferenceServiceServicer
 
     async def ModelInfer(self, request: pb.ModelInferRequest, context: Context) -> pb.ModelInferResponse:
         return await self._calls.answer(
-            f"/{INFERENCE_SERVICE}/ModelInfer", context, lambda: self._infer(request, context.time_remaining())
+            f"/{INFERENCE_SERVICE}/ModelInfer",
+            context,
+            lambda: self._infer(request, context.time_remaining()),
+            logged=request,
         )
 
     async def _infer(self, request: pb.ModelInferRequest, deadline_s: float | None) -> pb.ModelInferResponse:

@@ -24,6 +24,7 @@ from service.core.dataplane import DataPlane
 from service.core.manager import ModelManager
 from service.errors import ServiceError, Unauthenticated
 from service.metrics import Metrics
+from service.payloads import PayloadLogger
 from service.protocols.tfserving import TfServing
 from service.protocols.v2 import OpenInference
 from service.rest import page
@@ -60,9 +61,11 @@ def create_app(
     metrics: Metrics,
     arrivals: HttpArrivals,
     keys: ApiKeys | None = None,
+    payloads: PayloadLogger | None = None,
 ) -> FastAPI:
     """The app over `plane`, with `manager` for the admin routes; `arrivals` counts the requests inside it
-    for the batcher. With `keys`, every route that runs a model (a `FastRoute`) needs one of them."""
+    for the batcher. With `keys`, every route that runs a model (a `FastRoute`) needs one of them; with
+    `payloads`, sampled requests to those routes are logged."""
     every_route = routes(settings, plane, manager, metrics)
     keyed: list[FastRoute] = []
     if keys is not None:
@@ -89,6 +92,7 @@ def create_app(
         body_timeout_s=settings.body_timeout_s,
         access_log=settings.access_log,
         arrivals=arrivals,
+        payloads=payloads,
     )
     app.openapi = lambda: _openapi_with_shared_schemas(app, keyed)  # type: ignore[method-assign]
     return app

@@ -1,9 +1,12 @@
-"""Pure ASGI middleware for every request: an id, body limits, metrics and an access log; and the
-count of requests inside the app, for the batcher (`service.core.arrivals`).
+"""Pure ASGI middleware for every request: an id, body limits, metrics, an access log and payload logging;
+and the count of requests inside the app, for the batcher (`service.core.arrivals`).
 
 Body limits: a declared Content-Length over the maximum is refused before reading; a streamed
 (chunked) body is counted as it arrives; a body that trickles in slower than `body_timeout_s` gets
 408; and compressed bodies are refused, so there is no decompression bomb to defuse.
+
+Payload logging (`service.payloads`): a sampled request's body and its response's are kept as they pass,
+and handed to the payload logger once the response is sent, if the route ran a model (a `FastRoute`).
 
 Pure ASGI rather than Starlette's BaseHTTPMiddleware, which costs a task and a stream per request.
 """
@@ -18,9 +21,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.core.arrivals import HttpArrivals
 from service.errors import PayloadTooLarge, RequestTimeout, ServiceError, UnsupportedMediaType
-from service.logs import REQUEST_ID_KEY, accept_request_id, request_id
+from service.logs import REQUEST_ID_KEY, accept_request_id, answered_by, request_id
 from service.metrics import Metrics
+from service.payloads import Body, Exchange, PayloadLogger
 from service.rest.errors import error_response
+from service.rest.routing import FastRoute
 
 REQUEST_ID_HEADER = REQUEST_ID_KEY.encode()
 
@@ -37,8 +42,10 @@ class RequestContextMiddleware:
         body_timeout_s: float,
         access_log: bool,
         arrivals: HttpArrivals,
+        payloads: PayloadLogger | None = None,
     ) -> None:
         self.app = app
+        self.payloads = payloads
         self.arrivals = arrivals
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
@@ -52,12 +59,16 @@ class RequestContextMiddleware:
         started = time.perf_counter()
         rid = accept_request_id(_sent_request_id(scope))
         token = request_id.set(rid)
-        tagged = _TaggedSend(send, rid)
+        kept = self.payloads is not None and self.payloads.sampled()
+        tagged = _TaggedSend(send, rid, keep=kept)
         self.arrivals.in_app += 1
         try:
             refusal = self._refuse_early(scope)
             if refusal is None:
-                await self.app(scope, _LimitedReceive(receive, self.max_body_bytes, self.body_timeout_s), tagged)
+                limited = _LimitedReceive(receive, self.max_body_bytes, self.body_timeout_s, keep=kept)
+                await self.app(scope, limited, tagged)
+                if kept and isinstance(scope.get("route"), FastRoute):
+                    self._log_payload(scope, rid, limited, tagged)
             else:  # the body is never read, so the connection cannot carry another request
                 response = error_response(refusal)
                 response.headers["connection"] = "close"
@@ -83,15 +94,26 @@ class RequestContextMiddleware:
         endpoint = getattr(route, "path", None) or "unmatched"
         self.metrics.observe_request("rest", endpoint, scope["method"], str(status), seconds)
         if self.access_log:
-            logger.info(
-                "request",
-                extra={
-                    "method": scope["method"],
-                    "path": scope["path"],
-                    "status": status,
-                    "ms": round(seconds * 1000, 3),
-                },
+            entry = {"method": scope["method"], "path": scope["path"], "status": status, "ms": round(seconds * 1000, 3)}
+            answered = answered_by.get()
+            if answered is not None:
+                entry["model"], entry["version"] = answered
+            logger.info("request", extra=entry)
+
+    def _log_payload(self, scope: Scope, rid: str, received: "_LimitedReceive", sent: "_TaggedSend") -> None:
+        assert self.payloads is not None
+        request_type = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"content-type"), "")
+        model, version = answered_by.get() or (None, None)
+        self.payloads.offer(
+            Exchange(
+                request_id=rid,
+                endpoint=scope["route"].path,
+                model=model,
+                version=version,
+                request=Body(b"".join(received.kept), request_type or "application/octet-stream"),
+                response=Body(b"".join(sent.kept), sent.content_type),
             )
+        )
 
 
 def _sent_request_id(scope: Scope) -> str | None:
@@ -101,8 +123,10 @@ def _sent_request_id(scope: Scope) -> str | None:
 class _LimitedReceive:
     """The request's receive(), refusing a body over the size limit or slower than the timeout."""
 
-    def __init__(self, receive: Receive, max_bytes: int, timeout_s: float) -> None:
+    def __init__(self, receive: Receive, max_bytes: int, timeout_s: float, *, keep: bool = False) -> None:
         self._receive = receive
+        self._keep = keep
+        self.kept: list[bytes] = []  # the body, when asked to keep it
         self._max_bytes = max_bytes
         self._timeout_s = timeout_s
         self._received = 0
@@ -120,6 +144,8 @@ class _LimitedReceive:
             raise RequestTimeout(f"request body not received within {self._timeout_s:g}s") from None
         if message["type"] == "http.request":
             self._received += len(message.get("body", b""))
+            if self._keep:
+                self.kept.append(message.get("body", b""))
             self._body_done = not message.get("more_body", False)
             if self._received > self._max_bytes:
                 raise PayloadTooLarge(_too_large(self._max_bytes))
@@ -127,17 +153,26 @@ class _LimitedReceive:
 
 
 class _TaggedSend:
-    """send(), adding the request id to the response and noting its status."""
+    """send(), adding the request id to the response and noting its status (and, when asked, its body)."""
 
-    def __init__(self, send: Send, rid: str) -> None:
+    def __init__(self, send: Send, rid: str, *, keep: bool = False) -> None:
         self._send = send
         self._rid = rid.encode()
         self.status = 500
+        self._keep = keep
+        self.kept: list[bytes] = []
+        self.content_type = "application/octet-stream"
 
     async def __call__(self, message: Message) -> None:
         if message["type"] == "http.response.start":
             self.status = message["status"]
             message["headers"] = [*message.get("headers", []), (REQUEST_ID_HEADER, self._rid)]
+            if self._keep:
+                self.content_type = next(
+                    (v.decode("latin-1") for k, v in message["headers"] if k == b"content-type"), self.content_type
+                )
+        elif self._keep and message["type"] == "http.response.body":
+            self.kept.append(message.get("body", b""))
         await self._send(message)
 
 

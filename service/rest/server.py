@@ -12,6 +12,7 @@ from service.core.arrivals import HttpArrivals
 from service.core.dataplane import DataPlane
 from service.core.manager import ModelManager
 from service.metrics import Metrics
+from service.payloads import PayloadLogger
 from service.rest.app import create_app
 from service.rest.protocol import guarded_protocol
 from service.security import Secrets
@@ -37,11 +38,20 @@ class RestServer:
         arrivals: HttpArrivals,
         secrets: Secrets,
         sockets: list[socket.socket] | None = None,
+        payloads: PayloadLogger | None = None,
     ) -> None:
         self._sockets = sockets
         certificates = secrets.certificates
         config = uvicorn.Config(
-            create_app(settings, plane, manager=manager, metrics=metrics, arrivals=arrivals, keys=secrets.keys),
+            create_app(
+                settings,
+                plane,
+                manager=manager,
+                metrics=metrics,
+                arrivals=arrivals,
+                keys=secrets.keys,
+                payloads=payloads,
+            ),
             host=settings.host,
             port=settings.port,
             lifespan="off",
@@ -57,8 +67,12 @@ class RestServer:
                 on_refuse=metrics.refuse_connection,
                 arrivals=arrivals,
             ),
-            ssl_context_factory=None if certificates is None else lambda _config, _default: certificates.ssl_context(),
         )
+        if certificates is not None:
+            # NOTE: uvicorn builds its SSL context from file names once, in load(); loaded here, it keeps the
+            # context that hands each handshake the newest certificate (service.security.tls).
+            config.load()
+            config.ssl = certificates.ssl_context()
         self._server = _Uvicorn(config)
         self._task: asyncio.Task[None] | None = None
 
