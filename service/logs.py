@@ -5,13 +5,26 @@ import os
 import sys
 import time
 from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
-# The model version that answered the request being served, once one has: for the access log and payloads.
-answered_by: ContextVar[tuple[str, int] | None] = ContextVar("answered_by", default=None)
+
+
+@dataclass(frozen=True)
+class Answered:
+    """The model version that answered the request being served, and when the data plane had its pixels and
+    when it had the answer (`time.time_ns()`): for the access log, payload logs and traces."""
+
+    model: str
+    version: int
+    started_ns: int
+    finished_ns: int
+
+
+answered_by: ContextVar[Answered | None] = ContextVar("answered_by", default=None)
 REQUEST_ID_KEY = "x-request-id"  # the HTTP header and the gRPC metadata key
 MAX_CLIENT_REQUEST_ID = 128
 
@@ -45,10 +58,10 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure_logging(level: str) -> None:
-    """Send this service's and uvicorn's logs to stderr as JSON lines."""
+    """Send this service's, uvicorn's and OpenTelemetry's logs to stderr as JSON lines."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
-    for name in ("service", "uvicorn", "uvicorn.error"):
+    for name in ("service", "uvicorn", "uvicorn.error", "opentelemetry"):
         logger = logging.getLogger(name)
         logger.handlers = [handler]
         logger.setLevel(level.upper())

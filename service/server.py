@@ -30,6 +30,8 @@ from service.payloads import PayloadLogger
 from service.rest.server import RestServer
 from service.runtimes import default_runtimes
 from service.security import Secrets, UnusableSecret
+from service.telemetry import Telemetry
+from service.tracing import Tracing, TracingSetupError
 
 RuntimesFactory = Callable[[Settings], Mapping[str, RuntimeLoader]]
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -52,15 +54,21 @@ class InferenceServer:
     def __init__(self, settings: Settings, *, runtimes: RuntimesFactory = default_runtimes) -> None:
         self.settings = settings
         self.secrets = Secrets(settings)
+        self.tracing = Tracing.from_environment()
         self.metrics = Metrics()
         self._http = HttpArrivals()
         self._grpc = GrpcArrivals() if settings.grpc_enabled else None
         sources: list[ArrivalSource] = [self._http] if self._grpc is None else [self._http, self._grpc]
         self.manager = ModelManager(
-            settings, runtimes=runtimes(settings), metrics=self.metrics, arrivals=Arrivals(sources).possible
+            settings,
+            runtimes=runtimes(settings),
+            metrics=self.metrics,
+            arrivals=Arrivals(sources).possible,
+            batch_tracer=None if self.tracing is None else self.tracing.batch_tracer,
         )
         self.plane = DataPlane(self.manager, default_model=settings.default_model)
         self.payloads = _payload_logger(settings, self.metrics)
+        self._telemetry = Telemetry(self.payloads, self.tracing)
         self._stopping = asyncio.Event()
         self._force = False
 
@@ -84,6 +92,8 @@ class InferenceServer:
             if self.payloads is not None:
                 await self.payloads.stop()
             await self.manager.stop()
+            if self.tracing is not None:
+                await asyncio.to_thread(self.tracing.shutdown)  # flushes the spans still buffered
             logger.info("shutdown complete")
 
     def stop(self, *, force: bool = False) -> None:
@@ -100,7 +110,7 @@ class InferenceServer:
                 arrivals=self._http,
                 secrets=self.secrets,
                 sockets=sockets,
-                payloads=self.payloads,
+                telemetry=self._telemetry,
             )
         ]
         if self._grpc is not None:
@@ -115,7 +125,7 @@ class InferenceServer:
                 arrivals=self._grpc,
                 secrets=self.secrets,
                 shared_port=shared,
-                payloads=self.payloads,
+                telemetry=self._telemetry,
             )
             doors.append(grpc)
         return doors
@@ -163,7 +173,7 @@ def _serve_here(settings: Settings, runtimes: RuntimesFactory, sockets: list[soc
 
     try:
         _run_loop(main())
-    except (OSError, SystemExit, UnusableSecret) as e:
+    except (OSError, SystemExit, UnusableSecret, TracingSetupError) as e:
         logger.error("the server could not start", extra={"error": str(e)})
         return STARTUP_FAILURE
     _die_of_first(received)

@@ -16,6 +16,7 @@ from service.core.runtime import RuntimeLoader
 from service.metrics import Metrics
 from service.rest.app import create_app
 from service.runtimes import default_runtimes
+from service.tracing import Tracing
 from training.config import hyperparameters_for
 from training.data import Splits
 from training.export import staged_export
@@ -77,7 +78,10 @@ class Core:
 
 @asynccontextmanager
 async def started_core(
-    settings: Settings, runtimes: Mapping[str, RuntimeLoader] | None = None, arrivals: Arrivals | None = None
+    settings: Settings,
+    runtimes: Mapping[str, RuntimeLoader] | None = None,
+    arrivals: Arrivals | None = None,
+    tracing: Tracing | None = None,
 ) -> AsyncIterator[Core]:
     """A started manager and data plane, as the server wires them; arrivals always possible unless given."""
     metrics = Metrics()
@@ -86,6 +90,7 @@ async def started_core(
         runtimes=default_runtimes(settings) if runtimes is None else runtimes,
         metrics=metrics,
         arrivals=(arrivals or Arrivals(())).possible,
+        batch_tracer=None if tracing is None else tracing.batch_tracer,
     )
     await manager.start()
     try:
@@ -95,10 +100,12 @@ async def started_core(
 
 
 @asynccontextmanager
-async def serving(settings: Settings) -> AsyncIterator[tuple[Core, httpx.AsyncClient]]:
+async def serving(settings: Settings, tracing: Tracing | None = None) -> AsyncIterator[tuple[Core, httpx.AsyncClient]]:
     """A started core, and an HTTP client talking to the REST app over it in this event loop."""
-    async with started_core(settings) as core:
-        app = create_app(settings, core.plane, manager=core.manager, metrics=core.metrics, arrivals=HttpArrivals())
+    async with started_core(settings, tracing=tracing) as core:
+        app = create_app(
+            settings, core.plane, manager=core.manager, metrics=core.metrics, arrivals=HttpArrivals(), tracing=tracing
+        )
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://rest") as client:
             yield core, client

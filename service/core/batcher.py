@@ -13,10 +13,11 @@ little overlap and costs a thread hand-off per batch; `python -m bench` measures
 
 import asyncio
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -37,10 +38,31 @@ class BatchObserver(Protocol):
     def on_shed(self) -> None: ...
 
 
+class BatchTracer(Protocol):
+    """Traces a batcher's work where tracing is on (`service.tracing.BatchTracing`)."""
+
+    def enqueued(self) -> Any:
+        """A token for the request being queued now: its trace, and when."""
+        ...
+
+    def model_call(self, callers: Sequence[Any], rows: int) -> AbstractContextManager[None]:
+        """Around one model call for the requests whose tokens are `callers`."""
+        ...
+
+
+@dataclass(frozen=True)
+class BatchLimits:
+    max_rows: int  # in one model call
+    max_wait_s: float  # for more rows, once the first is queued
+    max_queue_rows: int  # waiting at once; past it, requests are shed
+    timeout_s: float  # a request still waiting then gets Timeout
+
+
 @dataclass
 class _Pending:
     x: np.ndarray
     future: asyncio.Future[Outputs]
+    traced: Any = None  # the BatchTracer's token, where tracing is on
 
 
 class DynamicBatcher:
@@ -48,23 +70,22 @@ class DynamicBatcher:
         self,
         predict: Predict,
         executor: Executor | None,
+        limits: BatchLimits,
         *,
-        max_rows: int,
-        max_wait_s: float,
-        max_queue_rows: int,
-        timeout_s: float,
         observer: BatchObserver,
         arrivals: Callable[[], bool],
+        tracer: BatchTracer | None = None,
     ) -> None:
         self._predict = predict
         self._executor = executor
-        self._max_rows = max_rows
-        self._max_wait_s = max_wait_s
-        self._max_queue_rows = max_queue_rows
-        self._timeout_s = timeout_s
+        self._max_rows = limits.max_rows
+        self._max_wait_s = limits.max_wait_s
+        self._max_queue_rows = limits.max_queue_rows
+        self._timeout_s = limits.timeout_s
         self._observer = observer
+        self._tracer = tracer
         self._may_arrive = arrivals
-        self._full = min(max_rows, max_queue_rows)  # rows at which waiting for more is pointless
+        self._full = min(limits.max_rows, limits.max_queue_rows)  # rows at which waiting for more is pointless
         self._queue: deque[_Pending] = deque()
         self._queued_rows = 0
         self._wakeup = asyncio.Event()
@@ -86,7 +107,7 @@ class DynamicBatcher:
         if self._executor is None and not self._queue and not self._may_arrive():
             return self._alone(x)
         future: asyncio.Future[Outputs] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Pending(x, future))
+        self._queue.append(_Pending(x, future, None if self._tracer is None else self._tracer.enqueued()))
         self._queued_rows += len(x)
         self._wakeup.set()
         timeout = self._timeout_s if timeout_s is None else min(timeout_s, self._timeout_s)
@@ -106,7 +127,11 @@ class DynamicBatcher:
         switches for nobody (`python -m bench.budget` measures them). The answer and the metrics are
         the same either way.
         """
-        out = self._predict(x)
+        if self._tracer is None:
+            out = self._predict(x)
+        else:
+            with self._tracer.model_call([self._tracer.enqueued()], len(x)):
+                out = self._predict(x)
         self._observer.on_batch(out)
         return out
 
@@ -165,11 +190,13 @@ class DynamicBatcher:
 
     async def _compute(self, batch: list[_Pending]) -> None:
         x = batch[0].x if len(batch) == 1 else np.concatenate([p.x for p in batch])
+        traced = nullcontext() if self._tracer is None else self._tracer.model_call([p.traced for p in batch], len(x))
         try:
-            if self._executor is None:
-                out = self._predict(x)
-            else:
-                out = await asyncio.get_running_loop().run_in_executor(self._executor, self._predict, x)
+            with traced:
+                if self._executor is None:
+                    out = self._predict(x)
+                else:
+                    out = await asyncio.get_running_loop().run_in_executor(self._executor, self._predict, x)
         except Exception as e:  # noqa: BLE001 - the error belongs to the requests, not the worker
             for p in batch:
                 if not p.future.done():

@@ -5,6 +5,7 @@ version and label, and inference. The admin operations are the manager's own (`M
 """
 
 import asyncio
+import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
 
@@ -15,7 +16,7 @@ from service.core.manager import ModelManager
 from service.core.runtime import Outputs, TensorSpec
 from service.core.status import VersionStatus
 from service.errors import NotFound, NotReady, Unimplemented
-from service.logs import answered_by
+from service.logs import Answered, answered_by
 
 
 @dataclass(frozen=True)
@@ -149,18 +150,19 @@ class DataPlane:
     async def infer(self, ref: ModelRef, x: np.ndarray, *, timeout_s: float | None = None) -> InferenceResult:
         """Probabilities for float32 `[N, 784]` pixels, checked by the caller, from the one version `ref`
         reaches; `timeout_s` is the caller's own deadline, if it has one."""
+        started = time.time_ns()
         served = self._manager.resolve(self._name(ref), ref.version, ref.label)
-        answered_by.set((served.model.name, served.model.version))
         # NOTE: resolve and submit run without an await between them, so an unload that starts
         # later still finds this request in the batcher's queue and drains it.
         outputs = await served.batcher.submit(x, timeout_s=timeout_s)
+        answered_by.set(Answered(served.model.name, served.model.version, started, time.time_ns()))
         return InferenceResult(served.model.name, served.model.version, outputs)
 
     async def explain(self, ref: ModelRef, x: np.ndarray) -> tuple[InferenceResult, list[Explanation]]:
         """The explanation of each of `x`'s rows by the version `ref` reaches, computed outside the batcher (an
         explanation is many model calls, with no promise of batch invariance); and the signature's outputs."""
+        started = time.time_ns()
         model = self._manager.resolve(self._name(ref), ref.version, ref.label).model
-        answered_by.set((model.name, model.version))
         explain, about = model.runtime.explain, model.metadata.explanation
         if explain is None or about is None:
             raise Unimplemented(
@@ -168,6 +170,7 @@ class DataPlane:
                 "explanations existed"
             )
         outputs = await asyncio.to_thread(explain, x)
+        answered_by.set(Answered(model.name, model.version, started, time.time_ns()))
         explained = [
             Explanation(
                 int(digit), float(p), float(p0), row, str(about["method"]), str(about["baseline"]), int(about["steps"])

@@ -30,7 +30,7 @@ import watchfiles
 
 from contract import list_models, list_versions
 from service.config import Settings
-from service.core.batcher import DynamicBatcher
+from service.core.batcher import BatchLimits, BatchTracer, DynamicBatcher
 from service.core.labels import LabelBook
 from service.core.model import LoadedModel, SelfCheckFailed, load_version
 from service.core.runtime import RuntimeLoader
@@ -63,11 +63,14 @@ class ModelManager:
         runtimes: Mapping[str, RuntimeLoader],
         metrics: Metrics,
         arrivals: Callable[[], bool],
+        batch_tracer: Callable[[str, int], BatchTracer] | None = None,
     ) -> None:
-        """`arrivals` says whether a request may still join a batch (`service.core.arrivals`)."""
+        """`arrivals` says whether a request may still join a batch (`service.core.arrivals`); `batch_tracer`,
+        where tracing is on, gives each version's batcher its tracer."""
         self._settings = settings
         self._runtimes = runtimes
         self._metrics = metrics
+        self._batch_tracer = batch_tracer
         self._arrivals = arrivals
         self._executor: ThreadPoolExecutor | None = None
         self._poller: asyncio.Task[None] | None = None
@@ -307,12 +310,15 @@ class ModelManager:
         batcher = DynamicBatcher(
             model.predict,
             self._executor,
-            max_rows=self._settings.batch_max_rows,
-            max_wait_s=self._settings.batch_max_wait_ms / 1000,
-            max_queue_rows=self._settings.queue_max_rows,
-            timeout_s=self._settings.request_timeout_s,
+            BatchLimits(
+                max_rows=self._settings.batch_max_rows,
+                max_wait_s=self._settings.batch_max_wait_ms / 1000,
+                max_queue_rows=self._settings.queue_max_rows,
+                timeout_s=self._settings.request_timeout_s,
+            ),
             observer=self._metrics.batcher_observer(name, version),
             arrivals=self._arrivals,
+            tracer=None if self._batch_tracer is None else self._batch_tracer(name, version),
         )
         self._serving[name][version] = ServedVersion(model, batcher)
         self._metrics.queues.watch(name, version, lambda: batcher.queued_rows)

@@ -14,8 +14,10 @@ from service.grpc.errors import grpc_status, trailing_metadata
 from service.logs import REQUEST_ID_KEY, accept_request_id, answered_by, request_id
 from service.metrics import Metrics
 from service.payloads import Body, Exchange, PayloadLogger
+from service.tracing import Span, Tracing, failed
 
 T = TypeVar("T")
+SERVER_ERRORS = frozenset({grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL, grpc.StatusCode.DATA_LOSS})
 Context = grpc.aio.ServicerContext[Any, Any]
 
 logger = logging.getLogger("service.access")
@@ -29,15 +31,29 @@ class Calls:
         access_log: bool,
         arrivals: GrpcArrivals,
         payloads: PayloadLogger | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self._metrics = metrics
         self._access_log = access_log
         self._arrivals = arrivals
         self._payloads = payloads
+        self._tracing = tracing
 
     async def answer(self, method: str, context: Context, work: Callable[[], Awaitable[T]], *, logged: Any = None) -> T:
         """`work()`'s result; a ServiceError it raises aborts the RPC with the mapped status. `logged`, an
         inference call's request message, goes to the payload log with the result when sampled."""
+        if self._tracing is None:
+            return await self._answer(method, context, work, logged, None)
+        metadata = context.invocation_metadata() or ()
+        carrier = {key: value for key, value in metadata if isinstance(value, str)}
+        service_name, _, rpc = method.strip("/").partition("/")
+        attributes = {"rpc.system": "grpc", "rpc.service": service_name, "rpc.method": rpc}
+        with self._tracing.serving(method, carrier, attributes) as span:
+            return await self._answer(method, context, work, logged, span)
+
+    async def _answer(
+        self, method: str, context: Context, work: Callable[[], Awaitable[T]], logged: Any, span: Span | None
+    ) -> T:
         started = time.perf_counter()
         rid = accept_request_id(_sent_request_id(context))
         token = request_id.set(rid)
@@ -64,6 +80,10 @@ class Calls:
             self._arrivals.finished()
             self._record(method, code, started)
             request_id.reset(token)
+            if span is not None:
+                span.set_attributes({"rpc.grpc.status_code": code.value[0], "mnist.request_id": rid})
+                if code in SERVER_ERRORS:
+                    failed(span, code.name)
 
     def _record(self, method: str, code: grpc.StatusCode, started: float) -> None:
         seconds = time.perf_counter() - started
@@ -72,12 +92,13 @@ class Calls:
             entry: dict[str, Any] = {"rpc": method, "status": code.name, "ms": round(seconds * 1000, 3)}
             answered = answered_by.get()
             if answered is not None:
-                entry["model"], entry["version"] = answered
+                entry["model"], entry["version"] = answered.model, answered.version
             logger.info("request", extra=entry)
 
     def _log_payload(self, method: str, rid: str, request: Any, response: Any) -> None:
         assert self._payloads is not None
-        model, version = answered_by.get() or (None, None)
+        answered = answered_by.get()
+        model, version = (answered.model, answered.version) if answered else (None, None)
         self._payloads.offer(Exchange(rid, method, model, version, _protobuf(request), _protobuf(response)))
 
 

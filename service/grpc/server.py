@@ -25,8 +25,8 @@ from service.grpc.malformed import RefuseMalformed
 from service.grpc.tfserving import MODEL_SERVICE, PREDICTION_SERVICE, ModelService, PredictionService
 from service.grpc.v2 import INFERENCE_SERVICE, InferenceService
 from service.metrics import Metrics
-from service.payloads import PayloadLogger
 from service.security import Secrets
+from service.telemetry import NO_TELEMETRY, Telemetry
 
 SERVICES = (PREDICTION_SERVICE, MODEL_SERVICE, INFERENCE_SERVICE)
 IDLE_CONNECTION_S = 300
@@ -44,7 +44,7 @@ class GrpcServer:
         arrivals: GrpcArrivals,
         secrets: Secrets,
         shared_port: bool,
-        payloads: PayloadLogger | None = None,
+        telemetry: Telemetry = NO_TELEMETRY,
     ) -> None:
         self._settings = settings
         self._plane = plane
@@ -55,7 +55,13 @@ class GrpcServer:
         guards = (RefuseMalformed(),) if secrets.keys is None else (RequireApiKey(secrets.keys), RefuseMalformed())
         self._server = grpc.aio.server(options=_options(settings, shared_port=shared_port), interceptors=guards)
         self._follow: asyncio.Task[None] | None = None
-        calls = Calls(metrics, access_log=settings.access_log, arrivals=arrivals, payloads=payloads)
+        calls = Calls(
+            metrics,
+            access_log=settings.access_log,
+            arrivals=arrivals,
+            payloads=telemetry.payloads,
+            tracing=telemetry.tracing,
+        )
         # The generated registration functions carry no types (grpcio-tools writes none for them).
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(  # type: ignore[no-untyped-call]
             PredictionService(plane, settings, calls), self._server

@@ -38,6 +38,7 @@ from service.rest.tfserving import TfServingApi
 from service.rest.v2 import OpenInferenceApi
 from service.security import ApiKeys
 from service.security.keys import API_KEY
+from service.tracing import Tracing
 
 logger = logging.getLogger(__name__)
 
@@ -62,10 +63,11 @@ def create_app(
     arrivals: HttpArrivals,
     keys: ApiKeys | None = None,
     payloads: PayloadLogger | None = None,
+    tracing: Tracing | None = None,
 ) -> FastAPI:
     """The app over `plane`, with `manager` for the admin routes; `arrivals` counts the requests inside it
     for the batcher. With `keys`, every route that runs a model (a `FastRoute`) needs one of them; with
-    `payloads`, sampled requests to those routes are logged."""
+    `payloads`, sampled requests to those routes are logged; with `tracing`, every request is traced."""
     every_route = routes(settings, plane, manager, metrics)
     keyed: list[FastRoute] = []
     if keys is not None:
@@ -93,6 +95,7 @@ def create_app(
         access_log=settings.access_log,
         arrivals=arrivals,
         payloads=payloads,
+        tracing=tracing,
     )
     app.openapi = lambda: _openapi_with_shared_schemas(app, keyed)  # type: ignore[method-assign]
     return app

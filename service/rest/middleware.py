@@ -26,6 +26,7 @@ from service.metrics import Metrics
 from service.payloads import Body, Exchange, PayloadLogger
 from service.rest.errors import error_response
 from service.rest.routing import FastRoute
+from service.tracing import Tracing, failed
 
 REQUEST_ID_HEADER = REQUEST_ID_KEY.encode()
 
@@ -43,9 +44,11 @@ class RequestContextMiddleware:
         access_log: bool,
         arrivals: HttpArrivals,
         payloads: PayloadLogger | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.app = app
         self.payloads = payloads
+        self.tracing = tracing
         self.arrivals = arrivals
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
@@ -55,9 +58,29 @@ class RequestContextMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
+        elif self.tracing is None:
+            await self._serve(scope, receive, send, accept_request_id(_sent_request_id(scope)))
+        else:
+            await self._traced(scope, receive, send, self.tracing)
+
+    async def _traced(self, scope: Scope, receive: Receive, send: Send, tracing: Tracing) -> None:
         rid = accept_request_id(_sent_request_id(scope))
+        carrier = {key.decode("latin-1"): value.decode("latin-1") for key, value in scope["headers"]}
+        method = scope["method"]
+        attributes = {"http.request.method": method, "url.path": scope["path"]}
+        with tracing.serving(f"{method} {scope['path']}", carrier, attributes) as span:
+            status = await self._serve(scope, receive, send, rid)
+            route = getattr(scope.get("route"), "path", None)
+            if route is not None:
+                span.update_name(f"{method} {route}")
+                span.set_attribute("http.route", route)
+            span.set_attributes({"http.response.status_code": status, "mnist.request_id": rid})
+            if status >= 500:
+                failed(span, str(status))
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send, rid: str) -> int:
+        """Serve the request as `rid`; its status."""
+        started = time.perf_counter()
         token = request_id.set(rid)
         kept = self.payloads is not None and self.payloads.sampled()
         tagged = _TaggedSend(send, rid, keep=kept)
@@ -77,6 +100,7 @@ class RequestContextMiddleware:
             self.arrivals.in_app -= 1
             self._record(scope, tagged.status, started)
             request_id.reset(token)
+        return tagged.status
 
     def _refuse_early(self, scope: Scope) -> ServiceError | None:
         for key, value in scope["headers"]:
@@ -97,19 +121,19 @@ class RequestContextMiddleware:
             entry = {"method": scope["method"], "path": scope["path"], "status": status, "ms": round(seconds * 1000, 3)}
             answered = answered_by.get()
             if answered is not None:
-                entry["model"], entry["version"] = answered
+                entry["model"], entry["version"] = answered.model, answered.version
             logger.info("request", extra=entry)
 
     def _log_payload(self, scope: Scope, rid: str, received: "_LimitedReceive", sent: "_TaggedSend") -> None:
         assert self.payloads is not None
         request_type = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"content-type"), "")
-        model, version = answered_by.get() or (None, None)
+        answered = answered_by.get()
         self.payloads.offer(
             Exchange(
                 request_id=rid,
                 endpoint=scope["route"].path,
-                model=model,
-                version=version,
+                model=None if answered is None else answered.model,
+                version=None if answered is None else answered.version,
                 request=Body(b"".join(received.kept), request_type or "application/octet-stream"),
                 response=Body(b"".join(sent.kept), sent.content_type),
             )

@@ -12,10 +12,10 @@ from service.core.arrivals import HttpArrivals
 from service.core.dataplane import DataPlane
 from service.core.manager import ModelManager
 from service.metrics import Metrics
-from service.payloads import PayloadLogger
 from service.rest.app import create_app
 from service.rest.protocol import guarded_protocol
 from service.security import Secrets
+from service.telemetry import NO_TELEMETRY, Telemetry
 
 _START_POLL_S = 0.01
 
@@ -38,7 +38,7 @@ class RestServer:
         arrivals: HttpArrivals,
         secrets: Secrets,
         sockets: list[socket.socket] | None = None,
-        payloads: PayloadLogger | None = None,
+        telemetry: Telemetry = NO_TELEMETRY,
     ) -> None:
         self._sockets = sockets
         certificates = secrets.certificates
@@ -50,7 +50,8 @@ class RestServer:
                 metrics=metrics,
                 arrivals=arrivals,
                 keys=secrets.keys,
-                payloads=payloads,
+                payloads=telemetry.payloads,
+                tracing=telemetry.tracing,
             ),
             host=settings.host,
             port=settings.port,

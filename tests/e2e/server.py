@@ -7,7 +7,7 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 
@@ -41,8 +41,9 @@ def wait_ready(
 
 
 class ServerProcess:
-    """`python -m service` (or another entry point, `module`) with MNIST_* settings, on a free port; over
-    HTTPS when `tls` is given, the context its clients trust the server (and, under mTLS, identify) with."""
+    """`python -m service` (or another entry point, `module`) with MNIST_* settings and `env` besides, on a
+    free port; over HTTPS when `tls` is given, the context its clients trust the server (and, under mTLS,
+    identify) with."""
 
     def __init__(
         self,
@@ -51,6 +52,7 @@ class ServerProcess:
         *,
         module: str = "service",
         tls: ssl.SSLContext | None = None,
+        env: Mapping[str, str] | None = None,
         **settings: object,
     ) -> None:
         self.module = module
@@ -60,15 +62,16 @@ class ServerProcess:
         self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self.grpc_target = f"127.0.0.1:{self.grpc_port}"
         self.log_path = log_path
-        env = {
+        environment = {
             **os.environ,
+            **(env or {}),
             "MNIST_MODEL_DIR": str(model_dir),
             "MNIST_PORT": str(self.port),
             "MNIST_GRPC_PORT": str(self.grpc_port),
             "MNIST_HOST": "127.0.0.1",
         }
-        env.update({f"MNIST_{k.upper()}": str(v) for k, v in settings.items()})
-        self._env = env
+        environment.update({f"MNIST_{k.upper()}": str(v) for k, v in settings.items()})
+        self._env = environment
         self.proc: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> "ServerProcess":

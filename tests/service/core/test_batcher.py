@@ -2,13 +2,13 @@ import asyncio
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pytest
 
 from service.core.arrivals import GrpcArrivals
-from service.core.batcher import QUIET_TURNS, DynamicBatcher
+from service.core.batcher import QUIET_TURNS, BatchLimits, DynamicBatcher
 from service.core.runtime import Outputs
 from service.errors import NotReady, Overloaded, Timeout
 
@@ -47,6 +47,9 @@ def executor() -> Iterator[ThreadPoolExecutor]:
         yield pool
 
 
+LIMITS = BatchLimits(max_rows=8, max_wait_s=0.0, max_queue_rows=100, timeout_s=5.0)
+
+
 def _arrivals_possible() -> bool:  # as with no front door: another request may always come
     return True
 
@@ -57,9 +60,10 @@ def _batcher(
     observer: RecordingObserver | None = None,
     **overrides: float,
 ) -> DynamicBatcher:
-    options = {"max_rows": 8, "max_wait_s": 0.0, "max_queue_rows": 100, "timeout_s": 5.0, **overrides}
-    observer = observer or RecordingObserver()
-    return DynamicBatcher(model, executor, observer=observer, arrivals=_arrivals_possible, **options)  # type: ignore[arg-type]
+    limits = replace(LIMITS, **overrides)
+    return DynamicBatcher(
+        model, executor, limits, observer=observer or RecordingObserver(), arrivals=_arrivals_possible
+    )
 
 
 async def _until(condition: Callable[[], bool]) -> None:
@@ -147,10 +151,7 @@ async def test_a_model_error_fails_only_that_batch(executor: ThreadPoolExecutor)
     batcher = DynamicBatcher(
         flaky,
         executor,
-        max_rows=8,
-        max_wait_s=0,
-        max_queue_rows=10,
-        timeout_s=5,
+        BatchLimits(max_rows=8, max_wait_s=0, max_queue_rows=10, timeout_s=5),
         observer=RecordingObserver(),
         arrivals=_arrivals_possible,
     )
@@ -189,10 +190,7 @@ async def test_inline_requests_after_a_quiet_turn_get_a_call_of_their_own() -> N
 async def test_inline_a_request_nobody_can_join_is_computed_without_waiting() -> None:
     model = RecordingModel()
     arriving = [True]
-    batcher = DynamicBatcher(
-        model, None, max_rows=8, max_wait_s=0.0, max_queue_rows=100, timeout_s=5.0,
-        observer=RecordingObserver(), arrivals=lambda: arriving[0],
-    )  # fmt: skip
+    batcher = DynamicBatcher(model, None, LIMITS, observer=RecordingObserver(), arrivals=lambda: arriving[0])
     # The front doors know of one more request on its way: the batcher waits for it, as by default.
     await asyncio.gather(*(_submit_after(batcher, turns, 1) for turns in (0, 3)))
     assert model.batches == [2]
@@ -207,10 +205,7 @@ async def test_inline_grpc_calls_arriving_together_share_a_call() -> None:
     # Calls that each run start to finish without yielding never overlap, so "were calls concurrent?"
     # would send each alone. While a call is in progress, another may come: they share one call.
     model, grpc = RecordingModel(), GrpcArrivals()
-    batcher = DynamicBatcher(
-        model, None, max_rows=8, max_wait_s=0.0, max_queue_rows=100, timeout_s=5.0,
-        observer=RecordingObserver(), arrivals=grpc.possible,
-    )  # fmt: skip
+    batcher = DynamicBatcher(model, None, LIMITS, observer=RecordingObserver(), arrivals=grpc.possible)
 
     async def call(turns: int) -> np.ndarray:
         for _ in range(turns):
