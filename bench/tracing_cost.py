@@ -2,8 +2,9 @@
 
 The same server three ways, one after another, in rounds (off, sampled at 1%, sampled at 100%), each under
 `hey -c 16` on `/predict` with the README's seven; spans go by OTLP/HTTP to a receiver in this process
-that accepts and discards them. Prints one JSON line per run and the medians, as ratios to "off" within
-the run: the machine is shared and noisy, so only the ratios mean anything.
+that accepts and discards them. Prints one JSON line per run, and writes the medians, as ratios to "off"
+within the run, into BENCHMARKS.md between markers: the machine is shared and noisy, so only the ratios
+mean anything.
 """
 
 import argparse
@@ -16,6 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from bench import hey
+from bench.images import _between_markers
 from tests.e2e.server import REPO_ROOT, ServerProcess, free_port
 
 SEVEN = REPO_ROOT / "docs" / "examples" / "seven.json"
@@ -64,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.tracing_cost", description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=8.0, help="of load per run")
     parser.add_argument("--rounds", type=int, default=3, help="of the three modes, interleaved")
+    parser.add_argument("--benchmarks", type=Path, default=REPO_ROOT / "BENCHMARKS.md", help="gets the table")
     args = parser.parse_args(argv)
     receiver = ThreadingHTTPServer(("127.0.0.1", free_port()), _Discard)
     threading.Thread(target=receiver.serve_forever, daemon=True).start()
@@ -76,12 +79,31 @@ def main(argv: list[str] | None = None) -> int:
                 runs[mode].append(result)
                 print(json.dumps(result), flush=True)
     receiver.shutdown()
-    off = statistics.median(float(r["rps"]) for r in runs["off"])  # type: ignore[arg-type]
-    for mode, results in runs.items():
-        rps = statistics.median(float(r["rps"]) for r in results)  # type: ignore[arg-type]
-        p50 = statistics.median(float(r["p50_ms"]) for r in results)  # type: ignore[arg-type]
-        print(json.dumps({"mode": mode, "median_rps": rps, "rps_vs_off": round(rps / off, 3), "median_p50_ms": p50}))
+    command = f"python -m bench.tracing_cost --seconds {args.seconds:g} --rounds {args.rounds}"
+    _between_markers(args.benchmarks, [*_table(runs), "", f"`{command}`: {__doc__.split(chr(10) * 2)[1]}"],
+                     begin=BEGIN, end=END, title="Tracing")  # fmt: skip
     return 0
+
+
+BEGIN, END = "<!-- tracing:begin -->", "<!-- tracing:end -->"
+
+
+def _table(runs: dict[str, list[dict[str, object]]]) -> list[str]:
+    """Medians; throughput as each round's ratio to that round's "off", the machine's drift between rounds
+    cancelled, and the median of those ratios."""
+
+    def values(mode: str, key: str) -> list[float]:
+        return [float(str(r[key])) for r in runs[mode]]
+
+    lines = ["| tracing | requests/s | vs off | each round vs off | p50 | p99 |", "|---|---|---|---|---|---|"]
+    for mode in runs:
+        ratios = [rps / off for rps, off in zip(values(mode, "rps"), values("off", "rps"), strict=True)]
+        rps, ratio = statistics.median(values(mode, "rps")), statistics.median(ratios)
+        p50, p99 = statistics.median(values(mode, "p50_ms")), statistics.median(values(mode, "p99_ms"))
+        each = ", ".join(f"{r:.2f}" for r in ratios)
+        lines.append(f"| {mode} | {rps:,.0f} | {ratio:.2f} | {each} | {p50:.1f} ms | {p99:.1f} ms |")
+        print(json.dumps({"mode": mode, "median_rps": rps, "median_ratio_to_off": round(ratio, 3)}))
+    return lines
 
 
 if __name__ == "__main__":

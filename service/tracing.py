@@ -48,6 +48,9 @@ class Tracing:
     def __init__(self, provider: Any) -> None:
         self._provider = provider
         self.tracer = provider.get_tracer("bn-mnist-serving", service.__version__)
+        # The headers the configured propagators read (traceparent, tracestate, baggage by default): a
+        # request's other headers need not be decoded.
+        self.fields = frozenset(name.encode("latin-1") for name in propagate.get_global_textmap().fields)
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] = os.environ) -> "Tracing | None":

@@ -65,7 +65,7 @@ class RequestContextMiddleware:
 
     async def _traced(self, scope: Scope, receive: Receive, send: Send, tracing: Tracing) -> None:
         rid = accept_request_id(_sent_request_id(scope))
-        carrier = {key.decode("latin-1"): value.decode("latin-1") for key, value in scope["headers"]}
+        carrier = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"] if k in tracing.fields}
         method = scope["method"]
         attributes = {"http.request.method": method, "url.path": scope["path"]}
         with tracing.serving(f"{method} {scope['path']}", carrier, attributes) as span:

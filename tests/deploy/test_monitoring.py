@@ -2,6 +2,7 @@
 the PrometheusRule holds the same groups as the plain rule file, and every metric the rules read is one
 the server exports."""
 
+import json
 import re
 import shutil
 import subprocess
@@ -41,16 +42,25 @@ def test_the_prometheusrule_holds_the_plain_files_groups() -> None:
     assert operator["spec"] == plain
 
 
-def test_every_metric_the_rules_read_is_one_the_server_exports() -> None:
+def _exported() -> tuple[set[str], set[str]]:
+    """The sample names and the metric families the server exports, each of them observed once."""
     metrics = Metrics()
     metrics.observe_request("rest", "/predict", "POST", "200", 0.001)
     observer = metrics.batcher_observer("mnist", 3)
     observer.on_batch({OUTPUT_NAME: np.full((1, 10), 0.1, np.float32), CONFIDENT_NAME: np.array([True])})
     observer.on_shed()
     metrics.set_version_state("mnist", 3, VersionState.AVAILABLE)
+    metrics.queues.watch("mnist", 3, lambda: 0)
+    metrics.payload_events.labels("sent").inc()
+    metrics.refuse_connection("header_limit")
     text = metrics.render().decode()
     samples = set(re.findall(r"^(mnist_\w+?)(?:\{| )", text, flags=re.MULTILINE))
     families = set(re.findall(r"^# TYPE (mnist_\w+)", text, flags=re.MULTILINE))
+    return samples, families
+
+
+def test_every_metric_the_rules_read_is_one_the_server_exports() -> None:
+    samples, families = _exported()
     rules = [
         rule for group in yaml.safe_load((MONITORING / "rules.yaml").read_text())["groups"] for rule in group["rules"]
     ]
@@ -58,3 +68,13 @@ def test_every_metric_the_rules_read_is_one_the_server_exports() -> None:
     named = {name for rule in rules for name in re.findall(r"\bmnist_\w+", rule["annotations"]["description"])}
     assert read and read <= samples, read - samples
     assert named <= families, named - families
+
+
+def test_every_query_of_the_dashboard_names_a_metric_the_server_exports() -> None:
+    dashboard = json.loads((MONITORING / "dashboard.json").read_text())
+    queries = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+    named = [set(re.findall(r"\bmnist_\w+", query)) for query in queries]
+    samples, _ = _exported()
+    assert len(queries) >= 10 and all(named), "every query reads a metric of the server's"
+    assert set().union(*named) <= samples, set().union(*named) - samples
+    assert all(panel["datasource"]["uid"] == "${datasource}" for panel in dashboard["panels"])
