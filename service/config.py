@@ -70,6 +70,10 @@ class Settings(BaseSettings):
         1000, ge=2, description="payload events waiting for the sink at most; past it they are dropped and counted"
     )
     payload_log_timeout_s: float = Field(5.0, gt=0, description="how long one payload event may take to send")
+    feedback_dir: Path | None = Field(
+        None, description="keep corrections sent to POST /feedback here, for training; feedback is off without it"
+    )
+    feedback_max_digits: int = Field(100_000, ge=1, description="corrections kept at most; past it, 409")
     api_keys_file: Path | None = Field(
         None, description="inference needs one of the API keys in this file (one per line); re-read when it changes"
     )

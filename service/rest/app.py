@@ -30,6 +30,7 @@ from service.protocols.v2 import OpenInference
 from service.rest import page
 from service.rest.codec import json_response
 from service.rest.errors import error_response, openapi_responses
+from service.rest.feedback import FeedbackApi
 from service.rest.middleware import RequestContextMiddleware
 from service.rest.ops import OpsApi
 from service.rest.predict import PredictApi
@@ -50,6 +51,7 @@ def routes(settings: Settings, plane: DataPlane, manager: ModelManager, metrics:
         TfServingApi(TfServing(plane), settings),
         OpenInferenceApi(OpenInference(plane, settings), settings),
         OpsApi(plane, manager, metrics, settings),
+        FeedbackApi(settings),
     )
     return [route for api in apis for route in api.routes()] + page.routes()
 

@@ -96,6 +96,22 @@ class PredictRequest(BaseModel):
     label: str | None = Field(None, description="a version label, such as 'stable'; instead of `version`")
 
 
+class FeedbackRequest(BaseModel):
+    """A digit the model read wrong, and what it is."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"image": EXAMPLE_IMAGE, "digit": 7}]})
+
+    image: Image = Field(description="the image: 784 raw intensities, 0 (black) to 255, row by row")
+    digit: int = Field(ge=0, le=9, description="the right answer")
+
+
+class FeedbackStatus(BaseModel):
+    enabled: bool = Field(description="whether corrections are kept (MNIST_FEEDBACK_DIR is set)")
+    stored: int = Field(description="corrections kept so far")
+    max_digits: int = Field(description="corrections kept at most")
+    digit: int | None = Field(None, description="the digit just kept (POST only)")
+
+
 class Explanation(BaseModel):
     digit: int = Field(ge=0, le=9, description="the digit explained: the one the model read")
     probability: float = Field(description="its calibrated probability")

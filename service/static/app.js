@@ -2,7 +2,9 @@
 // One request in flight at most; strokes made meanwhile are sent once it returns (the newest only).
 // The answer says how probable the digit is (calibrated), whether the model is sure of it or the
 // drawing looks like no digit at all, and, when asked, which pixels made it (integrated gradients).
-// A server that wants an API key (401) gets one from the user, kept for this tab only.
+// A server that wants an API key (401) gets one from the user, kept for this tab only. Where the server
+// keeps corrections (GET /feedback), a wrong answer can be corrected: the drawing goes to POST /feedback
+// with the right digit, for the next training run.
 
 const pad = document.getElementById("pad");
 const ctx = pad.getContext("2d");
@@ -19,6 +21,8 @@ const ui = {
   model: document.getElementById("model"),
   file: document.getElementById("file"),
   keyForm: document.getElementById("key-form"),
+  correct: document.getElementById("correct"),
+  thanks: document.getElementById("thanks"),
   key: document.getElementById("api-key"),
 };
 const KEY_STORE = "mnist-api-key";
@@ -33,6 +37,7 @@ let timer = null;
 let lastSent = 0;
 let generation = 0; // bumped by clear, undo and uploads: answers and encodings for older drawings are dropped
 let lastBody = null; // what was sent last, sent again once a key is given
+let feedbackOn = false; // whether the server keeps corrections
 
 for (let d = 0; d < 10; d++) {
   const row = document.createElement("li");
@@ -188,6 +193,44 @@ function show(answer) {
   ui.seen.hidden = false;
   showHeatmap(prediction.explanation);
   ui.servedBy.textContent = `answered by ${answer.model} version ${answer.version}`;
+  ui.correct.hidden = !feedbackOn;
+  ui.thanks.hidden = true;
+}
+
+for (let d = 0; d < 10; d++) {
+  const button = document.createElement("button");
+  button.type = "button";
+  button.textContent = String(d);
+  button.setAttribute("aria-label", `That's a ${d}`);
+  button.addEventListener("click", () => sendCorrection(d));
+  ui.correct.append(button);
+}
+
+async function sendCorrection(digit) {
+  if (!lastBody) return;
+  const headers = { "Content-Type": lastBody.type || "application/octet-stream" };
+  const key = sessionStorage.getItem(KEY_STORE);
+  if (key) headers.Authorization = `Bearer ${key}`;
+  const params = new URLSearchParams({ digit: String(digit), preprocess: "auto" });
+  try {
+    const response = await fetch(`/feedback?${params}`, { method: "POST", headers, body: lastBody });
+    const answer = await response.json().catch(() => ({ error: `the server answered ${response.status}` }));
+    if (!response.ok) throw new Error(answer.error || `the server answered ${response.status}`);
+    ui.correct.hidden = true;
+    ui.thanks.textContent = `Thanks: kept as a ${digit}, for the next model.`;
+    ui.thanks.hidden = false;
+  } catch (error) {
+    showError(error.message || String(error));
+  }
+}
+
+async function checkFeedback() {
+  try {
+    const response = await fetch("/feedback");
+    feedbackOn = response.ok && (await response.json()).enabled === true;
+  } catch {
+    feedbackOn = false;
+  }
 }
 
 // A version that says nothing of its confidence (null) gets no verdict either way.
@@ -220,6 +263,8 @@ function showHeatmap(explanation) {
 }
 
 function showEmpty() {
+  ui.correct.hidden = true;
+  ui.thanks.hidden = true;
   ui.digit.textContent = "–";
   ui.confidence.textContent = "";
   ui.doubt.hidden = true;
@@ -294,3 +339,4 @@ async function fillModels() {
 ui.model.addEventListener("change", predictDrawing);
 ui.explain.addEventListener("change", predictDrawing);
 fillModels();
+checkFeedback();

@@ -21,6 +21,7 @@ import pytest
 from PIL import Image
 
 from contract import list_versions
+from contract.feedback import read_corrections
 from service.security.keys import digest_line
 from tests.e2e.server import REPO_ROOT, ServerProcess
 from tests.helpers import DEFAULT_VERSION
@@ -152,6 +153,7 @@ def test_drawn_digits_are_read_and_clear_empties_the_page(page: Any, server: Ser
         expect(page.locator("#seen")).to_be_visible()
         expect(page.locator("#served-by")).to_have_text(f"answered by mnist version {DEFAULT_VERSION.name}")
         expect(page.locator("#confidence")).to_contain_text("% probable")
+        expect(page.locator("#correct")).to_be_hidden()  # this server keeps no corrections
         _settled(page)
         sure.append(page.locator("#doubt").is_hidden())
         if label == 7 and os.environ.get("PAGE_SCREENSHOT"):  # how docs/page.png was taken
@@ -316,3 +318,25 @@ def test_a_server_that_wants_a_key_gets_one_from_the_user(
         expect(page.locator("#digit")).to_have_text("1", timeout=15_000)
         expect(field).to_be_hidden()
         watch.problems[:] = [p for p in watch.problems if "401" not in p]  # the browser logs the 4xx itself
+
+
+def test_a_wrong_answer_is_corrected_with_one_click_and_kept_for_training(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, digits: Digits
+) -> None:
+    from playwright.sync_api import expect
+
+    folder = tmp_path / "feedback"
+    folder.mkdir()
+    logs = tmp_path_factory.mktemp("logs") / "server.log"
+    with ServerProcess(REPO_ROOT / "models", logs, feedback_dir=folder, versions_to_keep=1) as server:
+        watch = Watch(server.url)
+        with _open_page(tmp_path / "profile", watch) as page:
+            page.goto(server.url + "/")
+            _draw(page, _first_of_each(digits, (7,))[0][1])
+            expect(page.locator("#digit")).to_have_text("7", timeout=15_000)
+            _settled(page)
+            page.get_by_role("button", name="That's a 1").click()  # as if it were a 1 the model misread
+            expect(page.locator("#thanks")).to_have_text("Thanks: kept as a 1, for the next model.")
+            expect(page.locator("#correct")).to_be_hidden()
+    pixels, labels, _ = read_corrections(folder)
+    assert labels.tolist() == [1] and pixels.shape == (1, 784) and pixels.max() == 255  # the 28x28 it saw

@@ -309,4 +309,6 @@ def test_the_openapi_document_says_which_operations_need_a_key(keyed: ServerProc
     assert ("/predict", "post") in secured and ("/v2/models/{name}/infer", "post") in secured
     assert ("/v1/models/{name}:explain", "post") in secured and ("/readyz", "get") not in secured
     assert all("401" in schema["paths"][path][method]["responses"] for path, method in secured)
-    assert len(secured) == 9  # /predict; TF Serving's predict and explain, three forms each; v2's infer, two
+    assert ("/feedback", "post") in secured and ("/feedback", "get") not in secured
+    # /predict; TF Serving's predict and explain, three forms each; v2's infer, two; and POST /feedback
+    assert len(secured) == 10
