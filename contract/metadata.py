@@ -25,6 +25,15 @@ PIXEL_MAX = 255.0
 TENSORFLOW_RUNTIME = "tensorflow_savedmodel"
 
 
+class ExtraDigits(BaseModel):
+    """Corrections people sent (`POST /feedback`), added to the training digits only."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    count: int
+    sha256: str = Field(description="SHA-256 of the corrections, pixels and digits, in file-name order")
+
+
 class DatasetInfo(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -36,6 +45,7 @@ class DatasetInfo(BaseModel):
     test_indices_sha256: str = Field(description="SHA-256 of the test rows' indices, as int64")
     validation: str = Field("", description="how the validation digits were chosen from the training digits")
     files: dict[str, str] = Field(default_factory=dict, description="SHA-256 of every data file read")
+    extra: ExtraDigits | None = Field(None, description="corrections added to the training digits (--extra-data)")
 
 
 class GoldenProbes(BaseModel):

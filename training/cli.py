@@ -104,6 +104,13 @@ def _add_training_arguments(parser: argparse.ArgumentParser) -> None:
     )
     _add_repository_arguments(parser)
     parser.add_argument("--data", default=DEFAULT_DATA, help=DATA_HELP)
+    parser.add_argument(
+        "--extra-data",
+        type=Path,
+        metavar="DIR",
+        help="add the corrections in DIR (the server's MNIST_FEEDBACK_DIR) to the training digits; "
+        "validation and test digits are untouched, and metadata.json records their count and SHA-256",
+    )
     defaults = Hyperparameters()
     hp = parser.add_argument_group("hyperparameters (the network's own defaults apply where not given)")
     for name in HYPERPARAMETER_NAMES:
@@ -143,6 +150,7 @@ def _training_options(args: argparse.Namespace) -> tuple[TrainOptions, Repositor
         hyperparameters=overrides,
         verbose=not args.quiet,
         distribution=Distribution(args.strategy, args.devices, args.sync_bn),
+        extra_data=args.extra_data,
     )
     return options, Repository(args.models_dir, args.name)
 

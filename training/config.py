@@ -88,6 +88,7 @@ class TrainOptions:
     hyperparameters: Mapping[str, Any] = field(default_factory=dict)  # over the network's own defaults
     verbose: bool = True
     distribution: Distribution = field(default_factory=Distribution)  # tf.distribute; none by default
+    extra_data: Path | None = None  # corrections (POST /feedback's folder) added to the training digits
 
 
 @dataclass(frozen=True)

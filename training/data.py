@@ -11,6 +11,8 @@ read is not that. Where the data comes from, by `--data` or `MNIST_DATA`:
 - `auto` (the default): Keras's copy when it can be had, else the embedded digits, saying so once.
 
 Validation digits always come from the training digits; the test digits are for reporting only.
+Corrections people sent (`--extra-data`, `contract.feedback`) join the training digits only, after the
+split, so the validation and test digits are the same with them or without.
 """
 
 import functools
@@ -24,6 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from contract import IMAGE_PIXELS, NUM_CLASSES, PIXEL_MAX, PIXEL_MIN, DatasetInfo
+from contract.feedback import FeedbackError, read_corrections
+from contract.metadata import ExtraDigits
 
 IDX_IMAGES_MAGIC = 2051
 IDX_LABELS_MAGIC = 2049
@@ -268,6 +272,18 @@ def load_source(spec: str) -> Source:
         train, test = load_npz(path)
         return Source(str(path), train, test, {path.name: sha256(path)})
     raise DataError(f"{spec}: expected 'auto', 'embedded', 'keras', an existing .npz file or a folder of IDX files")
+
+
+def with_corrections(splits: Splits, folder: Path) -> Splits:
+    """`splits` with the corrections under `folder` added to its training digits (validation and test
+    untouched), and their count and SHA-256 in its info."""
+    try:
+        x, y, sha256 = read_corrections(folder)
+    except FeedbackError as e:
+        raise DataError(str(e)) from None
+    train = Digits(np.concatenate([splits.train.x, x]), np.concatenate([splits.train.y, y]))
+    update = {"train_size": len(train), "extra": ExtraDigits(count=len(y), sha256=sha256)}
+    return replace(splits, train=train, info=splits.info.model_copy(update=update))
 
 
 def load_splits(spec: str, *, seed: int) -> Splits:

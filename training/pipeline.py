@@ -14,7 +14,7 @@ from contract import CONFIDENCE_SIGNATURE, CONFIDENT_NAME, list_versions, read_m
 from training import calibration, distributed
 from training.calibration_report import Measured
 from training.config import Hyperparameters, Repository, TrainOptions, hyperparameters_for
-from training.data import DataError, Splits, load_splits
+from training.data import DataError, Splits, load_splits, with_corrections
 from training.export import CheckResult, ExportError, StagedVersion, load_signature, staged_export
 from training.networks import NETWORKS, Network
 from training.train import TrainResult, run
@@ -71,9 +71,15 @@ def train(options: TrainOptions, log: Log) -> Trained:
     except (ValueError, TypeError) as e:
         raise PipelineError(str(e)) from e
     splits = _load(options.data, hp.seed)
+    if options.extra_data is not None:
+        try:
+            splits = with_corrections(splits, options.extra_data)
+        except DataError as e:
+            raise PipelineError(str(e)) from e
     info = splits.info
+    corrections = f" ({info.extra.count} of them corrections)" if info.extra else ""
     log(
-        f"training {network.name} on {info.source}: {info.train_size} train, "
+        f"training {network.name} on {info.source}: {info.train_size} train{corrections}, "
         f"{info.validation_size} validation, {info.test_size} test digits"
     )
     if options.distribution.strategy == "none":

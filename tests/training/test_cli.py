@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from contract import list_versions, read_metadata
+from contract.feedback import read_corrections, write_correction
 from tests.helpers import DEFAULT_VERSION
 from training.cli import main
 from training.recipes import PAIRS
@@ -48,6 +49,7 @@ def test_an_unknown_network_is_a_usage_error(capsys: pytest.CaptureFixture[str])
         (["--dropout", "1.5"], "--dropout must be in [0, 1), got 1.5"),
         (["--learning-rate", "-1"], "--learning-rate must be positive"),
         (["--data", "missing.npz"], "missing.npz: expected 'auto', 'embedded', 'keras', an existing .npz file"),
+        (["--extra-data", "no-such-feedback"], "no-such-feedback holds no corrections"),
     ],
 )
 def test_bad_arguments_exit_1_and_publish_nothing(
@@ -73,6 +75,10 @@ def test_evaluate_without_versions_exits_1(tmp_path: Path, capsys: pytest.Captur
 
 
 def test_train_publishes_and_evaluate_reproduces_the_accuracy(tmp_path: Path) -> None:
+    feedback = tmp_path / "feedback"  # corrections as POST /feedback keeps them, added to the training digits
+    feedback.mkdir()
+    for digit in range(5):
+        write_correction(feedback, np.full(784, 40.0 * digit), digit, f"test-{digit}")
     train = subprocess.run(
         [
             sys.executable,
@@ -84,7 +90,9 @@ def test_train_publishes_and_evaluate_reproduces_the_accuracy(tmp_path: Path) ->
             "1",
             "--quiet",
             "--models-dir",
-            str(tmp_path),
+            str(tmp_path / "models"),
+            "--extra-data",
+            str(feedback),
         ],
         cwd=REPO_ROOT,
         capture_output=True,
@@ -94,10 +102,13 @@ def test_train_publishes_and_evaluate_reproduces_the_accuracy(tmp_path: Path) ->
     assert train.returncode == 0, train.stderr[-2000:]
     assert train.stderr == ""  # TensorFlow's notices, its own and its reload probe's, stay under --log-level
     assert "published mnist version 1" in train.stdout and "check repeatable" in train.stdout
-    assert list(list_versions(tmp_path / "mnist")) == [1]
+    assert "(5 of them corrections)" in train.stdout
+    assert list(list_versions(tmp_path / "models" / "mnist")) == [1]
+    extra = read_metadata(tmp_path / "models" / "mnist" / "1").dataset.extra
+    assert extra is not None and extra.count == 5 and extra.sha256 == read_corrections(feedback)[2]
     accuracy = next(line for line in train.stdout.splitlines() if "test accuracy" in line).split()[2]
     evaluate = subprocess.run(
-        [sys.executable, "-m", "training", "evaluate", "--models-dir", str(tmp_path)],
+        [sys.executable, "-m", "training", "evaluate", "--models-dir", str(tmp_path / "models")],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,

@@ -5,6 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from contract import IMAGE_PIXELS
+from contract.feedback import write_correction
 from training.data import (
     IDX_FILES,
     DataError,
@@ -15,6 +17,7 @@ from training.data import (
     read_idx,
     split,
     validate,
+    with_corrections,
 )
 
 
@@ -209,3 +212,24 @@ def test_a_non_digit_is_trained_toward_no_class() -> None:
     encoded = digits.one_hot()
     assert encoded[0].argmax() == 3 and encoded[2].argmax() == 9 and encoded[0].sum() == 1
     assert np.allclose(encoded[1], 0.1)
+
+
+def test_corrections_join_the_training_digits_only(embedded: Digits, tmp_path: Path) -> None:
+    splits = split(embedded, seed=0, source="embedded")
+    for digit in (3, 5, 8):
+        write_correction(tmp_path, np.full(IMAGE_PIXELS, 10.0 * digit), digit, f"c{digit}")
+    extended = with_corrections(splits, tmp_path)
+    assert len(extended.train) == len(splits.train) + 3 and extended.train.y[-3:].tolist() == [3, 5, 8]
+    assert np.array_equal(extended.validation.x, splits.validation.x)
+    assert (
+        np.array_equal(extended.test.x, splits.test.x)
+        and extended.info.test_indices_sha256 == splits.info.test_indices_sha256
+    )
+    assert extended.info.extra is not None and extended.info.extra.count == 3
+    assert extended.info.train_size == len(extended.train)
+
+
+def test_a_folder_without_corrections_is_a_data_error(embedded: Digits, tmp_path: Path) -> None:
+    (tmp_path / "noise.npz").write_bytes(b"not a correction")
+    with pytest.raises(DataError, match="noise.npz is not a correction"):
+        with_corrections(split(embedded, seed=0, source="embedded"), tmp_path)
