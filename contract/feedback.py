@@ -5,12 +5,19 @@ One file per correction, `<time>-<id>.npz` with `pixels` (784 uint8, the 28x28 t
 `digit`, written to a temporary name, flushed to disk and renamed into place: a crash loses at most the
 correction in flight, and a reader never sees half a file. Files are read in name order, so the set and
 its SHA-256 do not depend on the file system's listing order.
+
+The cap on the set's size holds across every process that writes to the folder (a server's workers, or
+replicas sharing one disk): `keep_correction` counts and writes under an exclusive lock on
+`<folder>/.lock`, so two writers never both take the last place.
 """
 
+import fcntl
 import hashlib
 import os
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +29,23 @@ SUFFIX = ".npz"
 
 class FeedbackError(Exception):
     """A feedback folder that cannot be read or written; the message says which file and why."""
+
+
+class FeedbackFull(FeedbackError):
+    def __init__(self, stored: int) -> None:
+        super().__init__(f"the feedback set is full ({stored} digits)")
+        self.stored = stored
+
+
+def keep_correction(folder: Path, pixels: np.ndarray, digit: int, name: str, *, max_digits: int) -> int:
+    """Store one corrected digit unless `max_digits` are kept already (FeedbackFull); the count after it.
+    Takes the folder's lock: call it from a thread, not an event loop."""
+    with _locked(folder):
+        stored = count_corrections(folder)
+        if stored >= max_digits:
+            raise FeedbackFull(stored)
+        write_correction(folder, pixels, digit, name)
+        return stored + 1
 
 
 def write_correction(folder: Path, pixels: np.ndarray, digit: int, name: str) -> Path:
@@ -39,7 +63,16 @@ def write_correction(folder: Path, pixels: np.ndarray, digit: int, name: str) ->
 
 
 def count_corrections(folder: Path) -> int:
-    return sum(1 for _ in folder.glob(f"*{SUFFIX}"))
+    """How many corrections `folder` holds (100,000 are counted in about 0.1 s)."""
+    with os.scandir(folder) as entries:
+        return sum(1 for entry in entries if entry.name.endswith(SUFFIX) and not entry.name.startswith("."))
+
+
+@contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    with (folder / ".lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        yield
 
 
 def read_corrections(folder: Path) -> tuple[np.ndarray, np.ndarray, str]:

@@ -32,6 +32,7 @@ class ExtraDigits(BaseModel):
 
     count: int
     sha256: str = Field(description="SHA-256 of the corrections, pixels and digits, in file-name order")
+    repeat: int = Field(1, description="copies of each correction among the training digits (--extra-repeat)")
 
 
 class DatasetInfo(BaseModel):

@@ -111,6 +111,13 @@ def _add_training_arguments(parser: argparse.ArgumentParser) -> None:
         help="add the corrections in DIR (the server's MNIST_FEEDBACK_DIR) to the training digits; "
         "validation and test digits are untouched, and metadata.json records their count and SHA-256",
     )
+    parser.add_argument(
+        "--extra-repeat",
+        type=int,
+        default=1,
+        metavar="N",
+        help="add each correction N times, so that a few weigh among many training digits (default: 1)",
+    )
     defaults = Hyperparameters()
     hp = parser.add_argument_group("hyperparameters (the network's own defaults apply where not given)")
     for name in HYPERPARAMETER_NAMES:
@@ -151,6 +158,7 @@ def _training_options(args: argparse.Namespace) -> tuple[TrainOptions, Repositor
         verbose=not args.quiet,
         distribution=Distribution(args.strategy, args.devices, args.sync_bn),
         extra_data=args.extra_data,
+        extra_repeat=args.extra_repeat,
     )
     return options, Repository(args.models_dir, args.name)
 

@@ -89,6 +89,7 @@ class TrainOptions:
     verbose: bool = True
     distribution: Distribution = field(default_factory=Distribution)  # tf.distribute; none by default
     extra_data: Path | None = None  # corrections (POST /feedback's folder) added to the training digits
+    extra_repeat: int = 1  # ... each this many times
 
 
 @dataclass(frozen=True)

@@ -274,15 +274,18 @@ def load_source(spec: str) -> Source:
     raise DataError(f"{spec}: expected 'auto', 'embedded', 'keras', an existing .npz file or a folder of IDX files")
 
 
-def with_corrections(splits: Splits, folder: Path) -> Splits:
-    """`splits` with the corrections under `folder` added to its training digits (validation and test
-    untouched), and their count and SHA-256 in its info."""
+def with_corrections(splits: Splits, folder: Path, repeat: int = 1) -> Splits:
+    """`splits` with the corrections under `folder` added `repeat` times to its training digits (validation
+    and test untouched), and their count and SHA-256 in its info. A few corrections among tens of
+    thousands of digits are seen a few times in a whole training run; repeating them is how they weigh."""
+    if repeat < 1:
+        raise DataError(f"each correction is added at least once, got --extra-repeat {repeat}")
     try:
         x, y, sha256 = read_corrections(folder)
     except FeedbackError as e:
         raise DataError(str(e)) from None
-    train = Digits(np.concatenate([splits.train.x, x]), np.concatenate([splits.train.y, y]))
-    update = {"train_size": len(train), "extra": ExtraDigits(count=len(y), sha256=sha256)}
+    train = Digits(np.concatenate([splits.train.x, *[x] * repeat]), np.concatenate([splits.train.y, *[y] * repeat]))
+    update = {"train_size": len(train), "extra": ExtraDigits(count=len(y), sha256=sha256, repeat=repeat)}
     return replace(splits, train=train, info=splits.info.model_copy(update=update))
 
 

@@ -71,13 +71,18 @@ def train(options: TrainOptions, log: Log) -> Trained:
     except (ValueError, TypeError) as e:
         raise PipelineError(str(e)) from e
     splits = _load(options.data, hp.seed)
+    if options.extra_data is None and options.extra_repeat != 1:
+        raise PipelineError("--extra-repeat weighs the corrections that --extra-data adds: give both")
     if options.extra_data is not None:
         try:
-            splits = with_corrections(splits, options.extra_data)
+            splits = with_corrections(splits, options.extra_data, options.extra_repeat)
         except DataError as e:
             raise PipelineError(str(e)) from e
     info = splits.info
-    corrections = f" ({info.extra.count} of them corrections)" if info.extra else ""
+    corrections = ""
+    if info.extra:
+        times = f", each {info.extra.repeat} times" if info.extra.repeat > 1 else ""
+        corrections = f" ({info.extra.count} corrections{times})"
     log(
         f"training {network.name} on {info.source}: {info.train_size} train{corrections}, "
         f"{info.validation_size} validation, {info.test_size} test digits"

@@ -1,5 +1,6 @@
 """The frame of every RPC: its request id, its metrics and access-log line, errors as gRPC statuses, and
-payload logging of the inference calls that answered (a failed call has no response message to log)."""
+payload logging of the inference calls: the response message, or for a call that failed, its status as
+JSON (`{"code": "INVALID_ARGUMENT", "error": "..."}`, as REST's error bodies read)."""
 
 import logging
 import time
@@ -7,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
+import orjson
 
 from service.core.arrivals import GrpcArrivals
 from service.errors import ServiceError
@@ -62,14 +64,17 @@ class Calls:
         # round trip through gRPC's completion queue before the request even reaches the batcher.
         context.set_trailing_metadata(((REQUEST_ID_KEY, rid),))
         self._arrivals.started()
+        kept = logged is not None and self._payloads is not None and self._payloads.sampled()
         try:
             result = await work()
             code = grpc.StatusCode.OK
-            if logged is not None and self._payloads is not None and self._payloads.sampled():
-                self._log_payload(method, rid, logged, result)
+            if kept:
+                self._log_payload(method, rid, logged, _protobuf(result))
             return result
         except ServiceError as e:
             code = grpc_status(e)
+            if kept:
+                self._log_payload(method, rid, logged, _status(code, e.message))
             await context.abort(code, e.message, ((REQUEST_ID_KEY, rid), *trailing_metadata(e)))
             raise  # abort raised already; this line is never reached
         except Exception:
@@ -95,11 +100,11 @@ class Calls:
                 entry["model"], entry["version"] = answered.model, answered.version
             logger.info("request", extra=entry)
 
-    def _log_payload(self, method: str, rid: str, request: Any, response: Any) -> None:
+    def _log_payload(self, method: str, rid: str, request: Any, response: Body) -> None:
         assert self._payloads is not None
         answered = answered_by.get()
         model, version = (answered.model, answered.version) if answered else (None, None)
-        self._payloads.offer(Exchange(rid, method, model, version, _protobuf(request), _protobuf(response)))
+        self._payloads.offer(Exchange(rid, method, model, version, _protobuf(request), response))
 
 
 def _sent_request_id(context: Context) -> str | None:
@@ -109,3 +114,7 @@ def _sent_request_id(context: Context) -> str | None:
 
 def _protobuf(message: Any) -> Body:
     return Body(message.SerializeToString(), f"application/x-protobuf; messageType={message.DESCRIPTOR.full_name}")
+
+
+def _status(code: grpc.StatusCode, message: str) -> Body:
+    return Body(orjson.dumps({"code": code.name, "error": message}), "application/json")

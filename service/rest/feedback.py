@@ -2,10 +2,11 @@
 (`mnist-train train --extra-data MNIST_FEEDBACK_DIR`); `GET /feedback`: whether that is on, and how many
 are kept. The pixels are read exactly as `/predict` reads them (JSON, or an image file through the same
 preprocessing), and stored as the 28x28 the model saw, one file per correction (`contract.feedback`).
+The count and the cap are the folder's, under its lock, so every worker and every replica sharing the
+folder shares them.
 """
 
 import asyncio
-from pathlib import Path
 
 from fastapi.routing import APIRoute
 from starlette.requests import Request
@@ -13,7 +14,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 
 from contract import NUM_CLASSES
-from contract.feedback import count_corrections, write_correction
+from contract.feedback import FeedbackFull, count_corrections, keep_correction
 from service import inputs
 from service.config import Settings
 from service.errors import BadRequest, Conflict, Forbidden, InvalidInput, PayloadTooLarge, UnsupportedMediaType
@@ -29,8 +30,7 @@ class FeedbackApi:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._folder = settings.feedback_dir
-        self._stored: int | None = None  # counted at the first request, then kept
-        self._lock = asyncio.Lock()
+        self._lock = asyncio.Lock()  # one thread of this process at a time waits for the folder's lock
 
     def routes(self) -> list[BaseRoute]:
         errors = (BadRequest, Forbidden, InvalidInput, Conflict, PayloadTooLarge, UnsupportedMediaType)
@@ -70,25 +70,20 @@ class FeedbackApi:
                 raise InvalidInput(f"unknown fields {unknown}: send 'image' and 'digit'")
             digit = _digit(body.get("digit"))
             x = inputs.json_image(body.get("image"), field="image")
-        async with self._lock:  # the count and the cap, one correction at a time
-            stored = await self._count(folder)
-            if stored >= self._settings.feedback_max_digits:
-                raise Conflict(
-                    f"the feedback set is full ({stored} digits); train on it (--extra-data) and move it away"
-                )
-            await asyncio.to_thread(write_correction, folder, x[0], digit, request_id.get() or "correction")
-            self._stored = stored + 1
-        return codec.json_response({**await self._status(), "digit": digit}, 201)
+        name, cap = request_id.get() or "correction", self._settings.feedback_max_digits
+        async with self._lock:
+            try:
+                stored = await asyncio.to_thread(keep_correction, folder, x[0], digit, name, max_digits=cap)
+            except FeedbackFull as e:
+                raise Conflict(f"{e}; train on it (--extra-data) and move it away") from None
+        return codec.json_response({**self._status_of(stored), "digit": digit}, 201)
 
     async def _status(self) -> dict[str, object]:
-        enabled = self._folder is not None
-        stored = await self._count(self._folder) if self._folder is not None else 0
-        return {"enabled": enabled, "stored": stored, "max_digits": self._settings.feedback_max_digits}
+        stored = 0 if self._folder is None else await asyncio.to_thread(count_corrections, self._folder)
+        return self._status_of(stored)
 
-    async def _count(self, folder: Path) -> int:
-        if self._stored is None:
-            self._stored = await asyncio.to_thread(count_corrections, folder)
-        return self._stored
+    def _status_of(self, stored: int) -> dict[str, object]:
+        return {"enabled": self._folder is not None, "stored": stored, "max_digits": self._settings.feedback_max_digits}
 
 
 def _digit(value: object) -> int:

@@ -119,14 +119,25 @@ def test_a_rest_request_and_its_response_arrive_as_a_pair_of_cloudevents(tmp_pat
     assert len(sink.events) == 2
 
 
-def test_a_grpc_call_arrives_as_its_protobuf_messages(tmp_path: Path, sink: Sink) -> None:
+def test_a_grpc_call_arrives_as_its_protobuf_messages_and_a_failed_one_with_its_status(
+    tmp_path: Path, sink: Sink
+) -> None:
     with _server(tmp_path, sink.url) as server, grpc.insecure_channel(server.grpc_target) as channel:
         tensor = pb.ModelInferRequest.InferInputTensor(name="pixels", datatype="FP32", shape=[1, 784])
         request = pb.ModelInferRequest(
             model_name="mnist", inputs=[tensor], raw_input_contents=[np.asarray([SEVEN], "<f4").tobytes()]
         )
-        channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")(request.SerializeToString(), timeout=30)
+        infer = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")
+        infer(request.SerializeToString(), timeout=30)
         (request_headers, request_body), (response_headers, response_body) = sink.wait_for(2)
+        short = pb.ModelInferRequest(model_name="mnist", inputs=[tensor], raw_input_contents=[b"\0" * 12])
+        with pytest.raises(grpc.RpcError) as refused:
+            infer(short.SerializeToString(), timeout=30)
+        (_, failed_request), (failed_headers, failed_response) = sink.wait_for(4)[2:]
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert pb.ModelInferRequest.FromString(failed_request) == short
+    assert failed_headers["content-type"] == "application/json"
+    assert json.loads(failed_response) == {"code": "INVALID_ARGUMENT", "error": refused.value.details()}
     assert pb.ModelInferRequest.FromString(request_body) == request
     assert pb.ModelInferResponse.FromString(response_body).model_version == DEFAULT_VERSION.name
     assert request_headers["ce-id"] == response_headers["ce-id"]

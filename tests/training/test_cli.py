@@ -50,6 +50,8 @@ def test_an_unknown_network_is_a_usage_error(capsys: pytest.CaptureFixture[str])
         (["--learning-rate", "-1"], "--learning-rate must be positive"),
         (["--data", "missing.npz"], "missing.npz: expected 'auto', 'embedded', 'keras', an existing .npz file"),
         (["--extra-data", "no-such-feedback"], "no-such-feedback holds no corrections"),
+        (["--extra-repeat", "5"], "--extra-repeat weighs the corrections that --extra-data adds: give both"),
+        (["--extra-data", ".", "--extra-repeat", "0"], "each correction is added at least once, got --extra-repeat 0"),
     ],
 )
 def test_bad_arguments_exit_1_and_publish_nothing(
@@ -93,6 +95,8 @@ def test_train_publishes_and_evaluate_reproduces_the_accuracy(tmp_path: Path) ->
             str(tmp_path / "models"),
             "--extra-data",
             str(feedback),
+            "--extra-repeat",
+            "3",
         ],
         cwd=REPO_ROOT,
         capture_output=True,
@@ -102,10 +106,10 @@ def test_train_publishes_and_evaluate_reproduces_the_accuracy(tmp_path: Path) ->
     assert train.returncode == 0, train.stderr[-2000:]
     assert train.stderr == ""  # TensorFlow's notices, its own and its reload probe's, stay under --log-level
     assert "published mnist version 1" in train.stdout and "check repeatable" in train.stdout
-    assert "(5 of them corrections)" in train.stdout
+    assert "(5 corrections, each 3 times)" in train.stdout
     assert list(list_versions(tmp_path / "models" / "mnist")) == [1]
     extra = read_metadata(tmp_path / "models" / "mnist" / "1").dataset.extra
-    assert extra is not None and extra.count == 5 and extra.sha256 == read_corrections(feedback)[2]
+    assert extra is not None and (extra.count, extra.repeat) == (5, 3) and extra.sha256 == read_corrections(feedback)[2]
     accuracy = next(line for line in train.stdout.splitlines() if "test accuracy" in line).split()[2]
     evaluate = subprocess.run(
         [sys.executable, "-m", "training", "evaluate", "--models-dir", str(tmp_path / "models")],

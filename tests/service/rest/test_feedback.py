@@ -73,7 +73,7 @@ async def test_the_set_is_bounded(kept: tuple[httpx.AsyncClient, Path]) -> None:
         assert (await client.post("/feedback", json={"image": SEVEN, "digit": digit})).status_code == 201
     full = await client.post("/feedback", json={"image": SEVEN, "digit": 4})
     assert full.status_code == 409 and "full (3 digits)" in full.json()["error"]
-    assert len(list(folder.iterdir())) == 3
+    assert len(list(folder.glob("*.npz"))) == 3
 
 
 async def test_feedback_is_off_without_a_folder(default_repo: Path) -> None:
