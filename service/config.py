@@ -60,6 +60,11 @@ class Settings(BaseSettings):
         True, description="also rescan as soon as the repository changes (inotify and the like; polling stays on)"
     )
     self_check_repeats: int = Field(50, ge=2, description="calls of the batch-of-one determinism check at load")
+    runtime: Literal["savedmodel", "auto", "litert"] = Field(
+        "savedmodel",
+        description="savedmodel: every version on TensorFlow; auto: also try LiteRT, which serves a version "
+        "where it passes the same self-checks and is faster; litert: where it passes them, faster or not",
+    )
 
     admin_token: SecretStr | None = Field(None, description="bearer token for /admin; admin is off without one")
     payload_log_url: AnyHttpUrl | None = Field(

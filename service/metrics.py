@@ -100,6 +100,13 @@ class Metrics:
             registry=self.registry,
             multiprocess_mode="livemax",
         )
+        self.version_runtime = Gauge(
+            "mnist_model_version_runtime",
+            "1 for the runtime that computes each available model version (tensorflow, litert)",
+            ["model", "version", "runtime"],
+            registry=self.registry,
+            multiprocess_mode="livemax",
+        )
 
     def observe_request(self, protocol: str, endpoint: str, method: str, status: str, seconds: float) -> None:
         # NOTE: the labelled children are looked up once per label set: labels() validates and locks.
@@ -122,6 +129,9 @@ class Metrics:
             self.top_probability.labels(*labels),
             {flag: self.answers.labels(*labels, flag) for flag in ("true", "false", "unknown")},
         )
+
+    def set_version_runtime(self, model: str, version: int, runtime: str, serving: bool) -> None:
+        self.version_runtime.labels(model, str(version), runtime).set(1 if serving else 0)
 
     def set_version_state(self, model: str, version: int, state: VersionState) -> None:
         for candidate in VersionState:

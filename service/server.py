@@ -28,7 +28,7 @@ from service.logs import configure_logging
 from service.metrics import Metrics
 from service.payloads import PayloadLogger
 from service.rest.server import RestServer
-from service.runtimes import default_runtimes
+from service.runtimes import default_accelerators, default_runtimes
 from service.security import Secrets, UnusableSecret
 from service.telemetry import Telemetry
 from service.tracing import Tracing, TracingSetupError
@@ -62,6 +62,7 @@ class InferenceServer:
         self.manager = ModelManager(
             settings,
             runtimes=runtimes(settings),
+            accelerators=default_accelerators(settings),
             metrics=self.metrics,
             arrivals=Arrivals(sources).possible,
             batch_tracer=None if self.tracing is None else self.tracing.batch_tracer,

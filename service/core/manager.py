@@ -21,7 +21,7 @@ mounts, some container volumes) are seen by the polling alone.
 import asyncio
 import gc
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +32,7 @@ from contract import list_models, list_versions
 from service.config import Settings
 from service.core.batcher import BatchLimits, BatchTracer, DynamicBatcher
 from service.core.labels import LabelBook
-from service.core.model import LoadedModel, SelfCheckFailed, load_version
+from service.core.model import Accelerator, LoadedModel, SelfCheckFailed, load_version
 from service.core.runtime import RuntimeLoader
 from service.core.status import VersionState, VersionStatus
 from service.errors import InvalidInput, NotFound, NotReady
@@ -61,6 +61,7 @@ class ModelManager:
         settings: Settings,
         *,
         runtimes: Mapping[str, RuntimeLoader],
+        accelerators: Sequence[Accelerator] = (),
         metrics: Metrics,
         arrivals: Callable[[], bool],
         batch_tracer: Callable[[str, int], BatchTracer] | None = None,
@@ -69,6 +70,7 @@ class ModelManager:
         where tracing is on, gives each version's batcher its tracer."""
         self._settings = settings
         self._runtimes = runtimes
+        self._accelerators = accelerators
         self._metrics = metrics
         self._batch_tracer = batch_tracer
         self._arrivals = arrivals
@@ -329,14 +331,17 @@ class ModelManager:
         gc.freeze()
         report = model.report
         self._set_status(
-            name, VersionStatus(version, VersionState.AVAILABLE, batching=report.mode.value, checks=report.checks)
+            name,
+            VersionStatus(
+                version, VersionState.AVAILABLE, batching=report.mode.value, checks=report.checks, runtime=report.engine
+            ),
         )
         logger.info(
             "version available",
             extra={
                 "model": name,
                 "version": version,
-                "runtime": model.runtime.platform,
+                "runtime": report.engine,
                 "batching": report.mode.value,
                 "checks": report.checks,
                 "self_check_ms": round(report.seconds * 1000),
@@ -347,12 +352,15 @@ class ModelManager:
     def _load_version(self, name: str, version: int, path: Path) -> LoadedModel:
         max_rows = max(self._settings.max_request_images, self._settings.batch_max_rows)
         repeats = self._settings.self_check_repeats
-        return load_version(name, version, path, self._runtimes, repeats=repeats, max_rows=max_rows)
+        return load_version(
+            name, version, path, self._runtimes, repeats=repeats, max_rows=max_rows, accelerators=self._accelerators
+        )
 
     async def _unload(self, name: str, version: int) -> None:
         served = self._serving[name].pop(version)
         status = self._status[name][version]
-        self._set_status(name, VersionStatus(version, VersionState.UNLOADING, batching=status.batching))
+        unloading = VersionStatus(version, VersionState.UNLOADING, batching=status.batching, runtime=status.runtime)
+        self._set_status(name, unloading)
         await served.batcher.close()
         self._metrics.queues.forget(name, version)
         self._set_status(name, VersionStatus(version, VersionState.END))
@@ -361,6 +369,9 @@ class ModelManager:
     def _set_status(self, name: str, status: VersionStatus) -> None:
         self._status.setdefault(name, {})[status.version] = status
         self._metrics.set_version_state(name, status.version, status.state)
+        if status.runtime:
+            serving = status.state is VersionState.AVAILABLE
+            self._metrics.set_version_runtime(name, status.version, status.runtime, serving)
         if self._changed is not None:
             self._changed.set_result(None)
             self._changed = None

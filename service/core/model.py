@@ -8,14 +8,21 @@ and at any position of batches of many sizes; where that fails on some machine, 
 back to "isolated" mode, where every row is computed in its own padded pair, and says so.
 
 None of this depends on the runtime: the self-check runs over any predict callable.
+
+Accelerators: a version's runtime (its SavedModel) may be offered to faster runtimes built from the same
+files (LiteRT, `service.runtimes.litert`). Each candidate must pass the same self-check, in batched
+mode, and be faster on the version's probes than the runtime it would replace; the first that does
+serves, and the version's checks say which runtime serves and why the others do not.
 """
 
 import logging
+import statistics
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -35,6 +42,17 @@ from service.errors import ModelOutputError
 
 PROBE_TOLERANCE = 1e-5
 INVARIANCE_BATCH_SIZES = (2, 3, 5, 8, 16, 31, 64)
+TIMING_ROUNDS = 30  # per runtime compared, each a call of 2 rows and one of every probe
+
+
+class Accelerator(Protocol):
+    """Builds a faster runtime for a loaded version from its files, or raises."""
+
+    engine: str  # what it builds: litert
+    by_speed: bool  # used only where it is faster than the runtime it would replace
+
+    def __call__(self, path: Path, base: Runtime, /) -> Runtime: ...
+
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +72,7 @@ class SelfCheckReport:
     probe_max_error: float
     checks: tuple[str, ...]
     seconds: float
+    engine: str = ""  # the runtime that passed and serves: tensorflow, litert
 
 
 class BatchInvariantPredict:
@@ -137,9 +156,17 @@ class LoadedModel:
 
 
 def load_version(
-    name: str, version: int, path: Path, runtimes: Mapping[str, RuntimeLoader], *, repeats: int, max_rows: int
+    name: str,
+    version: int,
+    path: Path,
+    runtimes: Mapping[str, RuntimeLoader],
+    *,
+    repeats: int,
+    max_rows: int,
+    accelerators: Sequence[Accelerator] = (),
 ) -> LoadedModel:
-    """Read, verify, load and self-check one version folder; raises SelfCheckFailed with the reason."""
+    """Read, verify, load and self-check one version folder, and offer it to the accelerators; raises
+    SelfCheckFailed with the reason."""
     try:
         metadata = read_metadata(path)
     except (OSError, ValueError) as e:
@@ -155,6 +182,9 @@ def load_version(
     except Exception as e:
         raise SelfCheckFailed(f"{metadata.runtime} did not load it: {type(e).__name__}: {e}") from e
     report = self_check(runtime.predict, metadata.probes, repeats=repeats, max_rows=max_rows)
+    report = replace(report, engine=runtime.engine)
+    for accelerator in accelerators:
+        runtime, report = _accelerated(path, runtime, report, accelerator, metadata.probes, repeats, max_rows)
     try:
         replayed = runtime.warm_up()
     except Exception as e:
@@ -163,6 +193,53 @@ def load_version(
         report = replace(report, checks=(*report.checks, f"{replayed} warm-up requests replayed"))
     predict = BatchInvariantPredict(runtime.predict, report.mode, f"model {name} version {version}")
     return LoadedModel(name, version, metadata, runtime, predict, report)
+
+
+def _accelerated(
+    path: Path,
+    runtime: Runtime,
+    report: SelfCheckReport,
+    accelerator: Accelerator,
+    probes: GoldenProbes,
+    repeats: int,
+    max_rows: int,
+) -> tuple[Runtime, SelfCheckReport]:
+    """The accelerator's runtime and its report if it passes the self-check batched and is faster; else the
+    runtime given, its report noting why not."""
+    try:
+        candidate = accelerator(path, runtime)
+        engine = candidate.engine
+        checked = self_check(candidate.predict, probes, repeats=repeats, max_rows=max_rows)
+    except Exception as e:  # noqa: BLE001 - a candidate that fails in any way is not used, and says why
+        reason = e if isinstance(e, SelfCheckFailed) else f"{type(e).__name__}: {e}"
+        return runtime, _noted(report, f"{accelerator.engine} not used: {reason}")
+    if checked.mode is not BatchingMode.BATCHED:
+        return runtime, _noted(report, f"{engine} not used: its rows depend on the batch they are in")
+    inputs = np.asarray(probes.inputs, dtype=np.float32)
+    theirs, ours = _timed(candidate.predict, runtime.predict, inputs=inputs)
+    timing = f"{theirs * 1e6:.0f} µs against {runtime.engine}'s {ours * 1e6:.0f} µs per round of the probes"
+    if accelerator.by_speed and theirs >= ours:
+        return runtime, _noted(report, f"{engine} not used: not faster ({timing})")
+    passed = replace(checked, engine=engine, seconds=report.seconds + checked.seconds)
+    return candidate, _noted(passed, f"runtime {engine}: every check passed; {timing}")
+
+
+def _noted(report: SelfCheckReport, note: str) -> SelfCheckReport:
+    logger.info("runtime chosen", extra={"note": note})
+    return replace(report, checks=(*report.checks, note))
+
+
+def _timed(*predicts: Predict, inputs: np.ndarray) -> list[float]:
+    """Each predict's median seconds for a round, a call of two rows (c=1's batch, padded) and one of every
+    probe, the rounds taken in turn so that a noisy moment costs them all alike."""
+    rounds: list[list[float]] = [[] for _ in predicts]
+    for _ in range(TIMING_ROUNDS):
+        for predict, taken in zip(predicts, rounds, strict=True):
+            started = time.perf_counter()
+            predict(inputs[:2])
+            predict(inputs)
+            taken.append(time.perf_counter() - started)
+    return [statistics.median(taken) for taken in rounds]
 
 
 def _invariance_problem(predict: BatchInvariantPredict, probes: np.ndarray, max_rows: int) -> str | None:

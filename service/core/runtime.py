@@ -30,7 +30,14 @@ class Runtime(Protocol):
     where the version has one, maps pixels to their explanation. Both may be called from any thread."""
 
     @property
-    def platform(self) -> str: ...
+    def platform(self) -> str:
+        """The version's format, as TF Serving and the v2 protocol name it (`tensorflow_savedmodel`)."""
+        ...
+
+    @property
+    def engine(self) -> str:
+        """What computes it: `tensorflow`, `litert`."""
+        ...
 
     @property
     def inputs(self) -> tuple[TensorSpec, ...]: ...

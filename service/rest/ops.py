@@ -139,5 +139,6 @@ def _version(status: VersionStatus) -> dict[str, Any]:
         "state": status.state.value,
         "error": status.error,
         "batching": status.batching,
+        "runtime": status.runtime,
         "checks": status.checks,
     }

@@ -62,6 +62,7 @@ class SavedModelRuntime:
     explain: Predict | None = None
     explain_outputs: tuple[TensorSpec, ...] = ()
     platform: str = PLATFORM
+    engine: str = "tensorflow"
     inputs: tuple[TensorSpec, ...] = (TensorSpec(INPUT_NAME, FP32, (-1, IMAGE_PIXELS)),)
     warmup: tuple["WarmupRequest", ...] = ()  # read at load
 

@@ -76,6 +76,30 @@ def test_all_official_test_digits_over_http_match_offline_outputs_and_recorded_a
     assert confident.mean() >= 0.965 and right[confident].mean() >= 0.999
 
 
+def test_on_litert_the_official_test_digits_read_as_recorded_and_models_and_metrics_name_the_runtime(
+    tmp_path: Path, official_test: tuple[np.ndarray, np.ndarray, np.ndarray]
+) -> None:
+    x, y, offline = official_test
+    with ServerProcess(REPO_ROOT / "models", tmp_path / "server.log", poll_interval_s=0, runtime="litert") as lite:
+        predictions = []
+        with httpx.Client(base_url=lite.url) as client:
+            for start in range(0, len(x), 250):
+                response = client.post("/predict", json={"images": x[start : start + 250].tolist()})
+                assert response.status_code == 200
+                predictions += response.json()["predictions"]
+            versions = client.get("/models").json()["models"]["mnist"]
+            metrics = client.get("/metrics").text
+    default = next(v for v in versions if v["version"] == int(DEFAULT_VERSION.name))
+    assert default["runtime"] == "litert" and any("runtime litert" in check for check in default["checks"])
+    gauge = f'mnist_model_version_runtime{{model="mnist",runtime="litert",version="{DEFAULT_VERSION.name}"}} 1.0'
+    assert gauge in metrics
+    probabilities = np.asarray([p["probabilities"] for p in predictions], np.float32)
+    assert np.abs(probabilities - offline).max() <= 1e-5  # within the golden probes' tolerance of the SavedModel
+    right = probabilities.argmax(axis=1) == y
+    assert float(right.mean()) == pytest.approx(read_metadata(DEFAULT_VERSION).metrics["test_accuracy"], abs=1e-9)
+    assert scores(probabilities, y).ece <= 0.01
+
+
 def test_concurrent_clients_get_bit_identical_rows(
     server: ServerProcess, held_out: tuple[np.ndarray, np.ndarray]
 ) -> None:
