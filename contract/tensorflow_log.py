@@ -16,6 +16,7 @@ from contextlib import contextmanager
 
 LEVELS = {"I": logging.INFO, "W": logging.WARNING, "E": logging.ERROR, "F": logging.CRITICAL}
 _LINE = re.compile(r"([IWEF])\d{4} [\d:.]+\s+\d+ ([\w.]+:\d+)\] (.*)")
+_LITE_LINE = re.compile(r"(INFO|WARNING|ERROR): (.*)")  # LiteRT's own: `INFO: Created TensorFlow Lite XNNPACK ...`
 _BANNER = "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"
 # The second lines of TensorFlow's multi-line records. NOTE: known ones only: any other line after a record
 # may be someone else's (a traceback, the CLI's own error), and is passed on rather than swallowed.
@@ -39,7 +40,11 @@ def records(lines: Iterable[str]) -> Iterator[tuple[int | None, str]]:
             message = ""
         match = _LINE.fullmatch(line)
         if match is None:
-            yield None, line
+            lite = _LITE_LINE.fullmatch(line)
+            if lite is None:
+                yield None, line
+            else:
+                yield getattr(logging, lite.group(1)), f"{lite.group(2)} (litert)"
             continue
         level, message = LEVELS[match.group(1)], f"{match.group(3)} ({match.group(2)})"
         if message.startswith(_NOTICES):

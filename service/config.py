@@ -61,7 +61,7 @@ class Settings(BaseSettings):
     )
     self_check_repeats: int = Field(50, ge=2, description="calls of the batch-of-one determinism check at load")
     runtime: Literal["savedmodel", "auto", "litert"] = Field(
-        "savedmodel",
+        "auto",
         description="savedmodel: every version on TensorFlow; auto: also try LiteRT, which serves a version "
         "where it passes the same self-checks and is faster; litert: where it passes them, faster or not",
     )

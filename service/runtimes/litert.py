@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from contract import CONFIDENCE_SIGNATURE, EXPLAIN_SIGNATURE, INPUT_NAME, SIGNATURE_KEY
+from contract import CONFIDENCE_SIGNATURE, EXPLAIN_SIGNATURE, IMAGE_PIXELS, INPUT_NAME, SIGNATURE_KEY
 from service.core.runtime import Outputs, Predict, TensorSpec
-from service.runtimes.tensorflow import SavedModelRuntime
+from service.runtimes.tensorflow import SavedModelRuntime, cpp_lines_to_log
 
 ENGINE = "litert"
 
@@ -83,9 +83,11 @@ class LiteRtConverter:
         from ai_edge_litert.interpreter import Interpreter
 
         key = CONFIDENCE_SIGNATURE if CONFIDENCE_SIGNATURE in base.signatures else SIGNATURE_KEY
-        flatbuffer = tf.lite.TFLiteConverter.from_saved_model(str(path), signature_keys=[key]).convert()
-        interpreter = Interpreter(model_content=flatbuffer, num_threads=self._threads)
-        runner = interpreter.get_signature_runner(key)
+        with cpp_lines_to_log():  # the converter's and the interpreter's C++ notices, as JSON log lines
+            flatbuffer = tf.lite.TFLiteConverter.from_saved_model(str(path), signature_keys=[key]).convert()
+            interpreter = Interpreter(model_content=flatbuffer, num_threads=self._threads)
+            runner = interpreter.get_signature_runner(key)
+            runner(**{INPUT_NAME: np.zeros((2, IMAGE_PIXELS), np.float32)})  # XNNPACK is set up at the first call
         missing = {spec.name for spec in base.outputs} - set(runner.get_output_details())
         if missing:
             raise ValueError(f"the converted model lacks the outputs {sorted(missing)}")

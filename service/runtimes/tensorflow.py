@@ -123,7 +123,7 @@ class SavedModelLoader:
                 return
             os.environ["TF_CPP_MIN_LOG_LEVEL"] = _CPP_MIN_LOG_LEVEL[self._log_level]
             cpp_logger.setLevel(self._log_level.upper())
-            with _cpp_lines_to_log():
+            with cpp_lines_to_log():
                 import tensorflow as tf
 
                 try:
@@ -136,7 +136,7 @@ class SavedModelLoader:
 
 
 @contextmanager
-def _cpp_lines_to_log() -> Iterator[None]:
+def cpp_lines_to_log() -> Iterator[None]:
     """Capture what is written to file descriptor 2 meanwhile; log TensorFlow's lines, pass the rest on."""
     sys.stderr.flush()
     saved = os.dup(2)

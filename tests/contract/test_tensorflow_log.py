@@ -48,3 +48,11 @@ def test_the_live_filter_drops_records_below_the_level_and_passes_the_rest() -> 
     )
     run = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, check=True)
     assert run.stderr == "tensorflow error: failed call to cuInit: UNKNOWN ERROR (cuda_executor.cc:12)\nours\n"
+
+
+def test_litert_s_own_lines_keep_their_level() -> None:
+    found = list(records(["INFO: Created TensorFlow Lite XNNPACK delegate for CPU.", "ERROR: failed to prepare"]))
+    assert found == [
+        (logging.INFO, "Created TensorFlow Lite XNNPACK delegate for CPU. (litert)"),
+        (logging.ERROR, "failed to prepare (litert)"),
+    ]

@@ -63,6 +63,9 @@ class ServerProcess:
         self.grpc_target = f"127.0.0.1:{self.grpc_port}"
         self.log_path = log_path
         environment = {
+            # The suite compares served outputs with the SavedModel's own, bit for bit; the tests of LiteRT
+            # and of the defaults ask for their runtime.
+            "MNIST_RUNTIME": "savedmodel",
             **os.environ,
             **(env or {}),
             "MNIST_MODEL_DIR": str(model_dir),

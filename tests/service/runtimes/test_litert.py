@@ -131,8 +131,8 @@ def test_auto_keeps_the_savedmodel_where_the_candidate_is_slower() -> None:
     assert any(check.startswith("litert not used: not faster") for check in loaded.report.checks)
 
 
-def test_the_setting_chooses_the_accelerators() -> None:
-    assert default_accelerators(Settings()) == ()
-    (auto,) = default_accelerators(Settings(runtime="auto"))
+def test_the_setting_chooses_the_accelerators_and_auto_is_the_default() -> None:
+    assert default_accelerators(Settings(runtime="savedmodel")) == ()
+    (auto,) = default_accelerators(Settings())
     (forced,) = default_accelerators(Settings(runtime="litert"))
     assert (auto.engine, auto.by_speed, forced.by_speed) == ("litert", True, False)
