@@ -22,9 +22,19 @@ class Answered:
     version: int
     started_ns: int
     finished_ns: int
+    runtime: str = ""  # what computed the answer: tensorflow, litert (explanations: always tensorflow)
 
 
+RUNTIME_KEY = "x-model-runtime"  # the response header (REST) and trailing metadata (gRPC) naming `runtime`
 answered_by: ContextVar[Answered | None] = ContextVar("answered_by", default=None)
+
+
+def answered_fields() -> dict[str, str | int]:
+    """The access log's fields naming what answered the request being served; none if nothing did."""
+    answered = answered_by.get()
+    if answered is None:
+        return {}
+    return {"model": answered.model, "version": answered.version, "runtime": answered.runtime}
 REQUEST_ID_KEY = "x-request-id"  # the HTTP header and the gRPC metadata key
 MAX_CLIENT_REQUEST_ID = 128
 

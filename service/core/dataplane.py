@@ -155,7 +155,8 @@ class DataPlane:
         # NOTE: resolve and submit run without an await between them, so an unload that starts
         # later still finds this request in the batcher's queue and drains it.
         outputs = await served.batcher.submit(x, timeout_s=timeout_s)
-        answered_by.set(Answered(served.model.name, served.model.version, started, time.time_ns()))
+        model = served.model
+        answered_by.set(Answered(model.name, model.version, started, time.time_ns(), model.report.engine))
         return InferenceResult(served.model.name, served.model.version, outputs)
 
     async def explain(self, ref: ModelRef, x: np.ndarray) -> tuple[InferenceResult, list[Explanation]]:
@@ -170,7 +171,7 @@ class DataPlane:
                 "explanations existed"
             )
         outputs = await asyncio.to_thread(explain, x)
-        answered_by.set(Answered(model.name, model.version, started, time.time_ns()))
+        answered_by.set(Answered(model.name, model.version, started, time.time_ns(), "tensorflow"))
         explained = [
             Explanation(
                 int(digit), float(p), float(p0), row, str(about["method"]), str(about["baseline"]), int(about["steps"])

@@ -13,7 +13,7 @@ import orjson
 from service.core.arrivals import GrpcArrivals
 from service.errors import ServiceError
 from service.grpc.errors import grpc_status, trailing_metadata
-from service.logs import REQUEST_ID_KEY, accept_request_id, answered_by, request_id
+from service.logs import REQUEST_ID_KEY, RUNTIME_KEY, accept_request_id, answered_by, answered_fields, request_id
 from service.metrics import Metrics
 from service.payloads import Body, Exchange, PayloadLogger
 from service.tracing import Span, Tracing, failed
@@ -68,6 +68,9 @@ class Calls:
         try:
             result = await work()
             code = grpc.StatusCode.OK
+            answered = answered_by.get()
+            if answered is not None and answered.runtime:
+                context.set_trailing_metadata(((REQUEST_ID_KEY, rid), (RUNTIME_KEY, answered.runtime)))
             if kept:
                 self._log_payload(method, rid, logged, _protobuf(result))
             return result
@@ -95,10 +98,7 @@ class Calls:
         self._metrics.observe_request("grpc", method, "POST", code.name, seconds)
         if self._access_log:
             entry: dict[str, Any] = {"rpc": method, "status": code.name, "ms": round(seconds * 1000, 3)}
-            answered = answered_by.get()
-            if answered is not None:
-                entry["model"], entry["version"] = answered.model, answered.version
-            logger.info("request", extra=entry)
+            logger.info("request", extra={**entry, **answered_fields()})
 
     def _log_payload(self, method: str, rid: str, request: Any, response: Body) -> None:
         assert self._payloads is not None

@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.core.arrivals import HttpArrivals
 from service.errors import PayloadTooLarge, RequestTimeout, ServiceError, UnsupportedMediaType
-from service.logs import REQUEST_ID_KEY, accept_request_id, answered_by, request_id
+from service.logs import REQUEST_ID_KEY, RUNTIME_KEY, accept_request_id, answered_by, answered_fields, request_id
 from service.metrics import Metrics
 from service.payloads import Body, Exchange, PayloadLogger
 from service.rest.errors import error_response
@@ -29,6 +29,7 @@ from service.rest.routing import FastRoute
 from service.tracing import Tracing, failed
 
 REQUEST_ID_HEADER = REQUEST_ID_KEY.encode()
+RUNTIME_HEADER = RUNTIME_KEY.encode()
 
 logger = logging.getLogger("service.access")
 
@@ -119,10 +120,7 @@ class RequestContextMiddleware:
         self.metrics.observe_request("rest", endpoint, scope["method"], str(status), seconds)
         if self.access_log:
             entry = {"method": scope["method"], "path": scope["path"], "status": status, "ms": round(seconds * 1000, 3)}
-            answered = answered_by.get()
-            if answered is not None:
-                entry["model"], entry["version"] = answered.model, answered.version
-            logger.info("request", extra=entry)
+            logger.info("request", extra={**entry, **answered_fields()})
 
     def _log_payload(self, scope: Scope, rid: str, received: "_LimitedReceive", sent: "_TaggedSend") -> None:
         assert self.payloads is not None
@@ -191,6 +189,9 @@ class _TaggedSend:
         if message["type"] == "http.response.start":
             self.status = message["status"]
             message["headers"] = [*message.get("headers", []), (REQUEST_ID_HEADER, self._rid)]
+            answered = answered_by.get()
+            if answered is not None and answered.runtime:
+                message["headers"].append((RUNTIME_HEADER, answered.runtime.encode()))
             if self._keep:
                 self.content_type = next(
                     (v.decode("latin-1") for k, v in message["headers"] if k == b"content-type"), self.content_type

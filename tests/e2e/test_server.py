@@ -7,12 +7,14 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import grpc
 import httpx
 import numpy as np
 import pytest
 import tritonclient.http as triton
 
 from contract import read_metadata
+from contract.protos import open_inference_grpc_pb2 as pb
 from tests.e2e.server import REPO_ROOT, ServerProcess
 from tests.helpers import DEFAULT_VERSION
 from training.calibration import scores
@@ -60,7 +62,7 @@ def test_all_official_test_digits_over_http_match_offline_outputs_and_recorded_a
     with httpx.Client(base_url=server.url) as client:
         for start in range(0, len(x), 250):
             response = client.post("/predict", json={"images": x[start : start + 250].tolist()})
-            assert response.status_code == 200
+            assert response.status_code == 200 and response.headers["x-model-runtime"] == "tensorflow"
             predictions += response.json()["predictions"]
     probabilities = np.asarray([p["probabilities"] for p in predictions], np.float32)
     assert len(probabilities) == 10_000
@@ -85,10 +87,23 @@ def test_on_litert_the_official_test_digits_read_as_recorded_and_models_and_metr
         with httpx.Client(base_url=lite.url) as client:
             for start in range(0, len(x), 250):
                 response = client.post("/predict", json={"images": x[start : start + 250].tolist()})
-                assert response.status_code == 200
+                assert response.status_code == 200 and response.headers["x-model-runtime"] == "litert"
                 predictions += response.json()["predictions"]
             versions = client.get("/models").json()["models"]["mnist"]
+            explained = client.post("/predict?explain=true", json={"image": x[0].tolist()})
+            assert explained.headers["x-model-runtime"] == "tensorflow"  # explanations need TensorFlow's gradients
+            with grpc.insecure_channel(lite.grpc_target) as channel:
+                tensor = pb.ModelInferRequest.InferInputTensor(name="pixels", datatype="FP32", shape=[2, 784])
+                raw = [x[:2].astype("<f4").tobytes()]
+                request = pb.ModelInferRequest(model_name="mnist", inputs=[tensor], raw_input_contents=raw)
+                infer = channel.unary_unary(
+                    "/inference.GRPCInferenceService/ModelInfer",
+                    request_serializer=pb.ModelInferRequest.SerializeToString,
+                    response_deserializer=pb.ModelInferResponse.FromString,
+                )
+                _, call = infer.with_call(request, timeout=30)
             metrics = client.get("/metrics").text
+        assert dict(call.trailing_metadata())["x-model-runtime"] == "litert"
     default = next(v for v in versions if v["version"] == int(DEFAULT_VERSION.name))
     assert default["runtime"] == "litert" and any("runtime litert" in check for check in default["checks"])
     gauge = f'mnist_model_version_runtime{{model="mnist",runtime="litert",version="{DEFAULT_VERSION.name}"}} 1.0'
