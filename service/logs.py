@@ -35,6 +35,8 @@ def answered_fields() -> dict[str, str | int]:
     if answered is None:
         return {}
     return {"model": answered.model, "version": answered.version, "runtime": answered.runtime}
+
+
 REQUEST_ID_KEY = "x-request-id"  # the HTTP header and the gRPC metadata key
 MAX_CLIENT_REQUEST_ID = 128
 
