@@ -16,6 +16,7 @@ MODEL = max((p for p in (ROOT / "models" / "mnist").iterdir() if p.name.isdigit(
 PEERS = ROOT / "bench" / "peers"
 OURS = "this service"
 RAW_LIMIT = "raw ASGI + orjson, no model (limit)"
+SAVEDMODEL_RUNTIME = "{}, SavedModel runtime"  # the rest run the default, MNIST_RUNTIME=auto (LiteRT where faster)
 WINDOWS_MS = (1.0, 5.0, 20.0)
 READY_BY_POST = "POST"  # Server.ready: the load's own request answers 200
 
@@ -113,9 +114,11 @@ def servers(*, with_peers: bool) -> list[Server]:
     )
     table = [
         ours("/predict", single),
+        ours(SAVEDMODEL_RUNTIME.format("/predict"), single, MNIST_RUNTIME="savedmodel"),
         ours("/predict, model thread", single, MNIST_MODEL_THREAD="true"),
         ours("v2 infer", v2),
         ours("gRPC v2 ModelInfer", Load.grpc("v2")),
+        ours(SAVEDMODEL_RUNTIME.format("gRPC v2 ModelInfer"), Load.grpc("v2"), MNIST_RUNTIME="savedmodel"),
         ours("gRPC TF Serving Predict", Load.grpc("tfserving")),
         Server(
             "FastAPI + Keras model.predict",

@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.lineup import OURS, RAW_LIMIT, Server
+from bench.lineup import OURS, RAW_LIMIT, SAVEDMODEL_RUNTIME, Server
 from bench.loads import Result
 
 PREDICT = f"{OURS} (/predict)"
@@ -111,6 +111,25 @@ def _ratios(measured: dict[str, Measured], peers: list[str]) -> list[str]:
                 parts.append(f"{ours.at(c).rps / measured[other].at(c).rps:.1f}x {other}")
         lines.append(f"- /predict at c={c}: " + "; ".join(parts) + f"; errors {ours.at(c).errors}.")
     lines += _grpc_ratios(measured, ours)
+    lines += _runtime_ratios(measured)
+    return lines
+
+
+def _runtime_ratios(measured: dict[str, Measured]) -> list[str]:
+    """The default runtime (LiteRT, where it serves) against the SavedModel's, on the same route in this run:
+    the goal is a c=1 p50 at least 40% lower."""
+    lines = []
+    for route in ("/predict", "gRPC v2 ModelInfer"):
+        default, saved = measured.get(f"{OURS} ({route})"), measured.get(f"{OURS} ({SAVEDMODEL_RUNTIME.format(route)})")
+        if default is None or saved is None or default.failure or saved.failure:
+            continue
+        cut = 1 - default.at(1).p50_ms / saved.at(1).p50_ms
+        throughput = ", ".join(f"c={c} {default.at(c).rps / saved.at(c).rps:.2f}x" for c in (16, 64))
+        lines.append(
+            f"- {route} on the default runtime against the SavedModel runtime: c=1 p50 {default.at(1).p50_ms:.2f} "
+            f"against {saved.at(1).p50_ms:.2f} ms, {cut:.0%} lower ({_verdict(cut >= 0.4)} the goal of at least "
+            f"40%); req/s {throughput}."
+        )
     return lines
 
 
