@@ -1,6 +1,7 @@
 """Helpers that several test modules share."""
 
-from collections.abc import AsyncIterator, Mapping
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,18 @@ from training.networks import NETWORKS
 from training.train import TrainResult
 
 COMMITTED_MODELS = Path(__file__).resolve().parents[1] / "models"
+
+
+HANG_S = 180.0  # the longest any awaited condition may take: a guard against a hang, not a speed limit
+
+
+def wait_for(condition: Callable[[], bool], what: str, *, within_s: float = HANG_S, step_s: float = 0.05) -> None:
+    """Return once `condition()` holds; fail naming `what` if it does not within `within_s` (a guard
+    against a hang, never a speed limit)."""
+    deadline = time.monotonic() + within_s
+    while not condition():
+        assert time.monotonic() < deadline, f"still waiting after {within_s:g}s for {what}"
+        time.sleep(step_s)
 
 
 def publish(result: TrainResult, splits: Splits, root: Path, name: str) -> int:

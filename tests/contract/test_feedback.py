@@ -4,16 +4,15 @@ its last place."""
 import fcntl
 import multiprocessing
 import os
-import time
 from pathlib import Path
 
 import numpy as np
 
 from contract.feedback import FeedbackFull, count_corrections, keep_correction, read_corrections, write_correction
+from tests.helpers import HANG_S, wait_for
 
 WRITERS = 6
 CAP = 4
-WAIT_S = 120.0  # a guard against a hang, not a speed limit
 
 
 def _try_to_keep(folder: Path, digit: int, outcomes: "multiprocessing.Queue[str]") -> None:
@@ -35,12 +34,10 @@ def test_writers_released_together_share_the_last_place(tmp_path: Path) -> None:
         writers = [context.Process(target=_try_to_keep, args=(tmp_path, d, outcomes)) for d in range(WRITERS)]
         for writer in writers:
             writer.start()
-        inode, deadline = os.fstat(lock.fileno()).st_ino, time.monotonic() + WAIT_S
-        while _waiting_for(inode) < WRITERS:
-            assert time.monotonic() < deadline, "the writers never queued for the folder's lock"
-            time.sleep(0.05)
+        inode = os.fstat(lock.fileno()).st_ino
+        wait_for(lambda: _waiting_for(inode) == WRITERS, "every writer to queue for the folder's lock")
     for writer in writers:
-        writer.join(timeout=WAIT_S)
+        writer.join(timeout=HANG_S)
         assert writer.exitcode == 0
     assert sorted(outcomes.get(timeout=5) for _ in writers) == ["full"] * (WRITERS - 1) + ["kept"]
     assert count_corrections(tmp_path) == CAP

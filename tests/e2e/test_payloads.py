@@ -5,8 +5,7 @@ REST and gRPC; a dead sink and a stalled one cost no request anything, and their
 import json
 import re
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -18,7 +17,7 @@ import pytest
 
 from contract.protos import open_inference_grpc_pb2 as pb
 from tests.e2e.server import REPO_ROOT, ServerProcess, free_port
-from tests.helpers import DEFAULT_VERSION
+from tests.helpers import DEFAULT_VERSION, wait_for
 
 pytestmark = pytest.mark.e2e
 WAIT_S = 60.0  # a guard against a hang, not a speed limit
@@ -79,13 +78,6 @@ def _sink(*, held: bool) -> Iterator[Sink]:
 def _events_counted(url: str) -> dict[str, float]:
     text = httpx.get(f"{url}/metrics", timeout=10).text
     return {k: float(v) for k, v in re.findall(r'^mnist_payload_events_total\{outcome="(\w+)"\} (\S+)$', text, re.M)}
-
-
-def _wait_until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while not condition():
-        assert time.monotonic() < deadline, f"not within {WAIT_S:g}s: {what}"
-        time.sleep(0.1)
 
 
 def _server(tmp_path: Path, sink_url: str, **settings: object) -> ServerProcess:
@@ -149,7 +141,7 @@ def test_a_dead_sink_fails_no_request_and_is_counted(tmp_path: Path) -> None:
     dead = f"http://127.0.0.1:{free_port()}/events"  # nothing listens there
     with _server(tmp_path, dead) as server:
         statuses = [httpx.post(f"{server.url}/predict", json={"image": SEVEN}).status_code for _ in range(20)]
-        _wait_until(lambda: _events_counted(server.url).get("failed", 0) >= 40, "40 failed events")
+        wait_for(lambda: _events_counted(server.url).get("failed", 0) >= 40, "40 failed events")
         counted = _events_counted(server.url)
     assert statuses == [200] * 20
     assert counted.get("failed") == 40 and counted.get("sent", 0) == 0

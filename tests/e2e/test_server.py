@@ -6,6 +6,7 @@ import subprocess
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import grpc
 import httpx
@@ -54,16 +55,22 @@ def held_out() -> tuple[np.ndarray, np.ndarray]:
     return x, serve(x)
 
 
+def _predict_all(client: httpx.Client, x: np.ndarray, *, runtime: str) -> list[dict[str, Any]]:
+    """Every row's prediction through /predict, 250 a request, each answered by `runtime`."""
+    predictions = []
+    for start in range(0, len(x), 250):
+        response = client.post("/predict", json={"images": x[start : start + 250].tolist()})
+        assert response.status_code == 200 and response.headers["x-model-runtime"] == runtime
+        predictions += response.json()["predictions"]
+    return predictions
+
+
 def test_all_official_test_digits_over_http_match_offline_outputs_and_recorded_accuracy(
     server: ServerProcess, official_test: tuple[np.ndarray, np.ndarray, np.ndarray]
 ) -> None:
     x, y, offline = official_test
-    predictions = []
     with httpx.Client(base_url=server.url) as client:
-        for start in range(0, len(x), 250):
-            response = client.post("/predict", json={"images": x[start : start + 250].tolist()})
-            assert response.status_code == 200 and response.headers["x-model-runtime"] == "tensorflow"
-            predictions += response.json()["predictions"]
+        predictions = _predict_all(client, x, runtime="tensorflow")
     probabilities = np.asarray([p["probabilities"] for p in predictions], np.float32)
     assert len(probabilities) == 10_000
     assert np.array_equal(probabilities.view(np.uint32), offline.view(np.uint32))
@@ -83,12 +90,8 @@ def test_on_litert_the_official_test_digits_read_as_recorded_and_models_and_metr
 ) -> None:
     x, y, offline = official_test
     with ServerProcess(REPO_ROOT / "models", tmp_path / "server.log", poll_interval_s=0, runtime="litert") as lite:
-        predictions = []
         with httpx.Client(base_url=lite.url) as client:
-            for start in range(0, len(x), 250):
-                response = client.post("/predict", json={"images": x[start : start + 250].tolist()})
-                assert response.status_code == 200 and response.headers["x-model-runtime"] == "litert"
-                predictions += response.json()["predictions"]
+            predictions = _predict_all(client, x, runtime="litert")
             versions = client.get("/models").json()["models"]["mnist"]
             explained = client.post("/predict?explain=true", json={"image": x[0].tolist()})
             assert explained.headers["x-model-runtime"] == "tensorflow"  # explanations need TensorFlow's gradients

@@ -4,7 +4,6 @@ OTEL_* environment alone; and a collector that is down fails no request."""
 
 import json
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -18,6 +17,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from contract.protos import open_inference_grpc_pb2 as pb
 from tests.e2e.server import REPO_ROOT, ServerProcess, free_port
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.e2e
 WAIT_S = 60.0  # a guard against a hang, not a speed limit
@@ -96,13 +96,6 @@ def _received(span: object, service: str) -> Received:
     )
 
 
-def _wait_for(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while not condition():
-        assert time.monotonic() < deadline, f"not within {WAIT_S:g}s: {what}"
-        time.sleep(0.1)
-
-
 def _traced_server(tmp_path: Path, endpoint: str) -> ServerProcess:
     env = {
         "OTEL_TRACES_EXPORTER": "otlp",
@@ -139,7 +132,7 @@ def test_rest_and_grpc_requests_join_their_callers_traces_at_the_collector(
                 timeout=30,
             )
         for trace in (REST_TRACE, GRPC_TRACE):
-            _wait_for(
+            wait_for(
                 lambda t=trace: (
                     {"decode", "queue", "response", "batch", "model call"}
                     <= {s.name for s in collector.find(lambda s, t=t: s.trace_id == t)}
@@ -160,6 +153,6 @@ def test_rest_and_grpc_requests_join_their_callers_traces_at_the_collector(
 def test_a_collector_that_is_down_fails_no_request(tmp_path: Path) -> None:
     with _traced_server(tmp_path, f"http://127.0.0.1:{free_port()}") as server:  # nothing listens there
         statuses = [httpx.post(f"{server.url}/predict", json={"image": SEVEN}).status_code for _ in range(50)]
-        _wait_for(lambda: "export" in server.logs().lower(), "the SDK to report that exporting failed")
+        wait_for(lambda: "export" in server.logs().lower(), "the SDK to report that exporting failed")
         after = httpx.post(f"{server.url}/predict", json={"image": SEVEN}).status_code
     assert statuses == [200] * 50 and after == 200

@@ -18,14 +18,14 @@ import httpx
 import pytest
 
 from tests.e2e.server import REPO_ROOT
-from tests.helpers import DEFAULT_VERSION
+from tests.helpers import DEFAULT_VERSION, HANG_S, wait_for
 from tests.reliability.load import HEY_MAX_S, Load, hey_command, parse_summary, server_answers
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 Record = Callable[..., None]
 CONCURRENCY = 32
 LOAD_BEGUN = 100  # answers the replicas have counted before the load counts as running
-WAIT_S = 180  # the longest any awaited condition may take: a guard against a hang, not a speed limit
+WAIT_S = HANG_S
 TOKEN = "tok"
 
 
@@ -49,13 +49,6 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         yield running
 
 
-def _wait_for(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while not condition():
-        assert time.monotonic() < deadline, f"still waiting after {WAIT_S}s for {what}"
-        time.sleep(0.05)
-
-
 def _answered(fleet: Any) -> int:
     """POST /predict answers counted by the replicas that are up."""
     total = 0
@@ -70,7 +63,7 @@ def _through_the_balancer(fleet: Any, action: Callable[[], None], *, after_s: fl
     before = _answered(fleet)
     load = subprocess.Popen(hey_command(fleet.url, CONCURRENCY, HEY_MAX_S), stdout=subprocess.PIPE, text=True)
     try:
-        _wait_for(lambda: _answered(fleet) >= before + LOAD_BEGUN, "the load to begin")
+        wait_for(lambda: _answered(fleet) >= before + LOAD_BEGUN, "the load to begin")
         action()
         time.sleep(after_s)
     finally:
@@ -130,7 +123,7 @@ def test_a_canary_promoted_across_every_replica_fails_nothing(fleet: Any, record
     auth = {"authorization": f"Bearer {TOKEN}"}
     assert httpx.put(f"{urls[0]}/admin/models/mnist/labels/stable", json={"version": 1}, headers=auth).is_success
     for url in urls:
-        _wait_for(lambda url=url: _labels_served(url) == {"stable": 1}, f"{url} to serve stable")
+        wait_for(lambda url=url: _labels_served(url) == {"stable": 1}, f"{url} to serve stable")
     answers: list[tuple[float, int, int | None]] = []  # sent, status, version
     stop = threading.Event()
 
@@ -164,7 +157,7 @@ def test_a_canary_promoted_across_every_replica_fails_nothing(fleet: Any, record
             check=False,
         )
         finished = time.monotonic()
-        _wait_for(lambda: sum(sent > finished for sent, *_ in answers) >= 8, "answers after the promotion")
+        wait_for(lambda: sum(sent > finished for sent, *_ in answers) >= 8, "answers after the promotion")
 
     try:
         load = _through_the_balancer(fleet, deploy)

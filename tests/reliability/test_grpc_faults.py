@@ -20,8 +20,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from contract.protos import open_inference_grpc_pb2 as pb
 from contract.protos.tensorflow_serving.apis import predict_pb2
 from tests.e2e.server import REPO_ROOT, ServerProcess
+from tests.helpers import wait_for
 from tests.reliability.load import HEY_MAX_S, grpc_load_command, grpc_summary, server_grpc_answers
-from tests.reliability.test_reliability import LOAD_BEGUN, _wait_for, _workers
+from tests.reliability.test_reliability import LOAD_BEGUN, _workers
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 Record = Callable[..., None]
@@ -128,7 +129,7 @@ def test_expired_deadlines_and_cancelled_calls_leave_nothing_behind(
         )
         deadlines = grpc_summary(expiring.stdout)["codes"]
         cancelled = _cancel_in_flight(server.grpc_target, 64)
-        _wait_for(lambda: _queued_rows(server.url) == 0, "the queue to be empty")
+        wait_for(lambda: _queued_rows(server.url) == 0, "the queue to be empty")
         with grpc.insecure_channel(server.grpc_target) as channel:
             assert _call(channel, MODEL_INFER, _infer_request(np.zeros((1, 784), np.float32))) == grpc.StatusCode.OK
         seen = _grpc_answers_by_code(server.url)
@@ -178,23 +179,21 @@ def test_kill_9_of_one_worker_under_grpc_load_fails_only_its_calls(
     default_repo: Path, tmp_path: Path, record: Record
 ) -> None:
     with ServerProcess(default_repo, tmp_path / "log", poll_interval_s=0, workers=2, access_log="false") as server:
-        _wait_for(lambda: server.logs().count('"msg":"serving"') >= 2, "both workers to serve")
+        wait_for(lambda: server.logs().count('"msg":"serving"') >= 2, "both workers to serve")
         workers = _workers(server)
         before = sum(server_grpc_answers(server.url).values())
         load = subprocess.Popen(
             grpc_load_command(server.grpc_target, 16, HEY_MAX_S), stdout=subprocess.PIPE, text=True, cwd=REPO_ROOT
         )
         try:
-            _wait_for(lambda: sum(server_grpc_answers(server.url).values()) >= before + LOAD_BEGUN, "the gRPC load")
+            wait_for(lambda: sum(server_grpc_answers(server.url).values()) >= before + LOAD_BEGUN, "the gRPC load")
             # The worker that holds the callers' connections (the kernel spreads them over both, or not).
             victim = max(workers, key=lambda pid: _connections(pid, server.grpc_port))
             assert _connections(victim, server.grpc_port) > 0
             os.kill(victim, signal.SIGKILL)
-            _wait_for(lambda: server.logs().count('"msg":"serving"') >= 3, "the supervisor's new worker to serve")
+            wait_for(lambda: server.logs().count('"msg":"serving"') >= 3, "the supervisor's new worker to serve")
             after_replaced = sum(server_grpc_answers(server.url).values())
-            _wait_for(
-                lambda: sum(server_grpc_answers(server.url).values()) >= after_replaced + LOAD_BEGUN, "more calls"
-            )
+            wait_for(lambda: sum(server_grpc_answers(server.url).values()) >= after_replaced + LOAD_BEGUN, "more calls")
         finally:
             load.send_signal(signal.SIGINT)
         codes: dict[str, Any] = grpc_summary(load.communicate(timeout=120)[0])["codes"]

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from tests.e2e.server import REPO_ROOT, ServerProcess
-from tests.helpers import corrupt_probes
+from tests.helpers import HANG_S, corrupt_probes, wait_for
 from tests.reliability.conftest import Scale
 from tests.reliability.load import (
     HEY_MAX_S,
@@ -41,14 +41,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 Record = Callable[..., None]
 ROW = [0.0] * 784
 LOAD_BEGUN = 50  # answers the server has counted before the load counts as running
-WAIT_S = 180  # the longest any awaited condition may take: a guard against a hang, not a speed limit
-
-
-def _wait_for(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while not condition():
-        assert time.monotonic() < deadline, f"still waiting after {WAIT_S}s for {what}"
-        time.sleep(0.05)
+WAIT_S = HANG_S
 
 
 def _under_load(url: str, concurrency: int, action: Callable[[], None], *, after_s: float) -> Load:
@@ -72,9 +65,9 @@ def _under_mixed_load(
         command = grpc_load_command(grpc_target, concurrency, HEY_MAX_S)
         loads.append(subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=REPO_ROOT))
     try:
-        _wait_for(lambda: sum(server_answers(url).values()) >= rest_before + LOAD_BEGUN, "the REST load to begin")
+        wait_for(lambda: sum(server_answers(url).values()) >= rest_before + LOAD_BEGUN, "the REST load to begin")
         if grpc_target is not None:
-            _wait_for(lambda: sum(server_grpc_answers(url).values()) >= grpc_before + LOAD_BEGUN, "the gRPC load")
+            wait_for(lambda: sum(server_grpc_answers(url).values()) >= grpc_before + LOAD_BEGUN, "the gRPC load")
         action()
         time.sleep(after_s)  # more load after the change, not a wait for it
     finally:
@@ -221,13 +214,13 @@ def _workers(server: ServerProcess) -> list[int]:
 
 def test_kill_9_of_one_worker_fails_only_its_requests(default_repo: Path, tmp_path: Path, record: Record) -> None:
     with ServerProcess(default_repo, tmp_path / "log", poll_interval_s=0, workers=2, access_log="false") as server:
-        _wait_for(lambda: server.logs().count('"msg":"serving"') >= 2, "both workers to serve")
+        wait_for(lambda: server.logs().count('"msg":"serving"') >= 2, "both workers to serve")
         workers = _workers(server)
         assert len(workers) == 2, workers
 
         def kill_one() -> None:
             os.kill(workers[0], signal.SIGKILL)
-            _wait_for(lambda: server.logs().count('"msg":"serving"') >= 3, "the supervisor's new worker to serve")
+            wait_for(lambda: server.logs().count('"msg":"serving"') >= 3, "the supervisor's new worker to serve")
 
         load = _under_load(server.url, 16, kill_one, after_s=1)
         after = run_hey(server.url, 8, 2)
@@ -251,7 +244,7 @@ def test_a_version_swapped_mid_load_fails_nothing(default_repo: Path, tmp_path: 
 
         def swap() -> None:
             shutil.copytree(default_repo / "mnist" / "1", default_repo / "mnist" / "2")
-            _wait_for(lambda: _version_state(server.url, 1).get("state") == "END", "version 2 to replace version 1")
+            wait_for(lambda: _version_state(server.url, 1).get("state") == "END", "version 2 to replace version 1")
 
         before = server_answers(server.url)
         load, grpc = _under_mixed_load(server.url, server.grpc_target, 16, swap, after_s=1)
@@ -278,7 +271,7 @@ def test_a_corrupt_version_mid_load_never_serves(default_repo: Path, tmp_path: P
             shutil.copytree(default_repo / "mnist" / "1", staging)
             corrupt_probes(staging)
             staging.rename(default_repo / "mnist" / "2")
-            _wait_for(lambda: _version_state(server.url, 2).get("state") == "END", "version 2 to be refused")
+            wait_for(lambda: _version_state(server.url, 2).get("state") == "END", "version 2 to be refused")
 
         before = server_answers(server.url)
         load = _under_load(server.url, 16, publish_corrupt, after_s=1)
@@ -342,9 +335,9 @@ def test_a_full_queue_sheds_with_503_and_retry_after_then_recovers(
         calls.unlink(missing_ok=True)  # the self-check's calls
         gate.touch()  # from now on, a model call waits until the gate is gone
         held = [pool.submit(client.post, "/predict", json={"image": ROW})]
-        _wait_for(lambda: calls.exists() and len(calls.read_text().split()) == 1, "a call to hold the model")
+        wait_for(lambda: calls.exists() and len(calls.read_text().split()) == 1, "a call to hold the model")
         held += [pool.submit(client.post, "/predict", json={"image": ROW}) for _ in range(8)]
-        _wait_for(lambda: _queued_rows(server.url) == 8, "8 rows in the queue")
+        wait_for(lambda: _queued_rows(server.url) == 8, "8 rows in the queue")
         probes = [client.post("/predict", json={"image": ROW}) for _ in range(5)]
         shed = httpx.get(f"{server.url}/metrics").text
         gate.unlink()
