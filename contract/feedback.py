@@ -64,8 +64,16 @@ def write_correction(folder: Path, pixels: np.ndarray, digit: int, name: str) ->
 
 def count_corrections(folder: Path) -> int:
     """How many corrections `folder` holds (100,000 are counted in about 0.1 s)."""
+    return len(_correction_names(folder))
+
+
+def _correction_names(folder: Path) -> list[str]:
+    """The corrections' file names, in name order: what `count_corrections` counts and `read_corrections`
+    reads (a temporary file or the lock never ends in the suffix); none for a folder that does not exist."""
+    if not folder.is_dir():
+        return []
     with os.scandir(folder) as entries:
-        return sum(1 for entry in entries if entry.name.endswith(SUFFIX) and not entry.name.startswith("."))
+        return sorted(entry.name for entry in entries if entry.name.endswith(SUFFIX))
 
 
 @contextmanager
@@ -78,7 +86,7 @@ def _locked(folder: Path) -> Iterator[None]:
 def read_corrections(folder: Path) -> tuple[np.ndarray, np.ndarray, str]:
     """Every correction under `folder`: float32 pixels [N, 784], int64 digits [N], and the SHA-256 of the
     set (pixels and digits, in name order)."""
-    files = sorted(folder.glob(f"*{SUFFIX}"))
+    files = [folder / name for name in _correction_names(folder)]
     if not files:
         raise FeedbackError(f"{folder} holds no corrections (*{SUFFIX})")
     digest = hashlib.sha256()

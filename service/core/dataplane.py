@@ -157,7 +157,7 @@ class DataPlane:
         outputs = await served.batcher.submit(x, timeout_s=timeout_s)
         model = served.model
         answered_by.set(Answered(model.name, model.version, started, time.time_ns(), model.report.engine))
-        return InferenceResult(served.model.name, served.model.version, outputs)
+        return InferenceResult(model.name, model.version, outputs)
 
     async def explain(self, ref: ModelRef, x: np.ndarray) -> tuple[InferenceResult, list[Explanation]]:
         """The explanation of each of `x`'s rows by the version `ref` reaches, computed outside the batcher (an

@@ -206,13 +206,13 @@ def _accelerated(
 ) -> tuple[Runtime, SelfCheckReport]:
     """The accelerator's runtime and its report if it passes the self-check batched and is faster; else the
     runtime given, its report noting why not."""
+    engine = accelerator.engine
     try:
         candidate = accelerator(path, runtime)
-        engine = candidate.engine
         checked = self_check(candidate.predict, probes, repeats=repeats, max_rows=max_rows)
     except Exception as e:  # noqa: BLE001 - a candidate that fails in any way is not used, and says why
         reason = e if isinstance(e, SelfCheckFailed) else f"{type(e).__name__}: {e}"
-        return runtime, _noted(report, f"{accelerator.engine} not used: {reason}")
+        return runtime, _noted(report, f"{engine} not used: {reason}")
     if checked.mode is not BatchingMode.BATCHED:
         return runtime, _noted(report, f"{engine} not used: its rows depend on the batch they are in")
     inputs = np.asarray(probes.inputs, dtype=np.float32)

@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from contract import CONFIDENCE_SIGNATURE, EXPLAIN_SIGNATURE, IMAGE_PIXELS, INPUT_NAME, SIGNATURE_KEY
+from contract import CONFIDENCE_SIGNATURE, IMAGE_PIXELS, INPUT_NAME, SIGNATURE_KEY
 from service.core.runtime import Outputs, Predict, TensorSpec
-from service.runtimes.tensorflow import SavedModelRuntime, cpp_lines_to_log
+from service.runtimes.tensorflow import SavedModelRuntime, cpp_lines_to_log, replay_warmup
 
 ENGINE = "litert"
 
@@ -59,11 +59,7 @@ class LiteRtRuntime:
         return {spec.name: found[spec.name] for spec in self.outputs}  # copies: the runner reuses its buffers
 
     def warm_up(self) -> int:
-        for request in self.base.warmup:
-            call = self.base.explain if request.signature == EXPLAIN_SIGNATURE else self.predict
-            assert call is not None  # read_warmup admits only the signatures this version has
-            call(request.x)
-        return len(self.base.warmup)
+        return replay_warmup(self.base.warmup, self.predict, self.base.explain)
 
 
 class LiteRtConverter:

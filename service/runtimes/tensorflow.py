@@ -72,11 +72,16 @@ class SavedModelRuntime:
         return (SIGNATURE_KEY,) + (CONFIDENCE_SIGNATURE,) * with_confidence + (EXPLAIN_SIGNATURE,) * bool(self.explain)
 
     def warm_up(self) -> int:
-        for request in self.warmup:
-            call = self.explain if request.signature == EXPLAIN_SIGNATURE else self.predict
-            assert call is not None  # read_warmup admits only the signatures this version has
-            call(request.x)
-        return len(self.warmup)
+        return replay_warmup(self.warmup, self.predict, self.explain)
+
+
+def replay_warmup(requests: tuple["WarmupRequest", ...], predict: Predict, explain: Predict | None) -> int:
+    """Each warm-up request through `explain` or `predict`, as its signature says; how many."""
+    for request in requests:
+        call = explain if request.signature == EXPLAIN_SIGNATURE else predict
+        assert call is not None  # read_warmup admits only the signatures this version has
+        call(request.x)
+    return len(requests)
 
 
 def _runtime(saved: SavedModel) -> SavedModelRuntime:
