@@ -40,8 +40,14 @@ class Running:
 
 @contextmanager
 def running(
-    server: Server, *, python: str = sys.executable, window_ms: float = 0.0, env: dict[str, str] | None = None
+    server: Server,
+    *,
+    python: str = sys.executable,
+    window_ms: float = 0.0,
+    env: dict[str, str] | None = None,
+    root: Path = ROOT,
 ) -> Iterator[Running]:
+    """`server` started, its code imported from `root` (another checkout of this project, for an A/B)."""
     ports = {"port": free_port(), "grpc_port": free_port()}
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
@@ -58,7 +64,7 @@ def running(
             **os.environ,
             "MNIST_PORT": str(ports["port"]),
             "MNIST_ACCESS_LOG": "false",
-            "PYTHONPATH": str(ROOT),
+            "PYTHONPATH": str(root),
             **{k: v.format(**fill) for k, v in server.env.items()},
             **(env or {}),
         }
@@ -66,7 +72,7 @@ def running(
         log = workdir / "server.log"
         with log.open("wb") as out:
             proc = subprocess.Popen(
-                command, cwd=ROOT, env=full_env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+                command, cwd=root, env=full_env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
             )
         try:
             try:

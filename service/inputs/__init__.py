@@ -22,7 +22,7 @@ from service.errors import InvalidInput
 from service.protocols import tfserving
 from service.protocols.tensors import RAW_FP32
 
-_NUMBER_TYPES = frozenset({int, float})
+_NUMBER_TYPES, _INT = frozenset({int, float}), frozenset({int})
 _PREDICT_FIELDS = frozenset({"image", "images", "model", "version", "label"})
 
 
@@ -39,8 +39,7 @@ class WireTensor:
 
 def json_image(value: Any, *, field: str) -> np.ndarray:
     """One image, a list of 784 numbers in 0..255, as float32 `[1, 784]`."""
-    _check_row(value, field)
-    return _as_pixels([value], field)
+    return _as_pixels([value], field, integers=_check_row(value, field))
 
 
 def json_images(value: Any, *, field: str, max_images: int) -> np.ndarray:
@@ -48,9 +47,8 @@ def json_images(value: Any, *, field: str, max_images: int) -> np.ndarray:
     if not isinstance(value, list):
         raise InvalidInput(f"'{field}' must be a list of images, got {type_name(value)}")
     _check_batch(len(value), field=field, max_images=max_images)
-    for i, row in enumerate(value):
-        _check_row(row, f"{field}[{i}]")
-    return _as_pixels(value, field)
+    integers = [_check_row(row, f"{field}[{i}]") for i, row in enumerate(value)]
+    return _as_pixels(value, field, integers=all(integers))
 
 
 def predict_json(body: Mapping[str, Any], *, max_images: int) -> np.ndarray:
@@ -201,14 +199,17 @@ def _check_batch(rows: int, *, field: str, max_images: int) -> None:
         raise InvalidInput(f"'{field}' has {rows} images; the maximum per request is {max_images}")
 
 
-def _check_row(row: Any, where: str) -> None:
+def _check_row(row: Any, where: str) -> bool:
+    """Raise unless `row` is 784 numbers (a bool is not one); return whether every one is an int."""
     if not isinstance(row, list):
         raise InvalidInput(f"{where} must be a list of {IMAGE_PIXELS} pixel values, got {type_name(row)}")
     if len(row) != IMAGE_PIXELS:
         raise InvalidInput(f"{where}: expected {IMAGE_PIXELS} pixel values, got {len(row)}")
-    if not set(map(type, row)) <= _NUMBER_TYPES:
+    types = set(map(type, row))
+    if not types <= _NUMBER_TYPES:
         j, bad = next((j, v) for j, v in enumerate(row) if type(v) not in _NUMBER_TYPES)
         raise InvalidInput(f"{where}[{j}] must be a number, got {type_name(bad)}")
+    return types == _INT
 
 
 def _check_range(x: np.ndarray, *, field: str) -> np.ndarray:
@@ -222,7 +223,18 @@ def _check_range(x: np.ndarray, *, field: str) -> np.ndarray:
     )
 
 
-def _as_pixels(rows: list[Any], field: str) -> np.ndarray:
+def _as_pixels(rows: list[list[Any]], field: str, *, integers: bool) -> np.ndarray:
+    """float32 `[N, 784]` from checked rows; `integers` when every value is an int."""
+    if integers:
+        # NOTE: bytearray() checks and converts a list of ints within 0..255 in C, several times faster
+        # than numpy's conversion of Python numbers, which goes value by value. Raw intensities, the
+        # common case, take this path; a value outside the range leaves it for the range check's message.
+        try:
+            raw = b"".join(map(bytearray, rows))
+        except ValueError:
+            pass
+        else:
+            return np.frombuffer(raw, dtype=np.uint8).astype(np.float32).reshape(len(rows), IMAGE_PIXELS)
     with np.errstate(over="ignore"):  # a huge number becomes inf, which the range check refuses
         x = np.array(rows, dtype=np.float32)
     return _check_range(x, field=field)

@@ -66,6 +66,36 @@ def test_valid_shapes_pass_exactly_when_every_pixel_is_in_range(
         assert in_range and x.shape == (batch, 784)
 
 
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 2), st.integers(0, 783), st.integers(-300, 300)), max_size=4),
+    st.integers(1, 3),
+)
+def test_integer_pixels_read_as_their_float_forms_do(changes: list[tuple[int, int, int]], batch: int) -> None:
+    rows = [[(j * 7 + k) % 256 for j in range(784)] for k in range(batch)]
+    for row, column, value in changes:
+        rows[row % batch][column] = value
+    as_floats = [[float(v) for v in row] for row in rows]
+    outcomes = []
+    for form in (rows, as_floats):
+        try:
+            outcomes.append(inputs.json_images(form, field="images", max_images=8))
+        except InvalidInput as e:
+            outcomes.append(e.message)
+    ints, floats = outcomes
+    if isinstance(floats, str):
+        assert ints == floats and "pixel values must be raw intensities" in ints
+    else:
+        assert isinstance(ints, np.ndarray) and ints.dtype == np.float32 and np.array_equal(ints, floats)
+
+
+def test_a_boolean_among_integer_pixels_is_refused() -> None:
+    row = list(range(256)) * 3 + [0] * 16
+    row[9] = True
+    with pytest.raises(InvalidInput, match=r"image\[9\] must be a number, got a boolean"):
+        inputs.json_image(row, field="image")
+
+
 def _tensor(
     name: str = "pixels",
     datatype: str = "FP32",
