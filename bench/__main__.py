@@ -8,15 +8,17 @@ BENCHMARKS.md, with a plot. Timings are compared only as ratios within one run.
 """
 
 import argparse
+import math
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from bench import budget, loads, scaling
-from bench.lineup import ROOT, Server, servers
+from bench.lineup import OURS, ROOT, Server, servers
 from bench.process import ServerFailed, rss_mib, running
-from bench.report import Measured, plot, report
+from bench.report import PREDICT, Measured, plot, report
 from bench.venvs import VenvFailed, ensure
 
 CONCURRENCY = (1, 16, 64)
@@ -43,17 +45,25 @@ def main() -> int:
         print(f"== {server.name}", flush=True)
         measured[server.name] = _measure_best(server, args.duration)
     command = " ".join(["python -m bench", *sys.argv[1:]])
-    spent = None if args.no_budget else budget.run(args.duration)
-    extra = spent.lines if spent else []
+    costs = _model_costs(measured)
+    extra = [] if args.no_budget else budget.run(args.duration).lines
     if not args.no_scaling:
         extra += scaling.lines(scaling.measure(args.duration), scaling.memory_stages())
-    floor = spent.model_call_p50_ms if spent else None
-    text = report(measured, table, command=command, duration=args.duration, model_call_p50_ms=floor, extra=extra)
+    text = report(measured, table, command=command, duration=args.duration, model_costs=costs, extra=extra)
     (args.out.parent / "docs").mkdir(exist_ok=True)
     plot(measured, args.out.parent / "docs" / "benchmarks.png")
     args.out.write_text(text + _kept(args.out))
     print(text)
     return 0
+
+
+def _model_costs(measured: dict[str, Measured]) -> dict[str, Any] | None:
+    """The serving runtime's bare calls at the batches /predict formed under load, for the composed limit."""
+    ours = measured.get(PREDICT)
+    if ours is None or ours.failure or not ours.mean_batches:
+        return None
+    batches = sorted({max(1, round(b)) for b in ours.mean_batches if math.isfinite(b)})
+    return budget.measure_model_costs(batches)
 
 
 def _kept(out: Path) -> str:
@@ -81,16 +91,24 @@ def _measure_best(server: Server, duration: float) -> Measured:
 
 
 def _measure(server: Server, python: str, duration: float, window_ms: float) -> Measured:
+    """Each concurrency in turn; for ours, also the mean batch it formed (rows per model call)."""
+    ours = server.name.startswith(OURS)
     with running(server, python=python, window_ms=window_ms) as live:
         port = live.grpc_port if server.load.protocol == "grpc" else live.port
+        results, batches = [], []
         try:
             loads.run(server.load, port, 1, 1.0)  # warm-up
-            results = [loads.run(server.load, port, c, duration) for c in CONCURRENCY]
+            for c in CONCURRENCY:
+                before = budget.batch_totals(live.port) if ours else (0.0, 0.0)
+                results.append(loads.run(server.load, port, c, duration))
+                if ours:
+                    rows, calls = (a - b for a, b in zip(budget.batch_totals(live.port), before, strict=True))
+                    batches.append(rows / calls if calls else float("nan"))
         except subprocess.CalledProcessError as e:
             raise ServerFailed(f"{server.name}: the load generator failed: {e.stderr or e}") from e
         rss = rss_mib(live.pid)
     setting = f"{window_ms:g} ms" if server.windows_ms else ""
-    return Measured(live.cold_start_s, rss, results, [setting] * len(results))
+    return Measured(live.cold_start_s, rss, results, [setting] * len(results), mean_batches=batches)
 
 
 if __name__ == "__main__":

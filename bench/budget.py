@@ -15,6 +15,7 @@ event loop's time per request (1 / req/s, since the one loop is what saturates).
 """
 
 import asyncio
+import functools
 import json
 import re
 import shutil
@@ -96,7 +97,7 @@ def sample(pid: int, port: int, body: bytes, concurrency: int, seconds: float, p
     url = f"http://127.0.0.1:{port}/predict"
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "body").write_bytes(body)
-        batches_before = _batches(port)
+        batches_before = batch_totals(port)
         load = subprocess.Popen(
             hey.command(url, Path(tmp) / "body", concurrency, seconds + 2), stdout=subprocess.PIPE, text=True
         )
@@ -107,7 +108,7 @@ def sample(pid: int, port: int, body: bytes, concurrency: int, seconds: float, p
         subprocess.run(record, check=True, capture_output=True)
         summary = load.communicate()[0]
         counts = main_thread_stages(out.read_text())
-    rows, calls = (after - before for after, before in zip(_batches(port), batches_before, strict=True))
+    rows, calls = (after - before for after, before in zip(batch_totals(port), batches_before, strict=True))
     rps, mean_ms = hey.requests_per_second(summary), hey.mean_ms(summary)
     total = sum(counts.values())
     per_request_us = 1e6 / rps
@@ -117,7 +118,7 @@ def sample(pid: int, port: int, body: bytes, concurrency: int, seconds: float, p
     )  # fmt: skip
 
 
-def _batches(port: int) -> tuple[float, float]:
+def batch_totals(port: int) -> tuple[float, float]:
     """(rows, model calls) so far, from the server's mnist_batch_size histogram."""
     text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
     found = dict(re.findall(r"^mnist_batch_size_(sum|count) ([\d.e+]+)$", text, re.MULTILINE))
@@ -187,12 +188,18 @@ async def _serving_core(model_dir: Path) -> AsyncIterator[tuple[Any, Any, Any, A
     from service.core.dataplane import DataPlane
     from service.core.manager import ModelManager
     from service.metrics import Metrics
-    from service.runtimes import default_runtimes
+    from service.runtimes import default_accelerators, default_runtimes
 
     settings = Settings(model_dir=model_dir, poll_interval_s=0, access_log=False)
     metrics = Metrics()
     lone = Arrivals((_LoneClient(),))  # as under `hey -c 1`: one connection, its request in the app
-    manager = ModelManager(settings, runtimes=default_runtimes(settings), metrics=metrics, arrivals=lone.possible)
+    manager = ModelManager(
+        settings,
+        runtimes=default_runtimes(settings),
+        accelerators=default_accelerators(settings),
+        metrics=metrics,
+        arrivals=lone.possible,
+    )
     await manager.start()
     try:
         yield settings, metrics, manager, DataPlane(manager, default_model=settings.default_model)
@@ -202,9 +209,7 @@ async def _serving_core(model_dir: Path) -> AsyncIterator[tuple[Any, Any, Any, A
 
 async def micro(model_dir: Path, body: bytes, batch: int) -> dict[str, float]:
     """µs per call of each stage's own code, and of the whole app, in this process; the bare model
-    call also per row at `batch` rows."""
-    import numpy as np
-    import tensorflow as tf
+    call (the runtime that serves, as the default settings choose it) also per row at `batch` rows."""
     from starlette.requests import Request
 
     from bench.servers import raw_asgi
@@ -222,10 +227,7 @@ async def micro(model_dir: Path, body: bytes, batch: int) -> dict[str, float]:
         scope, parsed = _scope(body), codec.parse_json(body, max_depth=settings.max_json_depth)
         x = inputs.predict_json(parsed, max_images=settings.max_request_images)
         result = await plane.infer(default, x)
-        served = manager.resolve(settings.default_model)
-        path = model_dir / served.model.name / str(served.model.version)
-        signature = tf.saved_model.load(str(path)).signatures["serving_default"]
-        two = tf.constant(np.concatenate([x, np.zeros_like(x)]))
+        served = manager.resolve(settings.default_model).model
 
         async def noop_app(scope: Any, receive: Any, send: Any) -> None:
             await send({"type": "http.response.start", "status": 200, "headers": []})
@@ -242,8 +244,7 @@ async def micro(model_dir: Path, body: bytes, batch: int) -> dict[str, float]:
             "validation": _median_us(
                 lambda: inputs.predict_json(codec.json_object(parsed), max_images=settings.max_request_images)
             ),
-            "model call (bare signature, batch of 2)": _median_us(lambda: signature(pixels=two)),
-            "model call, as the batcher makes it": _median_us(lambda: served.model.predict(x)),
+            "model call, as the batcher makes it": _median_us(lambda: served.predict(x)),
             "infer: batcher and model": await _amedian_us(lambda: plane.infer(default, x)),
             "response build and encode": await _amedian_us(
                 lambda: codec.json_response({"predictions": _predictions(result)})(scope, _receiver(b""), _discard)
@@ -255,21 +256,55 @@ async def micro(model_dir: Path, body: bytes, batch: int) -> dict[str, float]:
             "whole app, in process": await _amedian_us(lambda: app(scope, _receiver(body), _discard)),
             "raw ASGI app, in process": await _amedian_us(lambda: raw_asgi.app(scope, _receiver(body), _discard)),
         }
-        rows = tf.constant(np.repeat(x, batch, axis=0))
-        stages["model call per row, bare signature, at the mean batch"] = (
-            _median_us(lambda: signature(pixels=rows)) / batch
-        )
-        flush = np.ones(CACHE_FLUSH_BYTES // 8)  # read through before each call: the weights leave the caches
-        stages["model call (bare signature, batch of 2), caches flushed"] = _median_us(
-            lambda: signature(pixels=two), n=500, before=flush.sum
-        )
-        return stages
+        return stages | _bare_calls(served.runtime, x, [batch])
+
+
+def _bare_calls(runtime: Any, x: Any, batches: list[int]) -> dict[str, float]:
+    """The runtime's own predict, without the batcher's padding and checks: µs at two rows (warm, and with
+    the weights flushed from the caches before each call), and µs per row at each of `batches` rows."""
+    import numpy as np
+
+    two = np.repeat(x, 2, axis=0)
+    flush = np.ones(CACHE_FLUSH_BYTES // 8)  # read through before each call: the weights leave the caches
+    costs = {
+        BARE_CALL: _median_us(lambda: runtime.predict(two)),
+        f"{BARE_CALL}, caches flushed": _median_us(lambda: runtime.predict(two), n=500, before=flush.sum),
+    }
+    for batch in batches:
+        rows = np.repeat(x, batch, axis=0)
+        call = functools.partial(runtime.predict, rows)
+        costs[per_row(batch)] = _median_us(call, n=max(200, 3000 // batch)) / batch
+    return costs
+
+
+def per_row(batch: int) -> str:
+    return f"model call per row, bare runtime, at {batch} rows"
+
+
+async def model_costs(model_dir: Path, batches: list[int]) -> dict[str, Any]:
+    """The engine that serves the default model under the default settings, and its bare calls."""
+    import numpy as np
+
+    async with _serving_core(model_dir) as (settings, _, manager, _):
+        runtime = manager.resolve(settings.default_model).model.runtime
+        x = np.asarray([IMAGE], dtype=np.float32)
+        return {"engine": runtime.engine, **_bare_calls(runtime, x, batches)}
+
+
+def measure_model_costs(batches: list[int]) -> dict[str, Any]:
+    """`model_costs` in a fresh process (its TensorFlow and threads apart from the bench's)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.budget", "costs", *map(str, batches)],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
 # -- the report section --------------------------------------------------------------------------------
 
 BODY = json.dumps({"image": IMAGE}).encode()
 CACHE_FLUSH_BYTES = 64 * 2**20  # twice this machine's L3
+BARE_CALL = "model call (bare runtime, batch of 2)"
 ROWS = [
     OUTSIDE,
     "body read",
@@ -288,7 +323,7 @@ ROWS = [
 @dataclass(frozen=True)
 class Budget:
     lines: list[str]
-    model_call_p50_ms: float  # the bare signature on a batch of two, in-process
+    model_call_p50_ms: float  # the serving runtime's bare call on a batch of two, in-process
 
 
 def run(seconds: float) -> Budget:
@@ -307,7 +342,7 @@ def run(seconds: float) -> Budget:
     )
     timed = json.loads(done.stdout.strip().splitlines()[-1])
     table = _table(sampled, alone, raw, timed, batch)
-    return Budget(table, timed["model call (bare signature, batch of 2)"] / 1000)
+    return Budget(table, timed[BARE_CALL] / 1000)
 
 
 def _hey(port: int, concurrency: int, seconds: float) -> tuple[float, float]:
@@ -347,8 +382,8 @@ def _table(
     # At c=16 one request costs the loop: what it costs uvicorn at saturation (the raw limit's 1/req/s, less
     # its app), the app's own stages without the model, and the model's cost per row at the mean batch.
     app_without_model = timed["whole app, in process"] - timed["infer: batcher and model"]
-    per_row = timed["model call per row, bare signature, at the mean batch"]
-    estimate_c16 = 1e6 / raw[1][0] - timed["raw ASGI app, in process"] + app_without_model + per_row
+    row_cost = timed[per_row(batch)]
+    estimate_c16 = 1e6 / raw[1][0] - timed["raw ASGI app, in process"] + app_without_model + row_cost
     lines = [
         "## Where a request's time goes",
         "",
@@ -378,13 +413,13 @@ def _table(
         f"micro-benchmarks, a request costs the loop {estimate_c16:,.0f} µs: uvicorn at saturation "
         f"{1e6 / raw[1][0] - timed['raw ASGI app, in process']:,.0f} (the raw limit's 1 / req/s, "
         f"{raw[1][0]:,.0f} req/s, less its app), the app without the model {app_without_model:,.0f}, and the "
-        f"model's {per_row:,.0f} per row at {batch} rows; that is {estimate_c16 * c16.rps / 1e6:.0%} of the "
+        f"model's {row_cost:,.0f} per row at {batch} rows; that is {estimate_c16 * c16.rps / 1e6:.0%} of the "
         "measured 1 / req/s.",
-        f"- The bare model call (the SavedModel signature on two rows, in-process): "
-        f"{timed['model call (bare signature, batch of 2)']:,.0f} µs; as the batcher makes it (padding one row to "
+        f"- The bare model call (the serving runtime's predict on two rows, in-process): "
+        f"{timed[BARE_CALL]:,.0f} µs; as the batcher makes it (padding one row to "
         f"two, checking the output is finite): {timed['model call, as the batcher makes it']:,.0f} µs. With "
         f"{CACHE_FLUSH_BYTES // 2**20} MiB read before each call, so that the weights come from memory again: "
-        f"{timed['model call (bare signature, batch of 2), caches flushed']:,.0f} µs. A serving process touches "
+        f"{timed[BARE_CALL + ', caches flushed']:,.0f} µs. A serving process touches "
         "other memory between requests, which is why its sampled model call costs more than the warm one.",
         "",
     ]
@@ -392,11 +427,14 @@ def _table(
 
 
 def _main() -> None:
-    """`python -m bench.budget BATCH`: the micro-benchmarks on uvloop, as one JSON line."""
+    """`python -m bench.budget BATCH`: the micro-benchmarks on uvloop, as one JSON line;
+    `python -m bench.budget costs BATCH...`: the serving runtime's engine and bare calls."""
     import uvloop
 
-    timed = uvloop.run(micro(ROOT / "models", BODY, int(sys.argv[1])))
-    print(json.dumps(timed))
+    if sys.argv[1] == "costs":
+        print(json.dumps(uvloop.run(model_costs(ROOT / "models", [int(b) for b in sys.argv[2:]]))))
+        return
+    print(json.dumps(uvloop.run(micro(ROOT / "models", BODY, int(sys.argv[1])))))
 
 
 if __name__ == "__main__":

@@ -101,6 +101,7 @@ async def started_core(
     manager = ModelManager(
         settings,
         runtimes=default_runtimes(settings) if runtimes is None else runtimes,
+        accelerators=(),  # the SavedModel serves, so outputs compare bit for bit with the model's own
         metrics=metrics,
         arrivals=(arrivals or Arrivals(())).possible,
         batch_tracer=None if tracing is None else tracing.batch_tracer,

@@ -61,12 +61,13 @@ class ModelManager:
         settings: Settings,
         *,
         runtimes: Mapping[str, RuntimeLoader],
-        accelerators: Sequence[Accelerator] = (),
+        accelerators: Sequence[Accelerator],
         metrics: Metrics,
         arrivals: Callable[[], bool],
         batch_tracer: Callable[[str, int], BatchTracer] | None = None,
     ) -> None:
-        """`arrivals` says whether a request may still join a batch (`service.core.arrivals`); `batch_tracer`,
+        """`accelerators` are offered each version after its self-check (none: it serves on its runtime);
+        `arrivals` says whether a request may still join a batch (`service.core.arrivals`); `batch_tracer`,
         where tracing is on, gives each version's batcher its tracer."""
         self._settings = settings
         self._runtimes = runtimes

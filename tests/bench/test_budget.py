@@ -2,9 +2,10 @@
 
 import math
 
-from bench.budget import LOOP, OUTSIDE, main_thread_stages, stage_of
+from bench.budget import BARE_CALL, LOOP, OUTSIDE, main_thread_stages, per_row, stage_of
+from bench.lineup import RAW_LIMIT
 from bench.loads import Result
-from bench.report import Measured
+from bench.report import PREDICT, Measured, composed_limit
 
 ROOT_FRAMES = [
     "_run_module_as_main (<frozen runpy>:198)",
@@ -57,3 +58,24 @@ def test_a_sweep_keeps_each_concurrencys_best_window_and_says_which():
     assert best.settings == ["1 ms", "20 ms"]
     assert (best.cold_start_s, best.rss_mib) == (4.0, 350.0)
     assert math.isnan(Measured.failed("no wheel").rss_mib)
+
+
+def test_the_composed_limit_adds_the_raw_limits_cost_and_the_runtimes_per_row_cost_at_the_batch_formed():
+    raw = Measured(1.0, 50.0, [_result(1, 2000), _result(16, 10_000), _result(64, 8_000)], ["", "", ""])
+    ours = Measured(
+        5.0, 800.0, [_result(1, 700), _result(16, 4_000), _result(64, 6_000)], ["", "", ""], mean_batches=[1, 15.6, 40]
+    )
+    costs = {"engine": "litert", BARE_CALL: 250.0, per_row(16): 25.0, per_row(40): 25.0}
+    text = "\n".join(composed_limit({PREDICT: ours, RAW_LIMIT: raw}, costs))
+    # c=16: 100 µs + 25 µs per request is 8,000 req/s, of which 4,000 is half; c=64: 125 + 25 µs, 6,667 req/s.
+    assert "| 16 | 100 µs per request | 15.6 | 25 µs | 8,000 req/s | 4,000 req/s | 50% |" in text
+    assert "c=16: 50% of the composed limit (misses" in text
+    assert "c=64: 90% of the composed limit (meets" in text
+    # c=1: a p50 of 1.0 ms against the raw limit's 1.0 ms plus 0.25 ms is 0.80x.
+    assert "0.80x the composed limit's (meets" in text
+
+
+def test_a_sweep_keeps_the_mean_batch_of_the_run_it_keeps():
+    slow = Measured(5.0, 300.0, [_result(16, 1000)], ["1 ms"], mean_batches=[4.0])
+    fast = Measured(4.0, 350.0, [_result(16, 3000)], ["20 ms"], mean_batches=[12.0])
+    assert Measured.best([slow, fast]).mean_batches == [12.0]
