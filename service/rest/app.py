@@ -12,9 +12,11 @@ from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Match
+from starlette.types import ASGIApp
 
 import service
 from contract import LABEL_PATTERN, MODEL_NAME_PATTERN, VERSION_PATTERN
@@ -29,12 +31,12 @@ from service.protocols.tfserving import TfServing
 from service.protocols.v2 import OpenInference
 from service.rest import page
 from service.rest.codec import json_response
-from service.rest.errors import error_response, openapi_responses
+from service.rest.errors import error_response, openapi_responses, unexpected_error_response
 from service.rest.feedback import FeedbackApi
 from service.rest.middleware import RequestContextMiddleware
 from service.rest.ops import OpsApi
 from service.rest.predict import PredictApi
-from service.rest.routing import FastRoute
+from service.rest.routing import FastRoute, FastRoutesFirst
 from service.rest.tfserving import TfServingApi
 from service.rest.v2 import OpenInferenceApi
 from service.security import ApiKeys
@@ -76,7 +78,7 @@ def create_app(
         keyed = [route for route in every_route if isinstance(route, FastRoute)]
         for route in keyed:
             route.require_key(keys)
-    app = FastAPI(
+    app = _ServingApp(
         title="BN-MNIST serving",
         version=service.__version__,
         summary="Batch-normalized MNIST classifiers: /predict, TensorFlow Serving REST and Open Inference Protocol v2.",
@@ -86,10 +88,10 @@ def create_app(
     )
     _add_error_handlers(app)
     if settings.cors_origins:
-        app.add_middleware(
+        app.wrap(
             CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"], allow_headers=["*"]
         )
-    app.add_middleware(
+    app.wrap(
         RequestContextMiddleware,
         metrics=metrics,
         max_body_bytes=settings.max_body_bytes,
@@ -101,6 +103,25 @@ def create_app(
     )
     app.openapi = lambda: _openapi_with_shared_schemas(app, keyed)  # type: ignore[method-assign]
     return app
+
+
+class _ServingApp(FastAPI):
+    """FastAPI, with the FastRoutes answered ahead of its own middleware (`FastRoutesFirst`) and the
+    middleware every request needs (`wrap`) around both."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._outer: list[Middleware] = []
+
+    def wrap(self, cls: Any, **options: Any) -> None:
+        """Add a middleware around every request; the last added is the outermost."""
+        self._outer.append(Middleware(cls, **options))
+
+    def build_middleware_stack(self) -> ASGIApp:
+        app: ASGIApp = FastRoutesFirst(super().build_middleware_stack(), self.router.routes)
+        for cls, args, options in self._outer:
+            app = cls(app, *args, **options)
+        return app
 
 
 def _add_error_handlers(app: FastAPI) -> None:
@@ -122,8 +143,7 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
-        logger.exception("unhandled error")
-        return json_response({"error": "internal server error"}, 500)
+        return unexpected_error_response(exc)
 
 
 def _methods_on(request: Request) -> list[str]:

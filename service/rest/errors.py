@@ -50,6 +50,12 @@ def error_response(error: ServiceError) -> Response:
     return json_response({"error": error.message}, status, headers)
 
 
+def unexpected_error_response(error: Exception) -> Response:
+    """A 500 for an error no handler expected, logged with its traceback; the client learns nothing more."""
+    logger.error("unhandled error", exc_info=error)
+    return json_response({"error": "internal server error"}, 500)
+
+
 def openapi_responses(*errors: type[ServiceError]) -> dict[int | str, dict[str, Any]]:
     """The OpenAPI `responses` of a route that can raise `errors`, described by their docstrings."""
     responses: dict[int | str, dict[str, Any]] = {}

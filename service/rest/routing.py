@@ -1,5 +1,6 @@
-"""`FastRoute`: a route that FastAPI routes and documents, but answers without its request machinery; and
-`{param:segment}`, a path parameter that stops at a colon.
+"""`FastRoute`: a route that FastAPI routes and documents, but answers without its request machinery;
+`FastRoutesFirst`, which sends a request for one straight to it; and `{param:segment}`, a path parameter
+that stops at a colon.
 
 NOTE: on the inference routes, FastAPI's dependency injection, response validation and exception
 middleware cost more than the rest of the request's Python together (measured: see BENCHMARKS.md),
@@ -16,10 +17,11 @@ from fastapi.routing import APIRoute
 from starlette.convertors import Convertor, register_url_convertor
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
+from starlette.routing import BaseRoute, Match
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.errors import ServiceError
-from service.rest.errors import error_response
+from service.rest.errors import error_response, unexpected_error_response
 from service.security.keys import API_KEY, AUTHORIZATION, ApiKeys
 
 _KEY_HEADERS = (AUTHORIZATION.encode(), API_KEY.encode())
@@ -72,4 +74,35 @@ class FastRoute(APIRoute):
             response = await self._endpoint(Request(scope, receive), **scope["path_params"])
         except ServiceError as e:
             response = error_response(e)
+        except Exception as e:  # noqa: BLE001 - a bug: the client gets a 500, the log its traceback
+            response = unexpected_error_response(e)
         await response(scope, receive, send)
+
+
+class FastRoutesFirst:
+    """The app's routing table consulted ahead of its middleware: a request whose first full match is a
+    FastRoute goes straight to it; any other request (a FastAPI route, a 404, a 405) goes to `app`, the
+    app's whole stack, as before.
+
+    NOTE: FastAPI wraps every request in five middlewares (server errors, exception telemetry, body limit,
+    exception handlers, an exit stack) before it matches a route. A FastRoute needs none of them: it
+    answers its own errors, and what every request does need (`RequestContextMiddleware`, CORS) wraps
+    this dispatcher. The cut is measured in docs/performance.md.
+    """
+
+    def __init__(self, app: ASGIApp, routes: list[BaseRoute]) -> None:
+        self._app = app
+        self._routes = routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            for route in self._routes:
+                match, child = route.matches(scope)
+                if match is Match.FULL:
+                    if isinstance(route, FastRoute):
+                        scope["route"] = route  # as the router sets it, for the metrics and logs
+                        scope.update(child)
+                        await route.app(scope, receive, send)
+                        return
+                    break
+        await self._app(scope, receive, send)

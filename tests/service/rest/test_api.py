@@ -548,3 +548,44 @@ async def test_a_label_change_on_a_read_only_repository_is_a_409_and_changes_not
     refused = await client.put("/admin/models/mnist/labels/stable", json={"version": 1}, headers=admin)
     assert refused.status_code == 409 and "Read-only file system" in refused.json()["error"]
     assert (await client.get("/models")).json()["labels"] == {"mnist": {}}
+
+
+async def test_cors_answers_on_the_inference_routes_and_the_rest() -> None:
+    origin = "http://page.example"
+    settings = Settings(
+        model_dir=DEFAULT_VERSION.parents[1], poll_interval_s=0, access_log=False, cors_origins=[origin]
+    )
+    async with serving(settings) as (_, c):
+        for response in (
+            await c.post("/predict", json={"image": ROW}, headers={"origin": origin}),  # a FastRoute
+            await c.get("/v1/models/mnist", headers={"origin": origin}),  # a FastAPI route
+            await c.options(
+                "/predict", headers={"origin": origin, "access-control-request-method": "POST"}
+            ),  # a preflight
+        ):
+            assert response.status_code == 200
+            assert response.headers["access-control-allow-origin"] == origin
+        assert (
+            "access-control-allow-origin"
+            not in (await c.post("/predict", json={"image": ROW}, headers={"origin": "http://elsewhere"})).headers
+        )
+
+
+async def test_a_bug_behind_an_inference_route_is_a_counted_500_and_the_next_request_works(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    settings = Settings(model_dir=DEFAULT_VERSION.parents[1], poll_interval_s=0, access_log=False)
+    async with serving(settings) as (core, c):
+        working = core.plane.infer
+
+        async def broken(*args: object, **kwargs: object) -> object:
+            raise RuntimeError("a bug")
+
+        core.plane.infer = broken  # type: ignore[method-assign]
+        response = await c.post("/predict", json={"image": ROW})
+        assert response.status_code == 500 and response.json() == {"error": "internal server error"}
+        assert any(r.message == "unhandled error" and r.exc_info for r in caplog.records)
+        metrics = (await c.get("/metrics")).text
+        assert _sample(metrics, "mnist_requests_total", endpoint="/predict", status="500") == 1
+        core.plane.infer = working  # type: ignore[method-assign]
+        assert (await c.post("/predict", json={"image": ROW})).status_code == 200
