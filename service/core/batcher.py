@@ -65,6 +65,11 @@ class _Pending:
     traced: Any = None  # the BatchTracer's token, where tracing is on
 
 
+def _expire(future: asyncio.Future[Outputs], timeout: float) -> None:
+    if not future.done():
+        future.set_exception(Timeout(f"no answer from the model within {timeout:.3g}s"))
+
+
 class DynamicBatcher:
     def __init__(
         self,
@@ -106,19 +111,20 @@ class DynamicBatcher:
             raise Overloaded(f"server is at capacity ({self._queued_rows} rows queued); retry shortly")
         if self._executor is None and not self._queue and not self._may_arrive():
             return self._alone(x)
-        future: asyncio.Future[Outputs] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Outputs] = loop.create_future()
         self._queue.append(_Pending(x, future, None if self._tracer is None else self._tracer.enqueued()))
         self._queued_rows += len(x)
         self._wakeup.set()
         timeout = self._timeout_s if timeout_s is None else min(timeout_s, self._timeout_s)
+        # NOTE: one timer that fails the future, rather than wait_for(shield(future)), which costs a second
+        # future, a timeout context and their callbacks per request. A future that is done when its batch
+        # is taken (timed out, or cancelled because the caller went away) has its rows skipped.
+        deadline = loop.call_later(timeout, _expire, future, timeout)
         try:
-            return await asyncio.wait_for(asyncio.shield(future), timeout)
-        except asyncio.TimeoutError:  # not the builtin TimeoutError before Python 3.11
-            future.cancel()
-            raise Timeout(f"no answer from the model within {timeout:.3g}s") from None
-        except asyncio.CancelledError:  # the caller went away: its rows are skipped if still queued
-            future.cancel()
-            raise
+            return await future
+        finally:
+            deadline.cancel()
 
     def _alone(self, x: np.ndarray) -> Outputs:
         """A request nobody can join, with the model free: computed here, in the caller's task.

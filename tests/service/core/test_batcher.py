@@ -120,6 +120,28 @@ async def test_a_slow_model_times_out_the_request(executor: ThreadPoolExecutor) 
     await batcher.close()
 
 
+async def test_rows_of_requests_that_timed_out_or_went_away_while_queued_are_never_computed(
+    executor: ThreadPoolExecutor,
+) -> None:
+    model = RecordingModel()
+    batcher = _batcher(model, executor, timeout_s=30)
+    model.gate.clear()
+    in_model = asyncio.ensure_future(batcher.submit(np.ones((1, 3))))
+    await _until(lambda: model.entered == 1)  # the model is busy: what comes next is queued
+    abandoned = asyncio.ensure_future(batcher.submit(np.ones((2, 3))))
+    await _until(lambda: batcher.queued_rows == 2)
+    abandoned.cancel()
+    with pytest.raises(Timeout, match="within 0.05s"):
+        await batcher.submit(np.ones((4, 3)), timeout_s=0.05)
+    kept = asyncio.ensure_future(batcher.submit(np.ones((8, 3))))
+    await _until(lambda: batcher.queued_rows == 14)
+    model.gate.set()
+    await asyncio.gather(in_model, kept)
+    assert abandoned.cancelled() and model.batches == [1, 8]  # neither the 2 rows nor the 4 were computed
+    assert batcher.queued_rows == 0
+    await batcher.close()
+
+
 async def test_close_finishes_every_accepted_request(executor: ThreadPoolExecutor) -> None:
     model = RecordingModel()
     batcher = _batcher(model, executor)
