@@ -27,13 +27,16 @@ def main() -> int:
     parser.add_argument("--route", default="/predict", help="one of our rows, as the bench names it (default /predict)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of both sides, in turn (default 3)")
     parser.add_argument("--duration", type=float, default=5.0, help="seconds of load per concurrency (default 5)")
+    parser.add_argument(
+        "--concurrency", type=int, nargs="+", default=CONCURRENCY, help="connections to load with (default 1 16 64)"
+    )
     args = parser.parse_args()
     name = f"{OURS} ({args.route})"
     server = next((s for s in servers(with_peers=False) if s.name == name), None)
     if server is None:
         sys.exit(f"no row named {name!r} in bench/lineup.py")
-    rps: dict[str, dict[int, list[float]]] = {side: {c: [] for c in CONCURRENCY} for side in SIDES}
-    p50: dict[str, dict[int, list[float]]] = {side: {c: [] for c in CONCURRENCY} for side in SIDES}
+    rps: dict[str, dict[int, list[float]]] = {side: {c: [] for c in args.concurrency} for side in SIDES}
+    p50: dict[str, dict[int, list[float]]] = {side: {c: [] for c in args.concurrency} for side in SIDES}
     with tempfile.TemporaryDirectory() as tmp:
         before = Path(tmp) / "before"
         subprocess.run(["git", "worktree", "add", "--detach", str(before), args.rev], cwd=ROOT, check=True)
@@ -43,7 +46,7 @@ def main() -> int:
                     with running(server, root=root) as live:
                         port = live.grpc_port if server.load.protocol == "grpc" else live.port
                         loads.run(server.load, port, 1, 1.0)  # warm-up
-                        for c in CONCURRENCY:
+                        for c in args.concurrency:
                             result = loads.run(server.load, port, c, args.duration)
                             rps[side][c].append(result.rps)
                             p50[side][c].append(result.p50_ms)
@@ -52,7 +55,7 @@ def main() -> int:
     print(f"{name}: {args.rev} (before) against the working tree (after), median of {args.rounds} rounds")
     print("| c | req/s before | req/s after | after / before | p50 ms before | p50 ms after |")
     print("|---|---|---|---|---|---|")
-    for c in CONCURRENCY:
+    for c in args.concurrency:
         r = [statistics.median(rps[side][c]) for side in SIDES]
         p = [statistics.median(p50[side][c]) for side in SIDES]
         print(f"| {c} | {r[0]:,.0f} | {r[1]:,.0f} | {r[1] / r[0]:.2f} | {p[0]:.2f} | {p[1]:.2f} |")
