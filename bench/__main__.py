@@ -46,7 +46,7 @@ def main() -> int:
         measured[server.name] = _measure_best(server, args.duration)
     command = " ".join(["python -m bench", *sys.argv[1:]])
     costs = _model_costs(measured)
-    extra = [] if args.no_budget else budget.run(args.duration).lines
+    extra = [] if args.no_budget else budget.run(args.duration)
     if not args.no_scaling:
         extra += scaling.lines(scaling.measure(args.duration), scaling.memory_stages())
     text = report(measured, table, command=command, duration=args.duration, model_costs=costs, extra=extra)
@@ -62,7 +62,7 @@ def _model_costs(measured: dict[str, Measured]) -> dict[str, Any] | None:
     ours = measured.get(PREDICT)
     if ours is None or ours.failure or not ours.mean_batches:
         return None
-    batches = sorted({max(1, round(b)) for b in ours.mean_batches if math.isfinite(b)})
+    batches = sorted({budget.formed_batch(b) for b in ours.mean_batches if math.isfinite(b)})
     return budget.measure_model_costs(batches)
 
 
@@ -102,8 +102,7 @@ def _measure(server: Server, python: str, duration: float, window_ms: float) -> 
                 before = budget.batch_totals(live.port) if ours else (0.0, 0.0)
                 results.append(loads.run(server.load, port, c, duration))
                 if ours:
-                    rows, calls = (a - b for a, b in zip(budget.batch_totals(live.port), before, strict=True))
-                    batches.append(rows / calls if calls else float("nan"))
+                    batches.append(budget.mean_batch_since(live.port, before))
         except subprocess.CalledProcessError as e:
             raise ServerFailed(f"{server.name}: the load generator failed: {e.stderr or e}") from e
         rss = rss_mib(live.pid)

@@ -97,7 +97,7 @@ def sample(pid: int, port: int, body: bytes, concurrency: int, seconds: float, p
     url = f"http://127.0.0.1:{port}/predict"
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "body").write_bytes(body)
-        batches_before = batch_totals(port)
+        before = batch_totals(port)
         load = subprocess.Popen(
             hey.command(url, Path(tmp) / "body", concurrency, seconds + 2), stdout=subprocess.PIPE, text=True
         )
@@ -108,12 +108,11 @@ def sample(pid: int, port: int, body: bytes, concurrency: int, seconds: float, p
         subprocess.run(record, check=True, capture_output=True)
         summary = load.communicate()[0]
         counts = main_thread_stages(out.read_text())
-    rows, calls = (after - before for after, before in zip(batch_totals(port), batches_before, strict=True))
     rps, mean_ms = hey.requests_per_second(summary), hey.mean_ms(summary)
     total = sum(counts.values())
     per_request_us = 1e6 / rps
     return Sampled(
-        concurrency, rps, mean_ms, rows / calls if calls else float("nan"),
+        concurrency, rps, mean_ms, mean_batch_since(port, before),
         {stage: n / total * per_request_us for stage, n in counts.items()},
     )  # fmt: skip
 
@@ -123,6 +122,17 @@ def batch_totals(port: int) -> tuple[float, float]:
     text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
     found = dict(re.findall(r"^mnist_batch_size_(sum|count) ([\d.e+]+)$", text, re.MULTILINE))
     return float(found.get("sum", 0)), float(found.get("count", 0))
+
+
+def mean_batch_since(port: int, before: tuple[float, float]) -> float:
+    """Rows per model call since `before` (`batch_totals` then); NaN if the model was not called."""
+    rows, calls = (now - then for now, then in zip(batch_totals(port), before, strict=True))
+    return rows / calls if calls else float("nan")
+
+
+def formed_batch(mean_batch: float) -> int:
+    """The batch size a mean batch stands for, in the bare calls timed at it."""
+    return max(1, round(mean_batch))
 
 
 # -- micro-benchmarks --------------------------------------------------------------------------------
@@ -320,14 +330,9 @@ ROWS = [
 ]
 
 
-@dataclass(frozen=True)
-class Budget:
-    lines: list[str]
-    model_call_p50_ms: float  # the serving runtime's bare call on a batch of two, in-process
-
-
-def run(seconds: float) -> Budget:
-    """Sample /predict at c=1 and c=16, time the raw limit at c=1 and 16, then the micro-benchmarks."""
+def run(seconds: float) -> list[str]:
+    """Sample /predict at c=1 and c=16, time the raw limit at c=1 and 16, then the micro-benchmarks: the
+    report's section."""
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     by_name = {s.name: s for s in servers(with_peers=False)}
     with running(by_name[f"{OURS} (/predict)"]) as live:
@@ -336,13 +341,12 @@ def run(seconds: float) -> Budget:
         sampled = [sample(live.pid, live.port, BODY, c, seconds, py_spy) for c in (1, 16)]
     with running(by_name[RAW_LIMIT]) as live:
         raw = [_hey(live.port, c, seconds) for c in (1, 16)]
-    batch = max(1, round(sampled[1].mean_batch))
+    batch = formed_batch(sampled[1].mean_batch)
     done = subprocess.run(
         [sys.executable, "-m", "bench.budget", str(batch)], cwd=ROOT, capture_output=True, text=True, check=True
     )
     timed = json.loads(done.stdout.strip().splitlines()[-1])
-    table = _table(sampled, alone, raw, timed, batch)
-    return Budget(table, timed[BARE_CALL] / 1000)
+    return _table(sampled, alone, raw, timed, batch)
 
 
 def _hey(port: int, concurrency: int, seconds: float) -> tuple[float, float]:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.budget import BARE_CALL, per_row
+from bench.budget import BARE_CALL, formed_batch, per_row
 from bench.lineup import OURS, RAW_LIMIT, SAVEDMODEL_RUNTIME, Server
 from bench.loads import Result
 
@@ -165,7 +165,7 @@ def composed_limit(measured: dict[str, Measured], costs: dict[str, Any]) -> list
     batches = {r.concurrency: b for r, b in zip(ours.results, ours.mean_batches, strict=True)}
     for c in (c for c in (16, 64) if math.isfinite(batches.get(c, math.nan))):
         batch = batches[c]
-        row_us = costs[per_row(max(1, round(batch)))]
+        row_us = costs[per_row(formed_batch(batch))]
         limit = 1e6 / (1e6 / raw.at(c).rps + row_us)
         share = ours.at(c).rps / limit
         lines.append(
