@@ -43,8 +43,8 @@ def publish(result: TrainResult, splits: Splits, root: Path, name: str) -> int:
     network = NETWORKS["bn-128-64"]
     with staged_export(
         result.model,
-        network=network,
-        hp=hyperparameters_for(network, epochs=2, batch_size=32),
+        network=network.name,
+        hyperparameters=hyperparameters_for(network, epochs=2, batch_size=32).as_dict(),
         splits=splits,
         metrics=result.metrics,
         models_dir=root,

@@ -84,6 +84,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.set_defaults(handler=_evaluate)
 
+    combined = commands.add_parser(
+        "ensemble",
+        help="average published versions' logits in one network, verify the export, publish the next version",
+    )
+    combined.add_argument("versions", type=int, nargs="+", metavar="VERSION", help="two published versions or more")
+    _add_repository_arguments(combined)
+    combined.add_argument("--data", default=DEFAULT_DATA, help=DATA_HELP + "; the members' own data")
+    combined.set_defaults(handler=_ensemble)
+
     _add_deploy_parser(commands)
     _add_experiments_parser(commands)
     _add_recipes_parser(commands)
@@ -191,6 +200,15 @@ def _train(args: argparse.Namespace) -> int:
         f"  test accuracy {m['test_accuracy']:.4f}  test loss {m['test_loss']:.4f}  "
         f"validation accuracy {m['validation_accuracy']:.4f}  ({time.monotonic() - started:.0f}s)"
     )
+    return 0
+
+
+def _ensemble(args: argparse.Namespace) -> int:
+    from training.pipeline import publish_ensemble
+
+    repository = Repository(args.models_dir, args.name)
+    published = publish_ensemble(repository, args.versions, args.data, print)
+    print(f"published {repository.name} version {published.version} at {published.path}")
     return 0
 
 

@@ -1,11 +1,12 @@
-"""When a version may say it is sure, and when an image looks like a digit at all: two thresholds on the
-calibrated top probability, each chosen on held-out data for a stated target.
+"""When a version may say it is sure, and when an image looks like a digit at all: a threshold on the
+detector's score (`training.detector`) and one on the calibrated top probability, each chosen on the
+validation digits for a stated target.
 
-- `confident`: the answers at or above the threshold are right at least TARGET_ACCURACY of the time on
-  the validation digits (the lowest such threshold, so as many answers as possible qualify).
-- `digit_like`: DIGIT_LIKE_SHARE of the validation digits reach it. A model trained with outlier
-  exposure spreads its probabilities evenly over the classes for what is no digit, so a non-digit's
-  top probability stays low; how many of a held-out set of non-digits fall below is recorded beside it.
+- `digit_like`: DIGIT_LIKE_SHARE of the validation digits reach the detector's threshold; how many of a
+  set of non-digits fall below it is recorded beside it.
+- `confident`: digit_like, and a top probability at or above the threshold, which is the lowest at
+  which the digit_like validation answers are right at least TARGET_ACCURACY of the time (so that as
+  many answers as possible qualify).
 """
 
 from dataclasses import dataclass
@@ -19,23 +20,22 @@ DIGIT_LIKE_SHARE = 0.995
 @dataclass(frozen=True)
 class Rule:
     threshold: float  # confident: the calibrated top probability reaches it, and the image is digit_like
-    digit_threshold: float  # digit_like: the calibrated top probability reaches it
+    digit_threshold: float  # digit_like: the detector's score reaches it
 
-    def confident(self, probabilities: np.ndarray) -> np.ndarray:
-        top = probabilities.max(axis=1)
-        return (top >= self.threshold) & (top >= self.digit_threshold)
+    def confident(self, probabilities: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        return np.asarray((probabilities.max(axis=1) >= self.threshold) & self.digit_like(scores))
 
-    def digit_like(self, probabilities: np.ndarray) -> np.ndarray:
-        return np.asarray(probabilities.max(axis=1) >= self.digit_threshold)
+    def digit_like(self, scores: np.ndarray) -> np.ndarray:
+        return np.asarray(scores >= self.digit_threshold)
 
 
-def choose(probabilities: np.ndarray, labels: np.ndarray) -> Rule:
-    """Both thresholds from calibrated validation probabilities and their labels."""
+def choose(probabilities: np.ndarray, scores: np.ndarray, labels: np.ndarray) -> Rule:
+    """Both thresholds from the validation digits: calibrated probabilities, detector scores and labels."""
+    digit_threshold = float(np.quantile(scores, 1 - DIGIT_LIKE_SHARE, method="lower"))
+    like = scores >= digit_threshold
+    right = probabilities.argmax(axis=1) == labels
     top = probabilities.max(axis=1)
-    return Rule(
-        threshold=threshold_for(top, probabilities.argmax(axis=1) == labels, TARGET_ACCURACY),
-        digit_threshold=float(np.quantile(top, 1 - DIGIT_LIKE_SHARE, method="lower")),
-    )
+    return Rule(threshold=threshold_for(top[like], right[like], TARGET_ACCURACY), digit_threshold=digit_threshold)
 
 
 def threshold_for(top: np.ndarray, right: np.ndarray, target: float) -> float:
@@ -51,13 +51,13 @@ def threshold_for(top: np.ndarray, right: np.ndarray, target: float) -> float:
     return float(ranked[int(cuts[-1])])
 
 
-def figures(rule: Rule, probabilities: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+def figures(rule: Rule, probabilities: np.ndarray, scores: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     """What the rule does to labelled digits: coverage, accuracy when confident, share that looks like a digit."""
-    confident = rule.confident(probabilities)
+    confident = rule.confident(probabilities, scores)
     right = probabilities.argmax(axis=1) == labels
     return {
         "coverage": float(confident.mean()),
         "accuracy_when_confident": float(right[confident].mean()) if confident.any() else float("nan"),
         "accuracy": float(right.mean()),
-        "digit_like": float(rule.digit_like(probabilities).mean()),
+        "digit_like": float(rule.digit_like(scores).mean()),
     }

@@ -26,6 +26,7 @@ import tensorflow as tf
 from contract import (
     CONFIDENCE_SIGNATURE,
     CONFIDENT_NAME,
+    DIGIT_LIKE_NAME,
     EXPLAIN_SIGNATURE,
     IMAGE_PIXELS,
     INPUT_NAME,
@@ -47,7 +48,6 @@ from contract import (
     write_metadata,
 )
 from contract.warmup import write_warmup
-from training.config import Hyperparameters
 from training.data import Digits, Splits
 from training.head import (
     MAX_VALIDATION_ECE,
@@ -58,10 +58,10 @@ from training.head import (
     completeness_gaps,
     fit_head,
     integrated_gradients,
+    scores,
     with_confidence,
 )
 from training.model import describe_layers
-from training.networks import Network
 
 RELOAD_TOLERANCE = 1e-6
 # A batch of one goes through another matmul kernel, whose logits may differ by an ulp: 1e-6 at the logits'
@@ -100,9 +100,7 @@ def export_savedmodel(model: keras.Model, directory: Path, head: ServingHead | N
     else:
         calibrated = calibrated_probabilities(model, head.calibration)
         archive.add_endpoint("serve", lambda x: {OUTPUT_NAME: calibrated(x)}, input_signature=pixels)
-        archive.add_endpoint(
-            CONFIDENCE_SIGNATURE, lambda x: with_confidence(calibrated(x), head.rule), input_signature=pixels
-        )
+        archive.add_endpoint(CONFIDENCE_SIGNATURE, with_confidence(model, head), input_signature=pixels)
         archive.add_endpoint(
             EXPLAIN_SIGNATURE,
             lambda x: integrated_gradients(calibrated, x, steps=head.explain_steps),
@@ -164,7 +162,7 @@ def verify_export(
     if head is not None:
         checks += [
             check_calibration(head[1]),
-            check_signatures_agree(loaded, serve, probes, head[0]),
+            check_signatures_agree(model, loaded, serve, probes, head[0]),
             check_explanations(loaded, probes),
         ]
     return checks
@@ -263,15 +261,21 @@ def check_calibration(report: HeadReport) -> CheckResult:
     return CheckResult("calibration", ece <= MAX_VALIDATION_ECE, detail)
 
 
-def check_signatures_agree(loaded: SavedModel, serve: Serve, probes: np.ndarray, head: ServingHead) -> CheckResult:
-    """7. `with_confidence` gives serving_default's probabilities, bit for bit, and flags them by the rule."""
+def check_signatures_agree(
+    model: keras.Model, loaded: SavedModel, serve: Serve, probes: np.ndarray, head: ServingHead
+) -> CheckResult:
+    """7. `with_confidence` gives serving_default's probabilities, bit for bit, and flags them by the rule, with
+    the detector's scores as Keras computes them here."""
     with_confidence = signature_function(loaded, CONFIDENCE_SIGNATURE)
     if with_confidence is None:
         return CheckResult("signatures", False, f"no '{CONFIDENCE_SIGNATURE}' signature")
     outputs = with_confidence(probes)
     if not np.array_equal(outputs[OUTPUT_NAME], serve(probes)):
         return CheckResult("signatures", False, f"'{CONFIDENCE_SIGNATURE}' and serving_default differ")
-    if not np.array_equal(outputs[CONFIDENT_NAME], head.rule.confident(outputs[OUTPUT_NAME])):
+    digit_scores = scores(model, head.detector, probes)
+    if not np.array_equal(outputs[DIGIT_LIKE_NAME], head.rule.digit_like(digit_scores)):
+        return CheckResult("signatures", False, "the digit_like flags do not follow the detector")
+    if not np.array_equal(outputs[CONFIDENT_NAME], head.rule.confident(outputs[OUTPUT_NAME], digit_scores)):
         return CheckResult("signatures", False, "the confident flags do not follow the rule")
     flagged = int(outputs[CONFIDENT_NAME].sum())
     return CheckResult("signatures", True, f"the same probabilities; {flagged} of {len(probes)} probes confident")
@@ -316,8 +320,8 @@ class StagedVersion:
 def staged_export(
     result_model: keras.Model,
     *,
-    network: Network,
-    hp: Hyperparameters,
+    network: str,
+    hyperparameters: dict[str, Any],
     splits: Splits,
     metrics: dict[str, float],
     models_dir: Path,
@@ -347,9 +351,9 @@ def staged_export(
             name=name,
             version=0,
             runtime=TENSORFLOW_RUNTIME,
-            network=network.name,
+            network=network,
             layers=describe_layers(result_model),
-            hyperparameters=hp.as_dict(),
+            hyperparameters=hyperparameters,
             dataset=splits.info,
             metrics=metrics,
             tensorflow_version=tf.__version__,

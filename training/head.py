@@ -1,6 +1,7 @@
-"""What a published version computes beside its network, fitted on the validation digits: calibrated
-probabilities (`training.calibration`), the confidence rule (`training.confidence`), and how its
-explanations are taken; and what each measured, for the version's metadata.
+"""What a published version computes beside its network: calibrated probabilities (`training.calibration`),
+the digit detector (`training.detector`), the confidence rule (`training.confidence`), and how its
+explanations are taken; and what each measured, for the version's metadata. All but the detector are
+fitted on the validation digits; the detector on training digits and made non-digits.
 """
 
 from collections.abc import Callable
@@ -21,13 +22,15 @@ from contract import (
     IMAGE_PIXELS,
     OUTPUT_NAME,
 )
-from training import calibration, confidence, glyphs
+from training import calibration, confidence, detector, glyphs
 from training.calibration import Calibration
 from training.data import Splits
+from training.detector import Detector
 from training.model import split_head
 
 EXPLAIN_STEPS = (64, 128, 256, 512, 1024, 2048)  # points on the path from the blank image that a version may use
 EXPLAIN_CHECK_DIGITS = 200  # validation digits whose explanations choose the steps
+EXPLAIN_PATH_ROWS = 32_768  # points of the paths computed at once while choosing the steps
 COMPLETENESS_TOLERANCE = 0.01  # of the change in probability the attributions must add up to
 COMPLETENESS_MARGIN = 0.8  # of that tolerance, for the digits that choose the steps
 VALIDATION_NON_DIGITS = 3_000
@@ -39,6 +42,7 @@ MIN_DIGITS_TO_JUDGE_ECE = 1_000  # fewer validation digits than this, and 15 bin
 @dataclass(frozen=True)
 class ServingHead:
     calibration: Calibration
+    detector: Detector
     rule: confidence.Rule
     explain_steps: int
 
@@ -67,14 +71,25 @@ def calibrated_probabilities(model: keras.Model, calibration: Calibration) -> Ca
     return calibrated
 
 
-def with_confidence(probabilities: tf.Tensor, rule: confidence.Rule) -> dict[str, tf.Tensor]:
-    top = tf.reduce_max(probabilities, axis=1)
-    digit_like = top >= rule.digit_threshold
-    return {
-        OUTPUT_NAME: probabilities,
-        CONFIDENT_NAME: tf.logical_and(digit_like, top >= rule.threshold),
-        DIGIT_LIKE_NAME: digit_like,
-    }
+def with_confidence(model: keras.Model, head: ServingHead) -> Callable[[tf.Tensor], dict[str, tf.Tensor]]:
+    """The `with_confidence` signature: calibrated probabilities, and the flags of `head.rule`, from one pass
+    through the network's hidden layers, which the detector reads too."""
+    body, dense = split_head(model)
+    weight = tf.constant(head.calibration.weight, tf.float32)
+    bias = tf.constant(head.calibration.bias, tf.float32)
+
+    def flagged(x: tf.Tensor) -> dict[str, tf.Tensor]:
+        features = body(x, training=False)
+        logits = tf.matmul(features, dense.kernel) + dense.bias
+        probabilities = tf.nn.softmax(tf.matmul(logits, weight) + bias)
+        digit_like = head.detector.score(features) >= head.rule.digit_threshold
+        return {
+            OUTPUT_NAME: probabilities,
+            CONFIDENT_NAME: tf.logical_and(digit_like, tf.reduce_max(probabilities, axis=1) >= head.rule.threshold),
+            DIGIT_LIKE_NAME: digit_like,
+        }
+
+    return flagged
 
 
 def integrated_gradients(calibrated: Callable[..., tf.Tensor], x: tf.Tensor, *, steps: int) -> dict[str, tf.Tensor]:
@@ -108,18 +123,47 @@ def explain_steps(calibrated: Callable[..., tf.Tensor], x: np.ndarray) -> int:
     """The fewest steps of EXPLAIN_STEPS whose explanations of `x` are all complete with a margin: the path's
     integral needs more points where the probability turns sharply, as it does for a sure model."""
     for steps in EXPLAIN_STEPS:
-        outputs = integrated_gradients(calibrated, tf.constant(x), steps=steps)
-        if completeness_gaps({k: v.numpy() for k, v in outputs.items()}).max() <= COMPLETENESS_MARGIN:
+        rows = max(1, EXPLAIN_PATH_ROWS // steps)  # digits explained at a time: their paths fit in memory
+        worst = max(
+            completeness_gaps(
+                {k: v.numpy() for k, v in integrated_gradients(calibrated, tf.constant(part), steps=steps).items()}
+            ).max()
+            for part in np.array_split(x, range(rows, len(x), rows))
+        )
+        if worst <= COMPLETENESS_MARGIN:
             return steps
     return EXPLAIN_STEPS[-1]
 
 
+def features(model: keras.Model, x: np.ndarray) -> np.ndarray:
+    """The model's last hidden features (what its softmax layer and the detector read), in inference mode."""
+    body, _ = split_head(model)
+    # NOTE: called, not body.predict(): predict traces a function per new Model, and split_head makes one.
+    parts = [np.asarray(body(x[i : i + 4096], training=False), np.float32) for i in range(0, len(x), 4096)]
+    return np.concatenate(parts) if parts else np.zeros((0, body.output.shape[-1]), np.float32)
+
+
 def logits(model: keras.Model, x: np.ndarray) -> np.ndarray:
     """The model's logits (its last layer without the softmax), in inference mode, as float64."""
-    body, dense = split_head(model)
-    features = np.asarray(body.predict(x, batch_size=512, verbose=0), np.float64)
-    out: np.ndarray = features @ np.asarray(dense.kernel, np.float64) + np.asarray(dense.bias, np.float64)
+    _, dense = split_head(model)
+    out: np.ndarray = features(model, x).astype(np.float64) @ np.asarray(dense.kernel, np.float64) + np.asarray(
+        dense.bias, np.float64
+    )
     return out
+
+
+def fit_detector(model: keras.Model, splits: Splits) -> Detector:
+    x, is_digit = detector.examples(splits.train, detector.DETECTOR_DIGITS)
+    positives = int(is_digit.sum())
+    described = (
+        f"{positives:,} training and printed digits (half the training digits redrawn with the page's pens) "
+        f"against {len(x) - positives:,} non-digits from training.glyphs, seed {detector.DETECTOR_SEED}"
+    )
+    return detector.fit(features(model, x), is_digit, described)
+
+
+def scores(model: keras.Model, found: Detector, x: np.ndarray) -> np.ndarray:
+    return np.asarray(found.score(tf.constant(features(model, x))))
 
 
 def fit_head(model: keras.Model, splits: Splits, probes: np.ndarray) -> tuple[ServingHead, HeadReport]:
@@ -129,12 +173,15 @@ def fit_head(model: keras.Model, splits: Splits, probes: np.ndarray) -> tuple[Se
     z = logits(model, validation.x)
     choice = calibration.choose(z, validation.y)
     before, after = calibration.softmax(z), choice.chosen.apply(z)
-    rule = confidence.choose(after.astype(np.float32), validation.y)
+    found = fit_detector(model, splits)
+    validation_scores = scores(model, found, validation.x)
+    rule = confidence.choose(after.astype(np.float32), validation_scores, validation.y)
     calibrated = calibrated_probabilities(model, choice.chosen)
     steps = explain_steps(calibrated, np.concatenate([validation.x[:EXPLAIN_CHECK_DIGITS], probes]))
     count = min(VALIDATION_NON_DIGITS, len(validation))  # a tiny validation set gets as few: tests stay quick
-    non_digits = choice.chosen.apply(logits(model, glyphs.non_digits(count, VALIDATION_NON_DIGITS_SEED)))
-    turned_away = float(1 - rule.confident(non_digits.astype(np.float32)).mean())
+    non_digits = glyphs.non_digits(count, VALIDATION_NON_DIGITS_SEED)
+    non_digit_probabilities = choice.chosen.apply(logits(model, non_digits)).astype(np.float32)
+    turned_away = float(1 - rule.confident(non_digit_probabilities, scores(model, found, non_digits)).mean())
     report = HeadReport(
         calibration={
             **choice.chosen.describe(),
@@ -147,12 +194,13 @@ def fit_head(model: keras.Model, splits: Splits, probes: np.ndarray) -> tuple[Se
         },
         confidence={
             "confident": "the calibrated top probability is at least `threshold`, and the image is digit_like",
-            "digit_like": "the calibrated top probability is at least `digit_threshold`",
+            "digit_like": "the digit detector's score is at least `digit_threshold`",
             "threshold": rule.threshold,
             "digit_threshold": rule.digit_threshold,
+            "detector": found.describe(),
             "target_accuracy_when_confident": confidence.TARGET_ACCURACY,
             "digit_like_share_of_validation_digits": confidence.DIGIT_LIKE_SHARE,
-            "validation": confidence.figures(rule, after.astype(np.float32), validation.y),
+            "validation": confidence.figures(rule, after.astype(np.float32), validation_scores, validation.y),
             "validation_non_digits_turned_away": turned_away,
             "validation_non_digits": f"{count:,} from training.glyphs, seed {VALIDATION_NON_DIGITS_SEED}",
         },
@@ -168,4 +216,4 @@ def fit_head(model: keras.Model, splits: Splits, probes: np.ndarray) -> tuple[Se
         validation_ece=calibration.scores(after, validation.y).ece,
         validation_digits=len(validation),
     )
-    return ServingHead(choice.chosen, rule, steps), report
+    return ServingHead(choice.chosen, found, rule, steps), report

@@ -77,4 +77,4 @@ def split_head(model: keras.Model) -> tuple[keras.Model, keras.layers.Dense]:
     head = model.layers[-1]
     if not isinstance(head, keras.layers.Dense) or head.units != NUM_CLASSES:
         raise ValueError(f"{model.name}'s last layer is {type(head).__name__}, not the {NUM_CLASSES}-way Dense")
-    return keras.Model(model.inputs, head.input), head
+    return keras.Model(model.input, head.input), head

@@ -68,8 +68,8 @@ NETWORKS: dict[str, Network] = {
             "bn-768-768-pen",
             (768, 768),
             bn="before",
-            description="default recipe: bn-768-768-affine trained on what people make too: pens of several "
-            "widths, elastic warps, stretched and low-resolution digits, printed digits, and non-digits "
+            description="the third default (version 3): bn-768-768-affine trained on what people make too: pens "
+            "of several widths, elastic warps, stretched and low-resolution digits, printed digits, and non-digits "
             "(outlier exposure) for the `confident` flag",
             defaults={
                 "epochs": 60,
@@ -79,6 +79,22 @@ NETWORKS: dict[str, Network] = {
                 "cosine_decay": True,
                 "label_smoothing": 0.1,
                 "outlier_exposure": 0.2,
+                "printed_digits": 6000,
+            },
+        ),
+        Network(
+            "bn-768-768-people",
+            (768, 768),
+            bn="before",
+            description="bn-768-768-pen without outlier exposure, non-digits left to the export's digit detector "
+            "(training.detector); tried as an ensemble member, not kept (docs/calibration.md)",
+            defaults={
+                "epochs": 60,
+                "batch_size": 128,
+                "dropout": 0.2,
+                "augment": "pen",
+                "cosine_decay": True,
+                "label_smoothing": 0.1,
                 "printed_digits": 6000,
             },
         ),

@@ -121,8 +121,8 @@ def stage(trained: Trained, repository: Repository) -> Iterator[StagedVersion]:
     try:
         with staged_export(
             trained.result.model,
-            network=trained.network,
-            hp=trained.hp,
+            network=trained.network.name,
+            hyperparameters=trained.hp.as_dict(),
             splits=trained.splits,
             metrics=trained.result.metrics,
             models_dir=repository.models_dir,
@@ -140,6 +140,47 @@ def publish(trained: Trained, repository: Repository, log: Log) -> Published:
         for check in staged.checks:
             log(f"  check {check.name:14} ok   {check.detail}")
         version = staged.publish()
+    return Published(version, repository.model_dir / str(version), staged.checks)
+
+
+def publish_ensemble(repository: Repository, versions: list[int], data: str, log: Log) -> Published:
+    """Combine published `versions` into one network (`training.ensemble`), then stage, verify and publish it
+    as the next version, measured on the members' own split of `data`."""
+    from training import ensemble
+    from training.train import evaluate as measure
+
+    if len(set(versions)) < 2:
+        raise PipelineError(f"an ensemble needs two different versions or more, got {versions}")
+    try:
+        members = [ensemble.load_member(repository.model_dir, v) for v in versions]
+    except ensemble.EnsembleError as e:
+        raise PipelineError(str(e)) from e
+    splits_of = {(m.metadata.dataset.split_seed, m.metadata.dataset.test_indices_sha256) for m in members}
+    if len(splits_of) > 1:
+        raise PipelineError(
+            "the members were trained on different splits; their validation digits would not be held out"
+        )
+    splits = _load(data, members[0].metadata.dataset.split_seed)
+    if splits.info.test_indices_sha256 != members[0].metadata.dataset.test_indices_sha256:
+        raise PipelineError(f"--data {data} is not the data the members were trained on; pass that data")
+    model = ensemble.combine(members)
+    network, hyperparameters = ensemble.description(members)
+    log(f"combining {network}")
+    try:
+        with staged_export(
+            model,
+            network=network,
+            hyperparameters=hyperparameters,
+            splits=splits,
+            metrics=measure(model, splits),
+            models_dir=repository.models_dir,
+            name=repository.name,
+        ) as staged:
+            for check in staged.checks:
+                log(f"  check {check.name:14} ok   {check.detail}")
+            version = staged.publish()
+    except ExportError as e:
+        raise PipelineError(f"{e}; nothing was published") from e
     return Published(version, repository.model_dir / str(version), staged.checks)
 
 

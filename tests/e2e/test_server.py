@@ -76,13 +76,13 @@ def test_all_official_test_digits_over_http_match_offline_outputs_and_recorded_a
     assert np.array_equal(probabilities.view(np.uint32), offline.view(np.uint32))
     right = probabilities.argmax(axis=1) == y
     assert float(right.mean()) == pytest.approx(read_metadata(DEFAULT_VERSION).metrics["test_accuracy"], abs=1e-9)
-    # The default version over HTTP: accurate, calibrated, and right when it says it is sure. It is sure of
-    # 96.56% of these digits, short of the 97% aimed for (docs/calibration.md); this guards what it reached.
+    # The default version over HTTP, against the goals: accurate, calibrated, sure of 97% of these digits at
+    # least, and right at least 99.9% of the time when it is sure (docs/calibration.md).
     assert right.mean() >= 0.993
     assert scores(probabilities, y).ece <= 0.01
     confident = np.asarray([p["confident"] for p in predictions])
     assert confident.dtype == bool  # a flag on every prediction
-    assert confident.mean() >= 0.965 and right[confident].mean() >= 0.999
+    assert confident.mean() >= 0.97 and right[confident].mean() >= 0.999
 
 
 def test_on_litert_the_official_test_digits_read_as_recorded_and_models_and_metrics_name_the_runtime(

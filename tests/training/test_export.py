@@ -170,8 +170,8 @@ digits = load_embedded()
 splits = split(digits.take(list(range(0, 5000, 10))), seed=0, source="slice")
 model = keras.models.load_model({str(saved)!r})
 net = NETWORKS["bn-128-64"]
-with staged_export(model, network=net, hp=hyperparameters_for(net), splits=splits, metrics={{}},
-                   models_dir=Path({str(tmp_path)!r}), name="m") as staged:
+with staged_export(model, network=net.name, hyperparameters=hyperparameters_for(net).as_dict(), splits=splits,
+                   metrics={{}}, models_dir=Path({str(tmp_path)!r}), name="m") as staged:
     os._exit(3)  # dies between verification and publish, as a kill would
 """
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False)
