@@ -51,8 +51,10 @@ lint: setup
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-train: setup  ## retrain the default model on the full MNIST and publish it as the next version of models/mnist
-	$(VENV)/bin/mnist-train train --data $(MNIST_DATA)
+train: setup  ## retrain the default model on the full MNIST: its two members, then their ensemble, as the next three versions of models/mnist
+	$(VENV)/bin/mnist-train train bn-768-768-affine --data $(MNIST_DATA)
+	$(VENV)/bin/mnist-train train bn-768-768-pen --data $(MNIST_DATA)
+	$(VENV)/bin/mnist-train ensemble --newest 2 --data $(MNIST_DATA)
 
 deploy: setup  ## train, gate, publish and wait for the server ($(SERVER), or mnist-train's default) to serve it
 	$(VENV)/bin/mnist-train deploy --data $(MNIST_DATA) $(if $(SERVER),--server $(SERVER))

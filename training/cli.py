@@ -13,6 +13,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from contract import list_versions
 from contract.tensorflow_log import below_level_dropped
 from training.augment import DISTORTIONS
 from training.config import (
@@ -88,7 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
         "ensemble",
         help="average published versions' logits in one network, verify the export, publish the next version",
     )
-    combined.add_argument("versions", type=int, nargs="+", metavar="VERSION", help="two published versions or more")
+    members = combined.add_mutually_exclusive_group(required=True)
+    members.add_argument("versions", type=int, nargs="*", default=[], metavar="VERSION", help="published versions")
+    members.add_argument("--newest", type=int, metavar="N", help="the N newest published versions")
     _add_repository_arguments(combined)
     combined.add_argument("--data", default=DEFAULT_DATA, help=DATA_HELP + "; the members' own data")
     combined.set_defaults(handler=_ensemble)
@@ -207,7 +210,11 @@ def _ensemble(args: argparse.Namespace) -> int:
     from training.pipeline import publish_ensemble
 
     repository = Repository(args.models_dir, args.name)
-    published = publish_ensemble(repository, args.versions, args.data, print)
+    versions = args.versions
+    if args.newest is not None:
+        published_versions = sorted(list_versions(repository.model_dir)) if repository.model_dir.is_dir() else []
+        versions = published_versions[-args.newest :] if args.newest > 0 else []
+    published = publish_ensemble(repository, versions, args.data, print)
     print(f"published {repository.name} version {published.version} at {published.path}")
     return 0
 
