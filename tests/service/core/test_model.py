@@ -42,7 +42,8 @@ def test_default_model_passes_its_self_check_in_batched_mode(default_model: Load
     assert report.mode is BatchingMode.BATCHED and default_model.predict.mode is BatchingMode.BATCHED
     assert report.probe_max_error <= 1e-5
     assert report.checks[1] == "golden probes' confident flags reproduced"  # the default version has the flag
-    assert len(report.checks) == 4 and "over 20 calls" in report.checks[2]
+    assert len(report.checks) == 5 and "over 20 calls" in report.checks[2]
+    assert report.checks[4] == "4 warm-up requests replayed"  # the export wrote TF Serving's warm-up file
     assert default_model.runtime.platform == "tensorflow_savedmodel"
 
 
