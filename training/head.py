@@ -31,6 +31,7 @@ from training.model import split_head
 EXPLAIN_STEPS = (64, 128, 256, 512, 1024, 2048)  # points on the path from the blank image that a version may use
 EXPLAIN_CHECK_DIGITS = 200  # validation digits whose explanations choose the steps
 EXPLAIN_PATH_ROWS = 32_768  # points of the paths computed at once while choosing the steps
+FEATURE_ROWS = 4_096  # images whose hidden features are computed at once
 COMPLETENESS_TOLERANCE = 0.01  # of the change in probability the attributions must add up to
 COMPLETENESS_MARGIN = 0.8  # of that tolerance, for the digits that choose the steps
 VALIDATION_NON_DIGITS = 3_000
@@ -139,7 +140,9 @@ def features(model: keras.Model, x: np.ndarray) -> np.ndarray:
     """The model's last hidden features (what its softmax layer and the detector read), in inference mode."""
     body, _ = split_head(model)
     # NOTE: called, not body.predict(): predict traces a function per new Model, and split_head makes one.
-    parts = [np.asarray(body(x[i : i + 4096], training=False), np.float32) for i in range(0, len(x), 4096)]
+    parts = [
+        np.asarray(body(x[i : i + FEATURE_ROWS], training=False), np.float32) for i in range(0, len(x), FEATURE_ROWS)
+    ]
     return np.concatenate(parts) if parts else np.zeros((0, body.output.shape[-1]), np.float32)
 
 

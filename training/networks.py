@@ -22,6 +22,17 @@ class Network:
     defaults: dict[str, float | int | bool | str] = field(default_factory=dict)
 
 
+# What the page sees as well as MNIST: other pens, warps, printed digits (version 3's recipe, before non-digits)
+_PEOPLE: dict[str, float | int | bool | str] = {
+    "epochs": 60,
+    "batch_size": 128,
+    "dropout": 0.2,
+    "augment": "pen",
+    "cosine_decay": True,
+    "label_smoothing": 0.1,
+    "printed_digits": 6000,
+}
+
 NETWORKS: dict[str, Network] = {
     n.name: n
     for n in (
@@ -71,16 +82,7 @@ NETWORKS: dict[str, Network] = {
             description="the third default (version 3): bn-768-768-affine trained on what people make too: pens "
             "of several widths, elastic warps, stretched and low-resolution digits, printed digits, and non-digits "
             "(outlier exposure) for the `confident` flag",
-            defaults={
-                "epochs": 60,
-                "batch_size": 128,
-                "dropout": 0.2,
-                "augment": "pen",
-                "cosine_decay": True,
-                "label_smoothing": 0.1,
-                "outlier_exposure": 0.2,
-                "printed_digits": 6000,
-            },
+            defaults={**_PEOPLE, "outlier_exposure": 0.2},
         ),
         Network(
             "bn-768-768-people",
@@ -88,15 +90,7 @@ NETWORKS: dict[str, Network] = {
             bn="before",
             description="bn-768-768-pen without outlier exposure, non-digits left to the export's digit detector "
             "(training.detector); tried as an ensemble member, not kept (docs/calibration.md)",
-            defaults={
-                "epochs": 60,
-                "batch_size": 128,
-                "dropout": 0.2,
-                "augment": "pen",
-                "cosine_decay": True,
-                "label_smoothing": 0.1,
-                "printed_digits": 6000,
-            },
+            defaults=_PEOPLE,
         ),
     )
 }
