@@ -69,7 +69,13 @@ def test_the_training_extra_gives_a_working_mnist_train_on_the_oldest_python(tmp
 def test_the_serving_extra_serves_every_committed_model(version: str, tmp_path: Path) -> None:
     bin_ = _install(version, "serving", tmp_path)
     port, grpc_port = free_port(), free_port()
-    env = {"MNIST_MODEL_DIR": str(ROOT / "models"), "MNIST_GRPC_PORT": str(grpc_port), "PATH": str(bin_)}
+    committed = sorted(int(p.name) for p in (ROOT / "models" / "mnist").iterdir() if p.name.isdigit())
+    env = {
+        "MNIST_MODEL_DIR": str(ROOT / "models"),
+        "MNIST_GRPC_PORT": str(grpc_port),
+        "MNIST_VERSIONS_TO_KEEP": str(len(committed)),  # every one, not only the newest two
+        "PATH": str(bin_),
+    }
     with (tmp_path / "server.log").open("wb") as log:
         server = subprocess.Popen(
             [bin_ / "mnist-serve", "--port", str(port)], cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT
@@ -84,7 +90,6 @@ def test_the_serving_extra_serves_every_committed_model(version: str, tmp_path: 
         server.send_signal(signal.SIGTERM)
         server.wait(60)
     assert answer["predictions"][0]["digit"] == 7
-    committed = sorted(int(p.name) for p in (ROOT / "models" / "mnist").iterdir() if p.name.isdigit())
     assert sorted(v["version"] for v in listing) == committed
     for served in listing:
         assert served["state"] == "AVAILABLE" and "golden probes reproduced" in served["checks"][0], served
