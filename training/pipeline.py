@@ -5,10 +5,12 @@ failure a user can act on is a `PipelineError`, raised before anything is publis
 """
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import keras
 
 from contract import CONFIDENCE_SIGNATURE, CONFIDENT_NAME, list_versions, read_metadata, signature_function
 from training import calibration, distributed
@@ -118,25 +120,54 @@ def _train_distributed(
 @contextmanager
 def stage(trained: Trained, repository: Repository) -> Iterator[StagedVersion]:
     """Export and verify `trained` in a staging folder of the repository; unpublished, it is removed."""
+    with _staged(
+        trained.result.model,
+        repository,
+        network=trained.network.name,
+        hyperparameters=trained.hp.as_dict(),
+        splits=trained.splits,
+        metrics=trained.result.metrics,
+        distribution=trained.distribution,
+    ) as staged:
+        yield staged
+
+
+def publish(trained: Trained, repository: Repository, log: Log) -> Published:
+    """Stage, verify and publish `trained` as the next version of the repository's model."""
+    return _publish(stage(trained, repository), repository, log)
+
+
+@contextmanager
+def _staged(
+    model: keras.Model,
+    repository: Repository,
+    *,
+    network: str,
+    hyperparameters: dict[str, Any],
+    splits: Splits,
+    metrics: dict[str, float],
+    distribution: dict[str, Any] | None = None,
+) -> Iterator[StagedVersion]:
+    """`staged_export` into the repository, its refusal a PipelineError."""
     try:
         with staged_export(
-            trained.result.model,
-            network=trained.network.name,
-            hyperparameters=trained.hp.as_dict(),
-            splits=trained.splits,
-            metrics=trained.result.metrics,
+            model,
+            network=network,
+            hyperparameters=hyperparameters,
+            splits=splits,
+            metrics=metrics,
             models_dir=repository.models_dir,
             name=repository.name,
-            distribution=trained.distribution,
+            distribution=distribution,
         ) as staged:
             yield staged
     except ExportError as e:
         raise PipelineError(f"{e}; nothing was published") from e
 
 
-def publish(trained: Trained, repository: Repository, log: Log) -> Published:
-    """Stage, verify and publish `trained` as the next version of the repository's model."""
-    with stage(trained, repository) as staged:
+def _publish(staging: AbstractContextManager[StagedVersion], repository: Repository, log: Log) -> Published:
+    """Log the checks of a staged version, and publish it."""
+    with staging as staged:
         for check in staged.checks:
             log(f"  check {check.name:14} ok   {check.detail}")
         version = staged.publish()
@@ -166,22 +197,15 @@ def publish_ensemble(repository: Repository, versions: list[int], data: str, log
     model = ensemble.combine(members)
     network, hyperparameters = ensemble.description(members)
     log(f"combining {network}")
-    try:
-        with staged_export(
-            model,
-            network=network,
-            hyperparameters=hyperparameters,
-            splits=splits,
-            metrics=measure(model, splits),
-            models_dir=repository.models_dir,
-            name=repository.name,
-        ) as staged:
-            for check in staged.checks:
-                log(f"  check {check.name:14} ok   {check.detail}")
-            version = staged.publish()
-    except ExportError as e:
-        raise PipelineError(f"{e}; nothing was published") from e
-    return Published(version, repository.model_dir / str(version), staged.checks)
+    staging = _staged(
+        model,
+        repository,
+        network=network,
+        hyperparameters=hyperparameters,
+        splits=splits,
+        metrics=measure(model, splits),
+    )
+    return _publish(staging, repository, log)
 
 
 def evaluate(repository: Repository, version: int | None, data: str) -> Evaluation:
