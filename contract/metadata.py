@@ -1,5 +1,6 @@
 """`metadata.json`: what a published version is, how it was made, and the probes that prove it."""
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,26 @@ class GoldenProbes(BaseModel):
         return self
 
 
+class Int8Weights(BaseModel):
+    """The version's weights as int8, with float activations (LiteRT's dynamic range quantization), measured
+    at export against the SavedModel on the validation digits. A server may serve them only where `passed`,
+    and only while they reproduce `outputs` and `confident`: the int8 runtime's own answers to the
+    version's golden probe inputs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    scheme: str
+    gate: str = Field(description="what `passed` required, in words")
+    passed: bool
+    figures: dict[str, float] = Field(description="validation accuracy, answers changed, probability shift")
+    outputs: list[list[float]] = Field(description="the int8 runtime's probabilities for the golden probe inputs")
+    confident: list[bool] | None = Field(None, description="and its confident flags, where the version has them")
+
+    def probes(self, inputs: list[list[float]]) -> GoldenProbes:
+        """The golden probes int8 weights must reproduce: the version's inputs, with these answers."""
+        return GoldenProbes(inputs=inputs, outputs=self.outputs, confident=self.confident)
+
+
 class Metadata(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
@@ -96,6 +117,13 @@ class Metadata(BaseModel):
     )
     explanation: dict[str, Any] | None = Field(None, description="the explain signature: method, baseline, steps")
     probes: GoldenProbes
+    int8_weights: Int8Weights | None = Field(None, description="int8 weights' gate at export, for LiteRT")
+
+    @model_validator(mode="after")
+    def _int8_answers_every_probe(self) -> "Metadata":
+        if self.int8_weights is not None:
+            self.int8_weights.probes(self.probes.inputs)  # raises where the answers do not fit the inputs
+        return self
 
 
 def read_metadata(version_dir: Path) -> Metadata:
@@ -103,4 +131,10 @@ def read_metadata(version_dir: Path) -> Metadata:
 
 
 def write_metadata(version_dir: Path, metadata: Metadata) -> None:
-    (version_dir / METADATA_FILENAME).write_text(metadata.model_dump_json(indent=2) + "\n")
+    """Write `metadata.json` whole or not at all: a reader sees the old file or the new one."""
+    target = version_dir / METADATA_FILENAME
+    # Written beside the version folder, not in it, where no digest of the version's files can see it.
+    partial = version_dir.parent / f".{version_dir.name}.{METADATA_FILENAME}.{os.getpid()}"
+    partial.write_text(metadata.model_dump_json(indent=2) + "\n")
+    partial.chmod(0o644)
+    partial.replace(target)

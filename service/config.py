@@ -60,10 +60,12 @@ class Settings(BaseSettings):
         True, description="also rescan as soon as the repository changes (inotify and the like; polling stays on)"
     )
     self_check_repeats: int = Field(50, ge=2, description="calls of the batch-of-one determinism check at load")
-    runtime: Literal["savedmodel", "auto", "litert"] = Field(
+    runtime: Literal["savedmodel", "auto", "litert", "litert-int8"] = Field(
         "auto",
-        description="savedmodel: every version on TensorFlow; auto: also try LiteRT, which serves a version "
-        "where it passes the same self-checks and is faster; litert: where it passes them, faster or not",
+        description="savedmodel: every version on TensorFlow; auto: also try LiteRT with the version's own "
+        "weights, then with int8 weights where its export's gate passed, each serving where it passes the "
+        "self-checks and is faster; litert: LiteRT's fp32 where it passes them, faster or not; litert-int8: "
+        "int8 where offered and passing, else fp32, faster or not",
     )
 
     admin_token: SecretStr | None = Field(None, description="bearer token for /admin; admin is off without one")

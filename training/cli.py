@@ -96,6 +96,19 @@ def build_parser() -> argparse.ArgumentParser:
     combined.add_argument("--data", default=DEFAULT_DATA, help=DATA_HELP + "; the members' own data")
     combined.set_defaults(handler=_ensemble)
 
+    quantize = commands.add_parser(
+        "quantize",
+        help="measure a published version's int8 weights against its SavedModel, and record them in its metadata.json",
+        description="What every export does for a new version, for one published before: convert its request "
+        "signature to LiteRT with int8 weights, hold it to the gate on its validation digits, and record the "
+        "figures, the verdict and the int8 golden outputs in metadata.json (replaced atomically; the SavedModel "
+        "is untouched). A server serves int8 weights only where the gate passed (MNIST_RUNTIME).",
+    )
+    _add_repository_arguments(quantize)
+    quantize.add_argument("--version", type=int, help="version to measure (default: the latest)")
+    quantize.add_argument("--data", default=DEFAULT_DATA, help=DATA_HELP + "; the version's own data")
+    quantize.set_defaults(handler=_quantize)
+
     _add_deploy_parser(commands)
     _add_experiments_parser(commands)
     _add_recipes_parser(commands)
@@ -216,6 +229,17 @@ def _ensemble(args: argparse.Namespace) -> int:
         versions = published_versions[-args.newest :] if args.newest > 0 else []
     published = publish_ensemble(repository, versions, args.data, print)
     print(f"published {repository.name} version {published.version} at {published.path}")
+    return 0
+
+
+def _quantize(args: argparse.Namespace) -> int:
+    from training.pipeline import quantize
+
+    version, record = quantize(Repository(args.models_dir, args.name), args.version, args.data)
+    print(f"{args.name} version {version}: {record.scheme}")
+    print(f"  gate: {record.gate}: {'passed' if record.passed else 'failed'}")
+    for name, value in record.figures.items():
+        print(f"  {name:30} {value:.6g}")
     return 0
 
 

@@ -36,6 +36,7 @@ from contract import (
     SIGNATURE_KEY,
     TENSORFLOW_RUNTIME,
     GoldenProbes,
+    Int8Weights,
     Metadata,
     SavedModel,
     Serve,
@@ -47,6 +48,7 @@ from contract import (
     signature_function,
     write_metadata,
 )
+from contract.litert import request_signature
 from contract.warmup import write_warmup
 from training.data import Digits, Splits
 from training.head import (
@@ -62,6 +64,7 @@ from training.head import (
     with_confidence,
 )
 from training.model import describe_layers
+from training.quantize import measure_int8
 
 RELOAD_TOLERANCE = 1e-6
 # A batch of one goes through another matmul kernel, whose logits may differ by an ulp: 1e-6 at the logits'
@@ -347,6 +350,7 @@ def staged_export(
             raise ExportError("export verification failed: " + "; ".join(f"{c.name}: {c.detail}" for c in failed))
         flags = signature_function(loaded, CONFIDENCE_SIGNATURE)
         confident = None if flags is None else flags(probes)[CONFIDENT_NAME].tolist()
+        int8 = int8_weights(staging, loaded, splits.validation, probes)
         metadata = Metadata(
             name=name,
             version=0,
@@ -365,10 +369,19 @@ def staged_export(
             confidence=report.confidence,
             explanation=report.explanation,
             probes=GoldenProbes(inputs=probes.tolist(), outputs=serve(probes).tolist(), confident=confident),
+            int8_weights=int8,
         )
         yield StagedVersion(model_dir, staging, metadata, checks)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def int8_weights(path: Path, loaded: SavedModel, validation: Digits, probes: np.ndarray) -> Int8Weights:
+    """The request signature with int8 weights, measured against the SavedModel at `path` (`training.quantize`)."""
+    signature = request_signature(list(loaded.signatures))
+    exported = signature_function(loaded, signature)
+    assert exported is not None, signature
+    return measure_int8(path, signature, exported, validation, probes)
 
 
 @contextmanager

@@ -11,13 +11,24 @@ from pathlib import Path
 from typing import Any
 
 import keras
+import numpy as np
 
-from contract import CONFIDENCE_SIGNATURE, CONFIDENT_NAME, list_versions, read_metadata, signature_function
+from contract import (
+    CONFIDENCE_SIGNATURE,
+    CONFIDENT_NAME,
+    Int8Weights,
+    Metadata,
+    list_versions,
+    load_savedmodel,
+    read_metadata,
+    signature_function,
+    write_metadata,
+)
 from training import calibration, distributed
 from training.calibration_report import Measured
 from training.config import Hyperparameters, Repository, TrainOptions, hyperparameters_for
 from training.data import DataError, Splits, load_splits, with_corrections
-from training.export import CheckResult, ExportError, StagedVersion, load_signature, staged_export
+from training.export import CheckResult, ExportError, StagedVersion, int8_weights, load_signature, staged_export
 from training.networks import NETWORKS, Network
 from training.train import TrainResult, run
 
@@ -191,9 +202,7 @@ def publish_ensemble(repository: Repository, versions: list[int], data: str, log
         raise PipelineError(
             "the members were trained on different splits; their validation digits would not be held out"
         )
-    splits = _load(data, members[0].metadata.dataset.split_seed)
-    if splits.info.test_indices_sha256 != members[0].metadata.dataset.test_indices_sha256:
-        raise PipelineError(f"--data {data} is not the data the members were trained on; pass that data")
+    splits = _own_splits(repository, versions[0], members[0].metadata, data)
     model = ensemble.combine(members)
     network, hyperparameters = ensemble.description(members)
     log(f"combining {network}")
@@ -210,25 +219,10 @@ def publish_ensemble(repository: Repository, versions: list[int], data: str, log
 
 def evaluate(repository: Repository, version: int | None, data: str) -> Evaluation:
     """Re-measure a published version on the held-out digits of its own split of `data`."""
-    versions = list_versions(repository.model_dir) if repository.model_dir.is_dir() else {}
-    if not versions:
-        raise PipelineError(f"no published versions under {repository.model_dir}")
-    chosen = version if version is not None else max(versions)
-    if chosen not in versions:
-        raise PipelineError(f"{repository.name} has no version {chosen}; published: {', '.join(map(str, versions))}")
-    metadata = read_metadata(versions[chosen])
-    splits = _load(data, metadata.dataset.split_seed)
-    recorded_split = metadata.dataset
-    if (splits.info.test_size, splits.info.test_indices_sha256) != (
-        recorded_split.test_size,
-        recorded_split.test_indices_sha256,
-    ):
-        raise PipelineError(
-            f"{repository.name} version {chosen} was measured on the {recorded_split.test_size} test digits of "
-            f"{recorded_split.source}, and --data {data} gives {splits.info.test_size} others; "
-            "pass the data it was trained on"
-        )
-    loaded, serve = load_signature(versions[chosen])
+    chosen, path = _published_version(repository, version)
+    metadata = read_metadata(path)
+    splits = _own_splits(repository, chosen, metadata, data)
+    loaded, serve = load_signature(path)
     served = serve(splits.test.x)
     flags = signature_function(loaded, CONFIDENCE_SIGNATURE)
     confident = None if flags is None else flags(splits.test.x)[CONFIDENT_NAME]
@@ -249,6 +243,42 @@ def evaluate(repository: Repository, version: int | None, data: str) -> Evaluati
         accuracy_when_confident=None if confident is None else float(right[confident].mean()),
         measured=measured,
     )
+
+
+def quantize(repository: Repository, version: int | None, data: str) -> tuple[int, Int8Weights]:
+    """Measure a published version's int8 weights on the validation digits of its own split of `data`, as an
+    export does (`training.quantize`), and record them in its metadata.json; its SavedModel is untouched."""
+    chosen, path = _published_version(repository, version)
+    metadata = read_metadata(path)
+    splits = _own_splits(repository, chosen, metadata, data)
+    probes = np.asarray(metadata.probes.inputs, np.float32)
+    record = int8_weights(path, load_savedmodel(path), splits.validation, probes)
+    write_metadata(path, metadata.model_copy(update={"int8_weights": record}))
+    return chosen, record
+
+
+def _published_version(repository: Repository, version: int | None) -> tuple[int, Path]:
+    """`version`, or the newest where None, and its folder."""
+    versions = list_versions(repository.model_dir) if repository.model_dir.is_dir() else {}
+    if not versions:
+        raise PipelineError(f"no published versions under {repository.model_dir}")
+    chosen = version if version is not None else max(versions)
+    if chosen not in versions:
+        raise PipelineError(f"{repository.name} has no version {chosen}; published: {', '.join(map(str, versions))}")
+    return chosen, versions[chosen]
+
+
+def _own_splits(repository: Repository, version: int, metadata: Metadata, data: str) -> Splits:
+    """The split of `data` the version was made with; refused unless its test digits are the recorded ones."""
+    splits = _load(data, metadata.dataset.split_seed)
+    recorded = metadata.dataset
+    if (splits.info.test_size, splits.info.test_indices_sha256) != (recorded.test_size, recorded.test_indices_sha256):
+        raise PipelineError(
+            f"{repository.name} version {version} was measured on the {recorded.test_size} test digits of "
+            f"{recorded.source}, and --data {data} gives {splits.info.test_size} others; "
+            "pass the data it was trained on"
+        )
+    return splits
 
 
 def _load(data: str, seed: int) -> Splits:

@@ -48,8 +48,12 @@ TIMING_ROUNDS = 30  # per runtime compared, each a call of 2 rows and one of eve
 class Accelerator(Protocol):
     """Builds a faster runtime for a loaded version from its files, or raises."""
 
-    engine: str  # what it builds: litert
+    engine: str  # what it builds: litert, litert-int8
     by_speed: bool  # used only where it is faster than the runtime it would replace
+
+    def golden(self, metadata: Metadata, /) -> GoldenProbes:
+        """The probes its runtime must reproduce; raises SelfCheckFailed where the version does not offer it."""
+        ...
 
     def __call__(self, path: Path, base: Runtime, /) -> Runtime: ...
 
@@ -184,7 +188,7 @@ def load_version(
     report = self_check(runtime.predict, metadata.probes, repeats=repeats, max_rows=max_rows)
     report = replace(report, engine=runtime.engine)
     for accelerator in accelerators:
-        runtime, report = _accelerated(path, runtime, report, accelerator, metadata.probes, repeats, max_rows)
+        runtime, report = _accelerated(path, runtime, report, accelerator, metadata, repeats, max_rows)
     try:
         replayed = runtime.warm_up()
     except Exception as e:
@@ -200,7 +204,7 @@ def _accelerated(
     runtime: Runtime,
     report: SelfCheckReport,
     accelerator: Accelerator,
-    probes: GoldenProbes,
+    metadata: Metadata,
     repeats: int,
     max_rows: int,
 ) -> tuple[Runtime, SelfCheckReport]:
@@ -208,6 +212,7 @@ def _accelerated(
     runtime given, its report noting why not."""
     engine = accelerator.engine
     try:
+        probes = accelerator.golden(metadata)
         candidate = accelerator(path, runtime)
         checked = self_check(candidate.predict, probes, repeats=repeats, max_rows=max_rows)
     except Exception as e:  # noqa: BLE001 - a candidate that fails in any way is not used, and says why

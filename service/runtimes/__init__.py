@@ -3,6 +3,7 @@ runtimes it may offer each loaded version to (`MNIST_RUNTIME=auto`)."""
 
 from collections.abc import Mapping, Sequence
 
+from contract.litert import Precision
 from service.config import Settings
 from service.core.model import Accelerator
 from service.core.runtime import RuntimeLoader
@@ -20,6 +21,15 @@ def default_runtimes(settings: Settings) -> Mapping[str, RuntimeLoader]:
 
 
 def default_accelerators(settings: Settings) -> Sequence[Accelerator]:
-    if settings.runtime == "savedmodel":
-        return ()
-    return (litert.LiteRtConverter(threads=settings.tf_intra_op_threads, by_speed=settings.runtime == "auto"),)
+    """In the order they are offered each version: int8 after fp32, so that it must beat LiteRT's own fp32."""
+    precisions: dict[str, tuple[Precision, ...]] = {
+        "savedmodel": (),
+        "litert": ("fp32",),
+        "litert-int8": ("fp32", "int8"),
+        "auto": ("fp32", "int8"),
+    }
+    by_speed = settings.runtime == "auto"
+    return tuple(
+        litert.LiteRtConverter(threads=settings.tf_intra_op_threads, by_speed=by_speed, precision=precision)
+        for precision in precisions[settings.runtime]
+    )

@@ -1,12 +1,14 @@
-"""LiteRT (TensorFlow Lite, with its XNNPACK CPU kernels): the same weights as a version's SavedModel,
-computed without TensorFlow's per-call overhead.
+"""LiteRT (TensorFlow Lite, with its XNNPACK CPU kernels): a version's SavedModel computed without
+TensorFlow's per-call overhead, with its own weights (fp32) or with int8 weights.
 
 The SavedModel stays the artifact and the source of truth. At load, its request signature
 (`with_confidence` where the version has it, else `serving_default`) is converted in memory with
-TensorFlow's own `TFLiteConverter`, and the result is one more candidate runtime for the version:
-it serves only if it passes the same self-checks as the SavedModel (`service.core.model`) and is
-faster on the version's own probes. Explanations (integrated gradients, which need gradients) and
-the warm-up requests for them stay on the SavedModel.
+TensorFlow's own `TFLiteConverter` (`contract.litert`), and the result is one more candidate runtime for
+the version: it serves only if it passes the same self-checks as the SavedModel (`service.core.model`)
+and, where chosen by speed, is faster on the version's own probes. fp32 must reproduce the SavedModel's
+golden outputs; int8 is offered only where the version's export gate passed (`metadata.int8_weights`),
+and must reproduce the int8 golden outputs the export recorded. Explanations (integrated gradients,
+which need gradients) and the warm-up requests for them stay on the SavedModel.
 
 NOTE: `ai_edge_litert` is imported by the first conversion, so that a server without the package, or
 on a platform without its wheel, still serves every version on its SavedModel.
@@ -19,19 +21,21 @@ from typing import Any
 
 import numpy as np
 
-from contract import CONFIDENCE_SIGNATURE, IMAGE_PIXELS, INPUT_NAME, SIGNATURE_KEY
+from contract import IMAGE_PIXELS, GoldenProbes, Metadata, ServeAll
+from contract.litert import Precision, convert, request_signature, runner
+from service.core.model import SelfCheckFailed
 from service.core.runtime import Outputs, Predict, TensorSpec
 from service.runtimes.tensorflow import SavedModelRuntime, cpp_lines_to_log, replay_warmup
 
-ENGINE = "litert"
+ENGINES: dict[Precision, str] = {"fp32": "litert", "int8": "litert-int8"}
 
 
 @dataclass(frozen=True)
 class LiteRtRuntime:
     base: SavedModelRuntime  # explanations, and what this runtime must reproduce
-    runner: Any  # the interpreter's signature runner; not thread-safe, hence the lock
+    runner: ServeAll  # not thread-safe, hence the lock
+    engine: str
     lock: threading.Lock = field(default_factory=threading.Lock)
-    engine: str = ENGINE
 
     @property
     def platform(self) -> str:
@@ -55,36 +59,42 @@ class LiteRtRuntime:
 
     def predict(self, x: np.ndarray) -> Outputs:
         with self.lock:
-            found = self.runner(**{INPUT_NAME: np.ascontiguousarray(x, np.float32)})
-        return {spec.name: found[spec.name] for spec in self.outputs}  # copies: the runner reuses its buffers
+            found = self.runner(x)
+        return {spec.name: found[spec.name] for spec in self.outputs}
 
     def warm_up(self) -> int:
         return replay_warmup(self.base.warmup, self.predict, self.base.explain)
 
 
 class LiteRtConverter:
-    """An accelerator for SavedModel versions (`service.core.model.Accelerator`): with `by_speed`, only
-    where it is faster."""
+    """An accelerator for SavedModel versions (`service.core.model.Accelerator`) at one weight precision: with
+    `by_speed`, used only where it is faster."""
 
-    engine = ENGINE
-
-    def __init__(self, *, threads: int, by_speed: bool = True) -> None:
+    def __init__(self, *, threads: int, by_speed: bool = True, precision: Precision = "fp32") -> None:
         self._threads = max(threads, 1)
         self.by_speed = by_speed
+        self.precision: Precision = precision
+        self.engine = ENGINES[precision]
+
+    def golden(self, metadata: Metadata) -> GoldenProbes:
+        if self.precision == "fp32":
+            return metadata.probes
+        gated = metadata.int8_weights
+        if gated is None:
+            raise SelfCheckFailed("its export measured no int8 weights (mnist-train quantize measures them)")
+        if not gated.passed:
+            raise SelfCheckFailed(f"its int8 weights failed the export's gate ({gated.gate}): {gated.figures}")
+        return gated.probes(metadata.probes.inputs)
 
     def __call__(self, path: Path, base: Any) -> LiteRtRuntime:
+        if isinstance(base, LiteRtRuntime):  # offered after LiteRT at another precision won
+            base = base.base
         if not isinstance(base, SavedModelRuntime):
             raise TypeError(f"LiteRT converts SavedModels, not a {type(base).__name__}")
-        import tensorflow as tf
-        from ai_edge_litert.interpreter import Interpreter
-
-        key = CONFIDENCE_SIGNATURE if CONFIDENCE_SIGNATURE in base.signatures else SIGNATURE_KEY
+        signature = request_signature(base.signatures)
         with cpp_lines_to_log():  # the converter's and the interpreter's C++ notices, as JSON log lines
-            flatbuffer = tf.lite.TFLiteConverter.from_saved_model(str(path), signature_keys=[key]).convert()
-            interpreter = Interpreter(model_content=flatbuffer, num_threads=self._threads)
-            runner = interpreter.get_signature_runner(key)
-            runner(**{INPUT_NAME: np.zeros((2, IMAGE_PIXELS), np.float32)})  # XNNPACK is set up at the first call
-        missing = {spec.name for spec in base.outputs} - set(runner.get_output_details())
+            run = runner(convert(path, signature, self.precision), signature, threads=self._threads)
+        missing = {spec.name for spec in base.outputs} - set(run(np.zeros((2, IMAGE_PIXELS), np.float32)))
         if missing:
             raise ValueError(f"the converted model lacks the outputs {sorted(missing)}")
-        return LiteRtRuntime(base, runner)
+        return LiteRtRuntime(base, run, self.engine)

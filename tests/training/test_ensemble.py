@@ -73,6 +73,6 @@ def test_an_ensemble_refuses_what_it_cannot_combine(two_versions: tuple[Path, li
         publish_ensemble(repository, [1, 1], "embedded", print)
     with pytest.raises(PipelineError, match="tiny has no version 7; published: 1, 2"):
         publish_ensemble(repository, [1, 7], "embedded", print)
-    with pytest.raises(PipelineError, match="not the data the members were trained on"):
+    with pytest.raises(PipelineError, match="pass the data it was trained on"):
         publish_ensemble(repository, [1, 2], "embedded", print)  # they were trained on a slice of it
     assert sorted(list_versions(root / "tiny")) == [1, 2]  # nothing published

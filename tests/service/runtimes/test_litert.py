@@ -2,20 +2,22 @@
 passes every self-check the SavedModel passes; a runtime that fails one never serves, and the version's
 checks say why."""
 
+import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from contract import CONFIDENT_NAME, OUTPUT_NAME
+from contract import CONFIDENT_NAME, OUTPUT_NAME, GoldenProbes, Metadata, read_metadata, write_metadata
 from service.config import Settings
 from service.core.model import Accelerator, LoadedModel, load_version
 from service.core.runtime import Outputs, Runtime
 from service.runtimes import default_accelerators, default_runtimes
 from service.runtimes.litert import LiteRtConverter, LiteRtRuntime
 from tests.helpers import DEFAULT_VERSION
-from training.data import load_embedded
+from training.data import Digits, load_embedded
 
 RUNTIMES = default_runtimes(Settings())
 LITERT = LiteRtConverter(threads=1, by_speed=False)
@@ -77,6 +79,9 @@ class Faulty:
     drift: bool = False
     by_speed: bool = False
 
+    def golden(self, metadata: Metadata) -> GoldenProbes:
+        return LITERT.golden(metadata)
+
     def __call__(self, path: Path, base: Runtime) -> Runtime:
         runtime = LITERT(path, base)
         shift, drift = self.shift, self.drift
@@ -87,11 +92,12 @@ class Faulty:
                 moved = out[OUTPUT_NAME] + shift + (len(x) * 1e-7 if drift else 0)
                 return {**out, OUTPUT_NAME: moved.astype(np.float32)}
 
-        return Wrong(runtime.base, runtime.runner)
+        return Wrong(runtime.base, runtime.runner, runtime.engine)
 
 
 class Broken:
     engine, by_speed = "litert", False
+    golden = LITERT.golden
 
     def __call__(self, path: Path, base: Runtime) -> Runtime:
         raise RuntimeError("the converter ran out of memory")
@@ -124,7 +130,7 @@ def test_auto_keeps_the_savedmodel_where_the_candidate_is_slower() -> None:
                     time.sleep(0.02)  # far slower than any SavedModel call of these few rows
                     return super().predict(x)
 
-            return Sleepy(runtime.base, runtime.runner)
+            return Sleepy(runtime.base, runtime.runner, runtime.engine)
 
     loaded = _load(Slow("litert", by_speed=True))
     assert loaded.report.engine == "tensorflow"
@@ -132,7 +138,79 @@ def test_auto_keeps_the_savedmodel_where_the_candidate_is_slower() -> None:
 
 
 def test_the_setting_chooses_the_accelerators_and_auto_is_the_default() -> None:
-    assert default_accelerators(Settings(runtime="savedmodel")) == ()
-    (auto,) = default_accelerators(Settings())
-    (forced,) = default_accelerators(Settings(runtime="litert"))
-    assert (auto.engine, auto.by_speed, forced.by_speed) == ("litert", True, False)
+    def offered(runtime: str) -> list[tuple[str, bool]]:
+        return [(a.engine, a.by_speed) for a in default_accelerators(Settings(runtime=runtime))]
+
+    assert offered("savedmodel") == []
+    assert offered("litert") == [("litert", False)]
+    assert offered("litert-int8") == [("litert", False), ("litert-int8", False)]
+    assert (
+        offered("auto")
+        == [("litert", True), ("litert-int8", True)]
+        == [(a.engine, a.by_speed) for a in default_accelerators(Settings())]
+    )
+
+
+INT8 = LiteRtConverter(threads=1, by_speed=False, precision="int8")
+
+
+@pytest.fixture
+def int8_version(tiny_repo: Path, tmp_path: Path) -> Path:
+    """The tiny version, its int8 weights' verdict taken as passed: the service trusts the export's verdict
+    (how the export reaches it is tests/training/test_quantize.py), and a 2-epoch model on 60 validation digits
+    may change an answer."""
+    version = tmp_path / "tiny" / "1"
+    shutil.copytree(tiny_repo / "tiny" / "1", version)
+    _edit_int8(version, passed=True)
+    return version
+
+
+def _edit_int8(version: Path, **update: object) -> None:
+    metadata = read_metadata(version)
+    record = None if update.get("record", True) is None else metadata.int8_weights
+    if record is not None:
+        record = record.model_copy(update={k: v for k, v in update.items() if k != "record"})
+    write_metadata(version, metadata.model_copy(update={"int8_weights": record}))
+
+
+def _load_tiny(version: Path, *accelerators: object) -> LoadedModel:
+    found: tuple[Accelerator, ...] = accelerators  # type: ignore[assignment]
+    return load_version("tiny", 1, version, RUNTIMES, repeats=5, max_rows=64, accelerators=found)
+
+
+def test_int8_weights_serve_where_the_export_gate_passed(int8_version: Path, embedded: Digits) -> None:
+    loaded = _load_tiny(int8_version, LITERT, INT8)
+    assert loaded.report.engine == loaded.runtime.engine == "litert-int8" and loaded.report.mode.value == "batched"
+    checks = "\n".join(loaded.report.checks)
+    assert (
+        "runtime litert-int8: every check passed; " in checks and "against litert's" in checks
+    )  # timed against the fp32 it replaced
+    assert "rows bit-identical alone and in batches of [2, 3, 5, 8, 16, 31, 64]" in checks
+    saved = _load_tiny(int8_version)
+    x = embedded.x[:500]
+    ours, theirs = saved.predict(x)[OUTPUT_NAME], loaded.predict(x)[OUTPUT_NAME]
+    assert 1e-6 < np.abs(theirs - ours).max() < 0.2  # other weights, near the same answers
+    assert (theirs.argmax(1) != ours.argmax(1)).mean() <= 0.02
+
+
+def _fail_golden(version: Path) -> None:
+    record = read_metadata(version).int8_weights
+    assert record is not None
+    _edit_int8(version, outputs=[[1.0 - p for p in row] for row in record.outputs])
+
+
+@pytest.mark.parametrize(
+    ("spoil", "reason"),
+    [
+        (lambda v: _edit_int8(v, record=None), "litert-int8 not used: its export measured no int8 weights"),
+        (lambda v: _edit_int8(v, passed=False), "litert-int8 not used: its int8 weights failed the export's gate"),
+        (_fail_golden, "litert-int8 not used: golden probes differ"),
+    ],
+)
+def test_int8_weights_never_serve_without_a_passed_gate_and_their_golden_outputs(
+    int8_version: Path, spoil: Callable[[Path], None], reason: str
+) -> None:
+    spoil(int8_version)
+    loaded = _load_tiny(int8_version, LITERT, INT8)
+    assert loaded.report.engine == "litert"  # what passed before it still serves
+    assert any(check.startswith(reason) for check in loaded.report.checks), loaded.report.checks
