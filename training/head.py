@@ -62,12 +62,10 @@ class HeadReport:
 def calibrated_probabilities(model: keras.Model, calibration: Calibration) -> Callable[..., tf.Tensor]:
     """The model's probabilities, calibrated: softmax(logits @ weight + bias) in place of its own softmax."""
     body, dense = split_head(model)
-    weight = tf.constant(calibration.weight, tf.float32)
-    bias = tf.constant(calibration.bias, tf.float32)
+    calibrate = _calibrated_softmax(dense, calibration)
 
     def calibrated(x: tf.Tensor, training: bool = False) -> tf.Tensor:
-        logits = tf.matmul(body(x, training=training), dense.kernel) + dense.bias
-        return tf.nn.softmax(tf.matmul(logits, weight) + bias)
+        return calibrate(body(x, training=training))
 
     return calibrated
 
@@ -76,13 +74,11 @@ def with_confidence(model: keras.Model, head: ServingHead) -> Callable[[tf.Tenso
     """The `with_confidence` signature: calibrated probabilities, and the flags of `head.rule`, from one pass
     through the network's hidden layers, which the detector reads too."""
     body, dense = split_head(model)
-    weight = tf.constant(head.calibration.weight, tf.float32)
-    bias = tf.constant(head.calibration.bias, tf.float32)
+    calibrate = _calibrated_softmax(dense, head.calibration)
 
     def flagged(x: tf.Tensor) -> dict[str, tf.Tensor]:
         features = body(x, training=False)
-        logits = tf.matmul(features, dense.kernel) + dense.bias
-        probabilities = tf.nn.softmax(tf.matmul(logits, weight) + bias)
+        probabilities = calibrate(features)
         digit_like = head.detector.score(features) >= head.rule.digit_threshold
         return {
             OUTPUT_NAME: probabilities,
@@ -91,6 +87,18 @@ def with_confidence(model: keras.Model, head: ServingHead) -> Callable[[tf.Tenso
         }
 
     return flagged
+
+
+def _calibrated_softmax(dense: keras.layers.Dense, calibration: Calibration) -> Callable[[tf.Tensor], tf.Tensor]:
+    """Last hidden features to calibrated probabilities: the softmax layer's logits, then the calibration."""
+    weight = tf.constant(calibration.weight, tf.float32)
+    bias = tf.constant(calibration.bias, tf.float32)
+
+    def calibrate(features: tf.Tensor) -> tf.Tensor:
+        logits = tf.matmul(features, dense.kernel) + dense.bias
+        return tf.nn.softmax(tf.matmul(logits, weight) + bias)
+
+    return calibrate
 
 
 def integrated_gradients(calibrated: Callable[..., tf.Tensor], x: tf.Tensor, *, steps: int) -> dict[str, tf.Tensor]:
