@@ -21,9 +21,10 @@ _BANNER = "WARNING: All log messages before absl::InitializeLog() is called are 
 # The second lines of TensorFlow's multi-line records. NOTE: known ones only: any other line after a record
 # may be someone else's (a traceback, the CLI's own error), and is passed on rather than swallowed.
 _CONTINUATIONS = ("To enable the following instructions",)
-# NOTE: tf.data logs this at ERROR whenever Keras's input pipelines carry an attribute newer than the
-# runtime's op registry, and goes on to say that unknown attributes are ignored: a notice, not an error.
-_NOTICES = ("NodeDef mentions attribute",)
+# NOTE: notices logged above their weight. tf.data logs the first at ERROR whenever Keras's input pipelines
+# carry an attribute newer than the runtime's op registry, and goes on to say that unknown attributes are
+# ignored. The LiteRT converter logs the others at WARNING on every conversion, for options it sets itself.
+_NOTICES = ("NodeDef mentions attribute", "Ignored output_format.", "Ignored drop_control_dependency.")
 
 
 def records(lines: Iterable[str]) -> Iterator[tuple[int | None, str]]:

@@ -11,6 +11,10 @@ ONEDNN = "I0000 00:00:1796239297.650564    8505 port.cc:153] oneDNN custom opera
 CPU = "I0000 00:00:1796239297.699147    8505 cpu_feature_guard.cc:227] This TensorFlow binary is optimized."
 CPU_MORE = "To enable the following instructions: AVX2 AVX512F, rebuild TensorFlow."
 NODEDEF = "E0000 00:00:1796239281.827367    8425 node_def_util.cc:682] NodeDef mentions attribute x which is not."
+CONVERTER = (
+    "W0000 00:00:1796320939.784654    3063 tf_tfl_flatbuffer_helpers.cc:364] Ignored output_format.",
+    "W0000 00:00:1796320939.784660    3063 tf_tfl_flatbuffer_helpers.cc:367] Ignored drop_control_dependency.",
+)
 FAILED = "E0000 00:00:1796239281.827367    8425 cuda_executor.cc:12] failed call to cuInit: UNKNOWN ERROR"
 
 
@@ -23,9 +27,14 @@ def test_records_keep_their_level_and_join_known_continuations() -> None:
     ]
 
 
-def test_tf_datas_attribute_notice_is_not_an_error() -> None:
-    ((level, message),) = records([NODEDEF])
-    assert level == logging.INFO and message.startswith("NodeDef mentions attribute")
+def test_notices_logged_above_their_weight_are_notices() -> None:
+    found = list(records([NODEDEF, *CONVERTER]))
+    assert [level for level, _ in found] == [logging.INFO] * 3
+    assert [message.split(" (")[0] for _, message in found] == [
+        "NodeDef mentions attribute x which is not.",
+        "Ignored output_format.",
+        "Ignored drop_control_dependency.",
+    ]
 
 
 def test_a_line_after_a_record_is_someone_elses_and_comes_through_unchanged() -> None:
