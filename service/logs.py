@@ -22,7 +22,7 @@ class Answered:
     version: int
     started_ns: int
     finished_ns: int
-    runtime: str = ""  # what computed the answer: tensorflow, litert (explanations: always tensorflow)
+    runtime: str = ""  # what computed the answer: tensorflow, litert, litert-int8 (explanations: always tensorflow)
 
 
 RUNTIME_KEY = "x-model-runtime"  # the response header (REST) and trailing metadata (gRPC) naming `runtime`

@@ -102,7 +102,7 @@ class Metrics:
         )
         self.version_runtime = Gauge(
             "mnist_model_version_runtime",
-            "1 for the runtime that computes each available model version (tensorflow, litert)",
+            "1 for the runtime that computes each available model version (tensorflow, litert, litert-int8)",
             ["model", "version", "runtime"],
             registry=self.registry,
             multiprocess_mode="livemax",

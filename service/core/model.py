@@ -76,7 +76,7 @@ class SelfCheckReport:
     probe_max_error: float
     checks: tuple[str, ...]
     seconds: float
-    engine: str = ""  # the runtime that passed and serves: tensorflow, litert
+    engine: str = ""  # the runtime that passed and serves: tensorflow, litert, litert-int8
 
 
 class BatchInvariantPredict:

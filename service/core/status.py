@@ -19,4 +19,4 @@ class VersionStatus:
     error: str = ""
     batching: str = ""
     checks: tuple[str, ...] = field(default_factory=tuple)
-    runtime: str = ""  # what computes it while AVAILABLE: tensorflow, litert
+    runtime: str = ""  # what computes it while AVAILABLE: tensorflow, litert, litert-int8
