@@ -350,7 +350,7 @@ def _add_experiments_parser(commands: "argparse._SubParsersAction[argparse.Argum
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="2 seeds, 3 epochs, 600 digits, and 1,200 steps of the BN paper's network: for tests (~2 min)",
+        help="1 seed, 3 epochs, 600 digits, and 1,200 steps of the BN paper's network: for tests (~2 min)",
     )
     parser.add_argument("--out", type=Path, default=Path("docs"), help="folder for experiments.md and the plots")
     parser.add_argument(

@@ -38,7 +38,7 @@ class PaperGrid:
     seeds: tuple[int, ...]
 
 
-PAPER_GRIDS = {"full": PaperGrid(50_000, 500, (0, 1, 2)), "quick": PaperGrid(1_200, 200, (0, 1))}
+PAPER_GRIDS = {"full": PaperGrid(50_000, 500, (0, 1, 2)), "quick": PaperGrid(1_200, 200, (0,))}
 
 
 @dataclass

@@ -20,7 +20,7 @@ class Grid:
 GRIDS = {
     # 1,500 digits of each class: the most that keeps the full grid within about 45 minutes on 2 cores
     "full": Grid("full", (0, 1, 2), 20, (0.001, 0.01, 0.1), (4, 8, 32, 64, 128), 10, 1_500, 300),
-    "quick": Grid("quick", (0, 1), 3, (0.001, 0.1), (8, 32, 128), 2, 60, 50),
+    "quick": Grid("quick", (0,), 3, (0.001, 0.1), (8, 32, 128), 2, 60, 50),
 }
 BN_NET = NETWORKS["bn-256-128"]
 PLAIN_NET = NETWORKS["plain-256-128"]

@@ -27,7 +27,7 @@ CALIBRATION_FIGURE = "bn_calibration.png"
 class ExperimentOptions:
     data: str = "auto"  # as `--data` of `train`: training.data.load_source
     out: Path = Path("docs")
-    quick: bool = False  # 2 seeds, 3 epochs, 600 digits, a short BN paper replica: for tests
+    quick: bool = False  # 1 seed, 3 epochs, 600 digits, a short BN paper replica: for tests
     report_only: bool = False  # train nothing: redo verdicts, plots and report from OUT/experiments.json
     replicas_only: bool = False  # measure only the replica-batch section into OUT/experiments.json
     calibration_only: bool = False  # measure only the BN-calibration section into OUT/experiments.json
