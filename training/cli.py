@@ -264,8 +264,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _add_deploy_parser(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     parser = commands.add_parser(
         "deploy",
-        help="train, verify, gate, publish, and wait until every --server serves the new version",
-        description="Train, verify, gate, publish, and see the new version serve traffic on every replica; "
+        help="train, gate, verify, publish, and wait until every --server serves the new version",
+        description="Train, gate, verify, publish, and see the new version serve traffic on every replica; "
         "optionally as a canary, then promoted. What the replicas served before stays served until every "
         "step passed, and a label moves only once every replica serves its new version.",
     )

@@ -65,6 +65,7 @@ def test_the_gate_refuses_a_model_under_the_floor(served: tuple[ServerProcess, P
     server, models = served
     result = _deploy(server, models, "--epochs", "1", "--min-accuracy", "0.999")
     assert result.returncode == 1 and "below the floor 0.9990" in result.stderr
+    assert "export verified" not in result.stdout  # refused before the export's work
     assert list(list_versions(models / "mnist")) == [1]
 
 
