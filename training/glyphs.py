@@ -11,7 +11,7 @@ with another pen, and print digits in other fonts; nothing here is tuned on them
 """
 
 from collections.abc import Callable
-from functools import cache, partial
+from functools import cache, lru_cache, partial
 from pathlib import Path
 
 import numpy as np
@@ -61,21 +61,31 @@ def fonts() -> tuple[Path, ...]:
     return tuple(folder / name for name in _FONT_FILES if (folder / name).is_file())
 
 
+# NOTE: both are pure functions of their arguments, and drawing is slow (about 3 ms an image, most of it
+# Pillow's round line joints in Python): they are kept, read-only, for the process. One export draws the
+# same non-digits for its detector and for its validation, and the suite exports many times.
+@lru_cache(maxsize=8)
 def non_digits(count: int, seed: int) -> np.ndarray:
-    """float32 `[count, 784]` non-digits, 0..255, in the shares of NON_DIGIT_KINDS."""
+    """float32 `[count, 784]` non-digits, 0..255, in the shares of NON_DIGIT_KINDS; read-only."""
     rng = np.random.default_rng(seed)
     makers: dict[str, Maker] = {"glyph": _glyph, "curve": _curves, "noise": _noise}
     kinds = rng.choice(len(NON_DIGIT_KINDS), size=count, p=_KIND_SHARES)
     rows = [_blank(rng) if NON_DIGIT_KINDS[k] == "blank" else _styled(makers[NON_DIGIT_KINDS[k]], rng) for k in kinds]
-    return np.stack(rows).astype(np.float32) if rows else np.zeros((0, IMAGE_PIXELS), np.float32)
+    return _read_only(np.stack(rows).astype(np.float32) if rows else np.zeros((0, IMAGE_PIXELS), np.float32))
 
 
+@lru_cache(maxsize=8)
 def printed_digits(count: int, seed: int) -> Digits:
-    """`count` digits printed in matplotlib's fonts, at random sizes, weights and small rotations."""
+    """`count` digits printed in matplotlib's fonts, at random sizes, weights and small rotations; read-only."""
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, 10, count)
     rows = [_styled(partial(_text, str(digit), rotate=8), rng) for digit in labels]
-    return Digits(np.stack(rows).astype(np.float32), labels.astype(np.int64))
+    return Digits(_read_only(np.stack(rows).astype(np.float32)), _read_only(labels.astype(np.int64)))
+
+
+def _read_only(x: np.ndarray) -> np.ndarray:
+    x.flags.writeable = False
+    return x
 
 
 def _styled(make: Maker, rng: np.random.Generator) -> np.ndarray:

@@ -76,7 +76,9 @@ def test_non_digits_and_printed_digits_are_mnist_style_images() -> None:
     assert printed.x.shape == (50, 784) and set(printed.y) <= set(range(10))
     assert np.allclose(printed.x.max(axis=1), 255, atol=1)  # each stretched to full ink, as MNIST's
     assert not np.array_equal(glyphs.non_digits(20, seed=1), glyphs.non_digits(20, seed=2))
-    assert np.array_equal(glyphs.non_digits(20, seed=1), glyphs.non_digits(20, seed=1))
+    drawn = glyphs.non_digits(20, seed=1)
+    glyphs.non_digits.cache_clear()  # drawn again, not read back
+    assert np.array_equal(drawn, glyphs.non_digits(20, seed=1)) and not drawn.flags.writeable
 
 
 def test_the_rule_keeps_its_share_of_digits_and_its_accuracy_among_them() -> None:
