@@ -39,14 +39,15 @@ from bench.loads import IMAGE
 from bench.process import running
 
 OUTSIDE = "outside the app: HTTP parsing, uvicorn, kernel and client"
+# NOTE: one stage: the common body is decoded straight into its types (`inputs.predict_integers`), in C.
+DECODE = "JSON decode and validation"
 LOOP = "event loop: waiting in epoll, or uvloop's own C"
 # (stage, what a frame's "function (file:line)" text contains); the innermost frame that matches wins.
 STAGES: list[tuple[str, tuple[str, ...]]] = [
     ("model call", ("tensorflow/", "contract/signature.py", "service/core/model.py", "service/runtimes/")),
-    ("JSON decode", ("parse_json ",)),
     ("response build and encode", ("_predictions ", "json_response ", "dumps (service", "starlette/responses.py")),
     ("body read", ("starlette/requests.py", "_LimitedReceive", "RequestResponseCycle.receive")),
-    ("validation", ("service/inputs/", "service/rest/codec.py", "service/rest/predict.py")),
+    (DECODE, ("service/inputs/", "service/rest/codec.py", "service/rest/predict.py")),
     ("queueing and futures", ("service/core/batcher.py", "service/core/dataplane.py", "service/core/manager.py")),
     (
         "middleware: ids, metrics, logs",
@@ -234,8 +235,9 @@ async def micro(model_dir: Path, body: bytes, batch: int) -> dict[str, float]:
     async with _serving_core(model_dir) as (settings, metrics, manager, plane):
         default = ModelRef(None)
         app = create_app(settings, plane, manager=manager, metrics=metrics, arrivals=HttpArrivals())
-        scope, parsed = _scope(body), codec.parse_json(body, max_depth=settings.max_json_depth)
-        x = inputs.predict_json(parsed, max_images=settings.max_request_images)
+        scope, read = _scope(body), inputs.predict_integers(body, max_images=settings.max_request_images)
+        assert read is not None, "the bench's body is the common one"
+        x = read[0]
         result = await plane.infer(default, x)
         served = manager.resolve(settings.default_model).model
 
@@ -250,10 +252,7 @@ async def micro(model_dir: Path, body: bytes, batch: int) -> dict[str, float]:
         limited = settings.max_body_bytes, settings.body_timeout_s
         stages = {
             "body read": await _amedian_us(lambda: Request(scope, _LimitedReceive(_receiver(body), *limited)).body()),
-            "JSON decode": _median_us(lambda: codec.parse_json(body, max_depth=settings.max_json_depth)),
-            "validation": _median_us(
-                lambda: inputs.predict_json(codec.json_object(parsed), max_images=settings.max_request_images)
-            ),
+            DECODE: _median_us(lambda: inputs.predict_integers(body, max_images=settings.max_request_images)),
             "model call, as the batcher makes it": _median_us(lambda: served.predict(x)),
             "infer: batcher and model": await _amedian_us(lambda: plane.infer(default, x)),
             "response build and encode": await _amedian_us(
@@ -318,8 +317,7 @@ BARE_CALL = "model call (bare runtime, batch of 2)"
 ROWS = [
     OUTSIDE,
     "body read",
-    "JSON decode",
-    "validation",
+    DECODE,
     "queueing and futures",
     "model call",
     "response build and encode",
@@ -362,7 +360,7 @@ def _micro_column(timed: dict[str, float], raw_c1: tuple[float, float]) -> dict[
     """The micro-benchmarks, in the table's stages, for one request alone (c=1)."""
     model = timed["model call, as the batcher makes it"]
     infer = timed["infer: batcher and model"]
-    own = ("body read", "JSON decode", "validation", "response build and encode", "middleware: ids, metrics, logs")
+    own = ("body read", DECODE, "response build and encode", "middleware: ids, metrics, logs")
     column = {stage: timed[stage] for stage in own}
     column |= {
         OUTSIDE: raw_c1[1] - timed["raw ASGI app, in process"],

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeGuard
 
+import msgspec
 import numpy as np
 
 import contract
@@ -64,6 +65,42 @@ def predict_json(body: Mapping[str, Any], *, max_images: int) -> np.ndarray:
     if "image" in body:
         return json_image(body["image"], field="image")
     return json_images(body["images"], field="images", max_images=max_images)
+
+
+class _IntegerPredictBody(msgspec.Struct, forbid_unknown_fields=True):
+    """`POST /predict`'s common body: raw intensities as JSON integers (a bool is not one, to msgspec)."""
+
+    image: list[int] | msgspec.UnsetType = msgspec.UNSET
+    images: list[list[int]] | msgspec.UnsetType = msgspec.UNSET
+    model: str | None = None
+    version: int | str | None = None
+    label: str | None = None
+
+
+_INTEGER_PREDICT_BODY = msgspec.json.Decoder(_IntegerPredictBody)
+
+
+def predict_integers(raw: bytes, *, max_images: int) -> tuple[np.ndarray, ModelRef] | None:
+    """`POST /predict`'s raw JSON body, decoded straight into its types, if it is the common one: `image` or
+    `images` of integers within 0..255, and valid `model`, `version` and `label`. None for any other body,
+    valid or not, which `predict_json` and `predict_ref` then read and word the errors of: this is a subset of
+    what they accept, read the same way, without their value-by-value type check (about 25 µs an image)."""
+    try:
+        body = _INTEGER_PREDICT_BODY.decode(raw)
+    except msgspec.MsgspecError:  # malformed, or not of these types: floats, bools, null images, ...
+        return None
+    if isinstance(body.image, list) and body.images is msgspec.UNSET:
+        rows = [body.image]
+    elif isinstance(body.images, list) and body.image is msgspec.UNSET and 0 < len(body.images) <= max_images:
+        rows = body.images
+    else:
+        return None
+    if any(len(row) != IMAGE_PIXELS for row in rows):
+        return None
+    x = _from_intensities(rows)
+    if x is None:
+        return None
+    return x, predict_ref({"model": body.model, "version": body.version, "label": body.label})
 
 
 def predict_ref(fields: Mapping[str, Any]) -> ModelRef:
@@ -226,18 +263,24 @@ def _check_range(x: np.ndarray, *, field: str) -> np.ndarray:
 def _as_pixels(rows: list[list[Any]], field: str, *, integers: bool) -> np.ndarray:
     """float32 `[N, 784]` from checked rows; `integers` when every value is an int."""
     if integers:
-        # NOTE: bytearray() checks and converts a list of ints within 0..255 in C, several times faster
-        # than numpy's conversion of Python numbers, which goes value by value. Raw intensities, the
-        # common case, take this path; a value outside the range leaves it for the range check's message.
-        try:
-            raw = b"".join(map(bytearray, rows))
-        except ValueError:
-            pass
-        else:
-            return np.frombuffer(raw, dtype=np.uint8).astype(np.float32).reshape(len(rows), IMAGE_PIXELS)
+        x = _from_intensities(rows)
+        if x is not None:
+            return x
     with np.errstate(over="ignore"):  # a huge number becomes inf, which the range check refuses
         x = np.array(rows, dtype=np.float32)
     return _check_range(x, field=field)
+
+
+def _from_intensities(rows: list[list[int]]) -> np.ndarray | None:
+    """float32 `[N, 784]` from rows of 784 ints, if every one is within 0..255; else None.
+    NOTE: bytearray() checks and converts a list of ints within 0..255 in C, several times faster than
+    numpy's conversion of Python numbers, which goes value by value. Raw intensities, the common case,
+    take this path; a value outside the range leaves it for the range check's message."""
+    try:
+        raw = b"".join(map(bytearray, rows))
+    except ValueError:
+        return None
+    return np.frombuffer(raw, dtype=np.uint8).astype(np.float32).reshape(len(rows), IMAGE_PIXELS)
 
 
 def _named_input(value: Any, where: str) -> Any:

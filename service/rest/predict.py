@@ -52,8 +52,7 @@ class PredictApi:
             x = images.pixels_from_image(await request.body(), mode, max_pixels=self._settings.max_image_pixels)
             ref = inputs.predict_ref(query)
         else:
-            body = await codec.read_json_object(request, max_depth=self._settings.max_json_depth)
-            x, ref = inputs.predict_json(body, max_images=self._settings.max_request_images), inputs.predict_ref(body)
+            x, ref = await self._json_body(request)
         if explain and len(x) > self._settings.max_explain_images:
             raise InvalidInput(f"explain=true takes at most {self._settings.max_explain_images} images, got {len(x)}")
         result = await self._plane.infer(ref, x)
@@ -66,6 +65,17 @@ class PredictApi:
             for prediction, explanation in zip(predictions, explained, strict=True):
                 prediction["explanation"] = asdict(explanation)
         return codec.json_response({"model": result.name, "version": result.version, "predictions": predictions})
+
+    async def _json_body(self, request: Request) -> tuple[np.ndarray, ModelRef]:
+        """The pixels and the model a JSON body names: the common body of integer intensities decoded straight
+        into its types, any other parsed and checked field by field, which words what is wrong."""
+        codec.require_json(request.headers.get("content-type"))
+        raw, max_images = await request.body(), self._settings.max_request_images
+        common = inputs.predict_integers(raw, max_images=max_images)
+        if common is not None:
+            return common
+        body = codec.json_object(codec.parse_json(raw, max_depth=self._settings.max_json_depth))
+        return inputs.predict_json(body, max_images=max_images), inputs.predict_ref(body)
 
 
 def _predictions(result: InferenceResult) -> list[dict[str, Any]]:

@@ -2,7 +2,7 @@
 
 import math
 
-from bench.budget import BARE_CALL, LOOP, OUTSIDE, main_thread_stages, per_row, stage_of
+from bench.budget import BARE_CALL, DECODE, LOOP, OUTSIDE, main_thread_stages, per_row, stage_of
 from bench.lineup import RAW_LIMIT
 from bench.loads import Result
 from bench.report import PREDICT, Measured, composed_limit
@@ -21,8 +21,8 @@ def test_the_innermost_frame_a_rule_claims_names_the_stage():
         "FastRoute._answer (service/rest/routing.py:42)",
         "PredictApi.predict (service/rest/predict.py:52)",
     ]
-    assert stage_of([*ROOT_FRAMES, *endpoint, "parse_json (service/rest/codec.py:43)"]) == "JSON decode"
-    assert stage_of([*ROOT_FRAMES, *endpoint, "json_image (service/inputs/__init__.py:73)"]) == "validation"
+    assert stage_of([*ROOT_FRAMES, *endpoint, "parse_json (service/rest/codec.py:43)"]) == DECODE
+    assert stage_of([*ROOT_FRAMES, *endpoint, "predict_integers (service/inputs/__init__.py:73)"]) == DECODE
     assert stage_of([*endpoint, "_record (service/rest/middleware.py:70)"]) == "middleware: ids, metrics, logs"
     model = ["DynamicBatcher._compute (service/core/batcher.py:154)", "serve (contract/signature.py:77)"]
     assert stage_of([*ROOT_FRAMES, "DynamicBatcher._run (service/core/batcher.py:116)", *model]) == "model call"
@@ -43,7 +43,7 @@ def test_only_the_main_threads_samples_are_counted():
             "thread (2): Thread-1 (_poll_wrapper);Thread.run (threading.py:992) 90",
         ]
     )
-    assert main_thread_stages(raw) == {LOOP: 7, "JSON decode": 3}
+    assert main_thread_stages(raw) == {LOOP: 7, DECODE: 3}
 
 
 def _result(c: int, rps: float) -> Result:

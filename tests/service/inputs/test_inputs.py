@@ -196,3 +196,67 @@ def test_predict_fields_name_a_model_and_a_version_or_a_label() -> None:
         inputs.predict_ref({"version": 2, "label": "stable"})
     with pytest.raises(InvalidInput, match="'model' must be a string, got a number"):
         inputs.predict_ref({"model": 3})
+
+
+def _read_checked(body: object) -> tuple[np.ndarray, ModelRef] | str:
+    """What the field-by-field path makes of a parsed /predict body: its pixels and model, or its error."""
+    try:
+        if not isinstance(body, dict):
+            raise InvalidInput("not an object")
+        return inputs.predict_json(body, max_images=4), inputs.predict_ref(body)
+    except InvalidInput as e:
+        return e.message
+
+
+_PIXEL = st.one_of(st.integers(0, 255), st.integers(-2, 300), st.booleans(), st.just(7.0), st.none(), st.just("7"))
+
+
+def _row(start: int, form: str, column: int, pixel: object) -> object:
+    row: list[object] = [(start + 7 * j) % 256 for j in range(784)]
+    if form == "changed":
+        row[column] = pixel
+    return {"intensities": row, "changed": row, "short": row[1:], "long": [*row, 0], "null": None}[form]
+
+
+_ROW = st.builds(
+    _row, st.integers(0, 255), st.sampled_from(["intensities", "changed", "short", "long", "null"]),
+    st.integers(0, 783), _PIXEL,
+)  # fmt: skip
+_BODY = st.fixed_dictionaries(
+    {},
+    optional={
+        "image": _ROW,
+        "images": st.lists(_ROW, max_size=5),
+        "model": st.one_of(st.just("mnist"), st.none(), st.just(3)),
+        "version": st.one_of(st.integers(-1, 3), st.just("2"), st.just("02"), st.none(), st.just(1.0), st.booleans()),
+        "label": st.one_of(st.just("stable"), st.none(), st.just(["x"])),
+        "extra": st.just(1),
+    },
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_BODY)
+def test_the_typed_decoding_reads_a_body_as_the_checked_path_does_or_leaves_it_to_it(body: dict[str, object]) -> None:
+    import orjson
+
+    checked = _read_checked(body)
+    try:
+        typed = inputs.predict_integers(orjson.dumps(body), max_images=4)
+    except InvalidInput as e:  # only what predict_ref itself refuses, with its own words
+        assert e.message == checked
+        return
+    if typed is None:
+        return
+    assert not isinstance(checked, str), (body, checked)
+    assert np.array_equal(typed[0], checked[0]) and typed[0].dtype == np.float32 and typed[1] == checked[1]
+
+
+def test_the_common_body_takes_the_typed_decoding() -> None:
+    row = [(j * 7) % 256 for j in range(784)]
+    one = inputs.predict_integers(b'{"image": %s, "label": "stable"}' % str(row).encode(), max_images=4)
+    assert one is not None and one[0].shape == (1, 784) and one[1] == ModelRef(None, label="stable")
+    many = inputs.predict_integers(b'{"images": [%s, %s], "version": 2}' % ((str(row).encode(),) * 2), max_images=4)
+    assert many is not None and many[0].shape == (2, 784) and many[1] == ModelRef(None, 2)
+    for other in (b'{"image": [true]}', b"[1]", b"", b"{", b'{"image": [NaN]}', b'{"image": null, "images": []}'):
+        assert inputs.predict_integers(other, max_images=4) is None, other
