@@ -62,9 +62,9 @@ def fonts() -> tuple[Path, ...]:
 
 
 # NOTE: both are pure functions of their arguments, and drawing is slow (about 3 ms an image, most of it
-# Pillow's round line joints in Python): they are kept, read-only, for the process. One export draws the
-# same non-digits for its detector and for its validation, and the suite exports many times.
-@lru_cache(maxsize=8)
+# Pillow's round line joints in Python): the last few drawn are kept, read-only, for the process. A process
+# that exports again on the same splits (the suite, a notebook) asks for the same ones again.
+@lru_cache(maxsize=4)
 def non_digits(count: int, seed: int) -> np.ndarray:
     """float32 `[count, 784]` non-digits, 0..255, in the shares of NON_DIGIT_KINDS; read-only."""
     rng = np.random.default_rng(seed)
@@ -74,7 +74,7 @@ def non_digits(count: int, seed: int) -> np.ndarray:
     return _read_only(np.stack(rows).astype(np.float32) if rows else np.zeros((0, IMAGE_PIXELS), np.float32))
 
 
-@lru_cache(maxsize=8)
+@lru_cache(maxsize=4)
 def printed_digits(count: int, seed: int) -> Digits:
     """`count` digits printed in matplotlib's fonts, at random sizes, weights and small rotations; read-only."""
     rng = np.random.default_rng(seed)
