@@ -147,20 +147,24 @@ def explain_steps(calibrated: Callable[..., tf.Tensor], x: np.ndarray) -> int:
 def features(model: keras.Model, x: np.ndarray) -> np.ndarray:
     """The model's last hidden features (what its softmax layer and the detector read), in inference mode."""
     body, _ = split_head(model)
+    return _body_features(body, x)
+
+
+def logits(model: keras.Model, x: np.ndarray) -> np.ndarray:
+    """The model's logits (its last layer without the softmax), in inference mode, as float64."""
+    body, dense = split_head(model)
+    out: np.ndarray = _body_features(body, x).astype(np.float64) @ np.asarray(dense.kernel, np.float64) + np.asarray(
+        dense.bias, np.float64
+    )
+    return out
+
+
+def _body_features(body: keras.Model, x: np.ndarray) -> np.ndarray:
     # NOTE: called, not body.predict(): predict traces a function per new Model, and split_head makes one.
     parts = [
         np.asarray(body(x[i : i + FEATURE_ROWS], training=False), np.float32) for i in range(0, len(x), FEATURE_ROWS)
     ]
     return np.concatenate(parts) if parts else np.zeros((0, body.output.shape[-1]), np.float32)
-
-
-def logits(model: keras.Model, x: np.ndarray) -> np.ndarray:
-    """The model's logits (its last layer without the softmax), in inference mode, as float64."""
-    _, dense = split_head(model)
-    out: np.ndarray = features(model, x).astype(np.float64) @ np.asarray(dense.kernel, np.float64) + np.asarray(
-        dense.bias, np.float64
-    )
-    return out
 
 
 def fit_detector(model: keras.Model, splits: Splits) -> Detector:
