@@ -36,8 +36,9 @@ def convert(savedmodel: Path, signature: str, precision: Precision) -> bytes:
     return bytes(converter.convert())
 
 
-def runner(flatbuffer: bytes, signature: str, *, threads: int) -> ServeAll:
-    """The signature as a call; not thread-safe, as the interpreter it runs is not."""
+def runner(flatbuffer: bytes, signature: str, *, threads: int, outputs: Collection[str] = ()) -> ServeAll:
+    """The signature as a call; not thread-safe, as the interpreter it runs is not. ValueError if it lacks any
+    of `outputs`."""
     from ai_edge_litert.interpreter import Interpreter
 
     run = Interpreter(model_content=flatbuffer, num_threads=max(threads, 1)).get_signature_runner(signature)
@@ -45,5 +46,7 @@ def runner(flatbuffer: bytes, signature: str, *, threads: int) -> ServeAll:
     def call(x: np.ndarray) -> dict[str, np.ndarray]:
         return dict(run(**{INPUT_NAME: np.ascontiguousarray(x, np.float32)}))
 
-    call(np.zeros((2, IMAGE_PIXELS), np.float32))  # XNNPACK is set up at the first call
+    missing = set(outputs) - set(call(np.zeros((2, IMAGE_PIXELS), np.float32)))  # XNNPACK sets up at the first call
+    if missing:
+        raise ValueError(f"the converted model lacks the outputs {sorted(missing)}")
     return call

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from contract import IMAGE_PIXELS, GoldenProbes, Metadata, ServeAll
+from contract import GoldenProbes, Metadata, ServeAll
 from contract.litert import Precision, convert, request_signature, runner
 from service.core.model import SelfCheckFailed
 from service.core.runtime import Outputs, Predict, TensorSpec
@@ -93,8 +93,6 @@ class LiteRtConverter:
             raise TypeError(f"LiteRT converts SavedModels, not a {type(base).__name__}")
         signature = request_signature(base.signatures)
         with cpp_lines_to_log():  # the converter's and the interpreter's C++ notices, as JSON log lines
-            run = runner(convert(path, signature, self.precision), signature, threads=self._threads)
-        missing = {spec.name for spec in base.outputs} - set(run(np.zeros((2, IMAGE_PIXELS), np.float32)))
-        if missing:
-            raise ValueError(f"the converted model lacks the outputs {sorted(missing)}")
+            converted = convert(path, signature, self.precision)
+            run = runner(converted, signature, threads=self._threads, outputs=[spec.name for spec in base.outputs])
         return LiteRtRuntime(base, run, self.engine)

@@ -117,6 +117,14 @@ def test_a_runtime_that_fails_a_check_never_serves(accelerator: object, reason: 
     assert any(check.startswith(reason) for check in loaded.report.checks), loaded.report.checks
 
 
+def test_a_conversion_without_every_output_never_serves() -> None:
+    from contract import SIGNATURE_KEY
+    from contract.litert import convert, runner
+
+    with pytest.raises(ValueError, match=r"lacks the outputs \['confident'\]"):
+        runner(convert(DEFAULT_VERSION, SIGNATURE_KEY, "fp32"), SIGNATURE_KEY, threads=1, outputs=[CONFIDENT_NAME])
+
+
 def test_auto_keeps_the_savedmodel_where_the_candidate_is_slower() -> None:
     @dataclass
     class Slow(Faulty):
