@@ -39,6 +39,25 @@ async def client(
         yield http
 
 
+@IN_MODULE_LOOP
+async def test_a_global_tracer_provider_gets_no_second_span_of_each_request(
+    client: httpx.AsyncClient, exported: InMemorySpanExporter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """FastAPI (0.142 on) traces every request to the global provider by itself; the service's own span is
+    the one trace of a request, wherever a global provider comes from (auto-instrumentation, a library)."""
+    from opentelemetry import trace
+
+    global_spans = InMemorySpanExporter()
+    global_provider = TracerProvider()
+    global_provider.add_span_processor(SimpleSpanProcessor(global_spans))
+    monkeypatch.setattr(trace, "_TRACER_PROVIDER", global_provider)  # as trace.set_tracer_provider() would
+    exported.clear()
+    assert (await client.post("/predict", json={"image": ROW})).status_code == 200
+    assert (await client.get("/v2/health/ready")).status_code == 200
+    assert global_spans.get_finished_spans() == ()
+    assert len(_named(exported.get_finished_spans(), "POST /predict")) == 1
+
+
 def _traceparent(trace_id: int, span_id: int) -> dict[str, str]:
     return {"traceparent": f"00-{trace_id:032x}-{span_id:016x}-01"}
 
