@@ -3,6 +3,8 @@
 Every model starts by rescaling raw 0..255 pixels to 0..1, so the scaling travels inside the SavedModel.
 """
 
+from collections import Counter
+
 import keras
 
 from contract import IMAGE_PIXELS, INPUT_NAME, NUM_CLASSES
@@ -24,8 +26,33 @@ def build_model(
 
 
 def describe_layers(model: keras.Model) -> list[str]:
-    """A readable list of a built model's layers, as recorded in metadata.json."""
-    return [_describe(layer) for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+    """A readable list of a built model's layers, as recorded in metadata.json: one entry a layer for a chain;
+    for a model of parallel branches (an ensemble's members), one entry a run of layers, joined by ' -> ', in
+    the model's order: each branch, then what follows where they join."""
+    parents_of = _parents(model)
+    consumers = Counter(parent for parents in parents_of.values() for parent in parents)
+    runs: list[list[str]] = []
+    run_of: dict[str, int] = {}  # layer name -> its run
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        parents = parents_of.get(layer.name, [])
+        follows = len(parents) == 1 and parents[0] in run_of and consumers[parents[0]] == 1
+        if not follows:
+            runs.append([])
+        run_of[layer.name] = run_of[parents[0]] if follows else len(runs) - 1
+        runs[run_of[layer.name]].append(_describe(layer))
+    return runs[0] if len(runs) == 1 else [" -> ".join(run) for run in runs]
+
+
+def _parents(model: keras.Model) -> dict[str, list[str]]:
+    """Each layer's name -> the names of the layers whose outputs it takes, from the functional model's config."""
+    found: dict[str, list[str]] = {}
+    for layer in model.get_config()["layers"]:
+        for node in layer["inbound_nodes"]:
+            args = node["args"][0] if isinstance(node["args"][0], list) else [node["args"][0]]
+            found[layer["name"]] = [arg["config"]["keras_history"][0] for arg in args]
+    return found
 
 
 def _describe(layer: keras.layers.Layer) -> str:

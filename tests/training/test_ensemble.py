@@ -63,7 +63,12 @@ def test_an_ensemble_is_the_mean_of_its_members_logits_and_passes_every_export_c
     ) as staged:
         assert all(check.passed for check in staged.checks)
         version = staged.publish()
-    assert read_metadata(list_versions(tmp_path / "tiny")[version]).network == network
+    published = read_metadata(list_versions(tmp_path / "tiny")[version])
+    assert published.network == network
+    chain = read_metadata(list_versions(root / "tiny")[1]).layers  # a member: one entry a layer
+    assert chain[0] == "Rescaling(1/255)" and chain[-1] == "Dense(10, softmax)" and not any("->" in c for c in chain)
+    branch = " -> ".join(chain[:-1])
+    assert published.layers == [branch, branch, "Concatenate -> Dense(10, softmax)"]  # each branch, then the join
 
 
 def test_an_ensemble_refuses_what_it_cannot_combine(two_versions: tuple[Path, list[TrainResult]]) -> None:
