@@ -51,10 +51,15 @@ def json_object(value: Any) -> dict[str, Any]:
     return value
 
 
+def parse_json_object(body: bytes, *, max_depth: int) -> dict[str, Any]:
+    """A body that must be a JSON object, parsed."""
+    return json_object(parse_json(body, max_depth=max_depth))
+
+
 async def read_json_object(request: Request, *, max_depth: int) -> dict[str, Any]:
     """The request's body, which must be a JSON object."""
     require_json(request.headers.get("content-type"))
-    return json_object(parse_json(await request.body(), max_depth=max_depth))
+    return parse_json_object(await request.body(), max_depth=max_depth)
 
 
 def dumps(content: Any) -> bytes:

@@ -74,7 +74,7 @@ class PredictApi:
         common = inputs.predict_integers(raw, max_images=max_images)
         if common is not None:
             return common
-        body = codec.json_object(codec.parse_json(raw, max_depth=self._settings.max_json_depth))
+        body = codec.parse_json_object(raw, max_depth=self._settings.max_json_depth)
         return inputs.predict_json(body, max_images=max_images), inputs.predict_ref(body)
 
 
