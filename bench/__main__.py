@@ -33,9 +33,15 @@ def main() -> int:
     parser.add_argument(
         "--no-peers", action="store_true", help="skip MLServer, LitServe, BentoML, Ray Serve and KServe (own venvs)"
     )
-    parser.add_argument("--no-budget", action="store_true", help="skip the per-request time budget (py-spy)")
+    parser.add_argument(
+        "--no-budget",
+        action="store_true",
+        help="skip the per-request time budget (its stage clock needs Python 3.12 or later)",
+    )
     parser.add_argument("--no-scaling", action="store_true", help="skip the 1- and 2-worker scaling figures")
     args = parser.parse_args()
+    if not args.no_budget and sys.version_info < (3, 12):
+        sys.exit("the time budget's stage clock uses sys.monitoring (Python 3.12 and later); pass --no-budget")
     for tool in ("hey", "h2load"):
         if shutil.which(tool) is None:
             sys.exit(f"bench needs `{tool}` (Debian: apt-get install hey nghttp2-client)")

@@ -1,32 +1,34 @@
 """Where a /predict request's time goes, in µs per request, by stage: two methods side by side.
 
-1. **Sampling** (`py-spy record --idle --nonblocking`): the live server under `hey` at c=1 and c=16.
-   Each sample of the event loop's thread is put in one stage by the innermost frame that a rule in
-   STAGES claims (TensorFlow's own threads are C++ and never sampled: the loop waits for them inside
-   the model call). A stage's µs per request = its share of the samples x the wall time / the requests.
-   Samples with nothing but the loop's runner on the stack are the loop waiting in epoll, or uvloop's
-   own C (reading sockets, waking tasks); py-spy cannot tell these apart.
+1. **The stage clock** (bench/clock.py): the live server under `hey` at c=1 and c=16, with sys.monitoring
+   timing the functions CLOCKED names as the server runs them, each stage less the clocked calls inside
+   it and less its time waiting at an await. What no stage holds is the event loop's own C (reading
+   sockets, waking tasks, epoll), the kernel and, at c=1, the wait for the client. The raw ASGI limit
+   runs under the same clock (its app and uvicorn's stages), so what it leaves unclocked is what any
+   server on uvicorn leaves.
 2. **Micro-benchmarks**: each stage's own code, called in-process on the same request (median of many
    calls), and the whole app called in-process as uvicorn would call it. What HTTP, uvicorn, the kernel
-   and the client add is the raw ASGI limit's measured latency less the raw app's in-process time.
+   and the client add is the raw ASGI limit's time per request less the raw app's in-process time.
 
-The check: at c=1, the micro-benchmarks' sum against the latency `hey` measured; at c=16, against the
-event loop's time per request (1 / req/s, since the one loop is what saturates).
+The check, at c=1 and c=16: the clocked stages plus what the raw limit leaves unclocked, against the time
+a request takes (1 / req/s: at c=1 one request at a time, at c=16 the one event loop is what saturates).
+The micro-benchmarks are checked the same way, against the server run without the clock.
 """
 
 import asyncio
+import dataclasses
 import functools
 import json
+import os
 import re
-import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,88 +36,133 @@ from typing import Any
 import httpx
 
 from bench import hey
-from bench.lineup import OURS, RAW_LIMIT, ROOT, servers
+from bench.clock import Totals
+from bench.lineup import OURS, RAW_LIMIT, ROOT, Server, servers
 from bench.loads import IMAGE
 from bench.process import running
 
 OUTSIDE = "outside the app: HTTP parsing, uvicorn, kernel and client"
 # NOTE: one stage: the common body is decoded straight into its types (`inputs.predict_integers`), in C.
 DECODE = "JSON decode and validation"
-LOOP = "event loop: waiting in epoll, or uvloop's own C"
-# (stage, what a frame's "function (file:line)" text contains); the innermost frame that matches wins.
-STAGES: list[tuple[str, tuple[str, ...]]] = [
-    ("model call", ("tensorflow/", "contract/signature.py", "service/core/model.py", "service/runtimes/")),
-    ("response build and encode", ("_predictions ", "json_response ", "dumps (service", "starlette/responses.py")),
-    ("body read", ("starlette/requests.py", "_LimitedReceive", "RequestResponseCycle.receive")),
-    (DECODE, ("service/inputs/", "service/rest/codec.py", "service/rest/predict.py")),
-    ("queueing and futures", ("service/core/batcher.py", "service/core/dataplane.py", "service/core/manager.py")),
-    (
-        "middleware: ids, metrics, logs",
-        ("service/rest/middleware.py", "prometheus_client/", "service/metrics.py", "logging/", "service/logs.py"),
+PARSING = "uvicorn: HTTP parsing, and the connection's guards"
+CALLING = "uvicorn: calling the app, writing the response"
+UNCLOCKED = "in no stage: the event loop's C, the kernel, the client"
+_HTTPTOOLS = "uvicorn.protocols.http.httptools_impl:"
+_UVICORN = {
+    PARSING: (_HTTPTOOLS + "HttpToolsProtocol.data_received", _HTTPTOOLS + "HttpToolsProtocol.on_response_complete"),
+    CALLING: (
+        _HTTPTOOLS + "RequestResponseCycle.run_asgi",
+        _HTTPTOOLS + "RequestResponseCycle.send",
+        "uvicorn.middleware.proxy_headers:ProxyHeadersMiddleware.__call__",
     ),
-    ("routing: Starlette and FastAPI", ("starlette/", "fastapi/", "service/rest/routing.py")),
-    (OUTSIDE, ("uvicorn/", "httptools")),
-]
-_RUNNER = ("asyncio/runners.py", "asyncio/base_events.py", "service/server.py", "<frozen runpy>", "service/__main__.py")
+}
+# The functions each stage is clocked in, by server; the first named is where a request ends (bench/clock.py).
+CLOCKED: dict[str, dict[str, tuple[str, ...]]] = {
+    "service": {
+        "middleware: ids, metrics, logs": (
+            "service.rest.middleware:RequestContextMiddleware.__call__",
+            "service.rest.middleware:RequestContextMiddleware._serve",
+            "service.rest.middleware:_TaggedSend.__call__",
+            "service.metrics:BatcherMetrics.on_batch",
+        ),
+        "routing: Starlette and FastAPI": (
+            "fastapi.applications:FastAPI.__call__",
+            "starlette.applications:Starlette.__call__",
+            "service.rest.routing:FastRoutesFirst.__call__",
+            "service.rest.routing:FastRoute._answer",
+            "service.rest.predict:PredictApi.predict",
+        ),
+        "body read": (
+            "starlette.requests:Request.body",
+            "service.rest.middleware:_LimitedReceive.__call__",
+            _HTTPTOOLS + "RequestResponseCycle.receive",
+        ),
+        DECODE: ("service.rest.predict:PredictApi._json_body", "service.inputs:predict_integers"),
+        "queueing and futures": (
+            "service.core.dataplane:DataPlane.infer",
+            "service.core.batcher:DynamicBatcher.submit",
+            "service.core.batcher:DynamicBatcher._alone",
+            "service.core.batcher:DynamicBatcher._run",
+            "service.core.batcher:DynamicBatcher._compute",
+        ),
+        "model call": ("service.core.model:BatchInvariantPredict.__call__",),
+        "response build and encode": (
+            "service.rest.predict:_predictions",
+            "service.rest.codec:json_response",
+            "starlette.responses:Response.__call__",
+        ),
+        **_UVICORN,
+    },
+    "raw": {"the raw app": ("bench.servers.raw_asgi:app",), **_UVICORN},
+}
+READ_TIMEOUT_S = 10
 
 
-def stage_of(frames: list[str]) -> str:
-    """The stage a sampled stack (outermost frame first) was in."""
-    for frame in reversed(frames):
-        for stage, marks in STAGES:
-            if any(mark in frame for mark in marks):
-                return stage
-    if all(any(mark in f for mark in _RUNNER) for f in frames):
-        return LOOP
-    if any("asyncio/" in f for f in frames):  # a task's step, a future's callback
-        return "queueing and futures"
-    return "other Python"
+def clocked(server: Server, table: str, out: Path) -> Server:
+    """`server` (run as `python -m MODULE ...`) under the stage clock, writing its readings to `out`."""
+    python, flag, *module = server.command
+    assert flag == "-m", f"{server.name} is not run as a module"
+    return dataclasses.replace(server, command=[python, "-m", "bench.clock", table, str(out), *module])
 
 
-def main_thread_stages(raw: str) -> Counter[str]:
-    """Samples by stage, from py-spy's raw (collapsed) output with --threads: the main thread's only."""
-    counts: Counter[str] = Counter()
-    for line in raw.splitlines():
-        stack, _, n = line.rpartition(" ")
-        thread, *frames = stack.split(";")
-        if "MainThread" in thread:
-            counts[stage_of(frames)] += int(n)
-    return counts
+def read_clock(pid: int, out: Path) -> Totals:
+    """The clock's totals now: it writes them to `out` when told (SIGUSR1)."""
+    out.unlink(missing_ok=True)
+    os.kill(pid, signal.SIGUSR1)
+    deadline = time.monotonic() + READ_TIMEOUT_S
+    while not out.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the stage clock in process {pid} wrote nothing to {out}")
+        time.sleep(0.01)
+    return Totals.read(out)
 
 
 @dataclass(frozen=True)
-class Sampled:
+class Window:
+    """A stretch of steady load on a clocked server: the clock's totals over it, and the batches formed."""
+
     concurrency: int
-    rps: float
-    mean_ms: float
+    totals: Totals
     mean_batch: float
-    us_by_stage: dict[str, float]
+
+    def us_by_stage(self) -> dict[str, float]:
+        """µs per request by stage, with what no stage holds: the rest of the time per request."""
+        stages = self.totals.us_per_request()
+        return stages | {UNCLOCKED: self.us_per_request() - sum(stages.values())}
+
+    def us_per_request(self) -> float:
+        return 1e6 / self.totals.requests_per_second()
 
 
-def sample(pid: int, port: int, body: bytes, concurrency: int, seconds: float, py_spy: str) -> Sampled:
-    """py-spy on the server while `hey` holds `concurrency` requests in flight; hey runs a second longer
-    on each side, so the sampled window is steady load."""
-    url = f"http://127.0.0.1:{port}/predict"
+def clock_windows(server: Server, table: str, seconds: float, concurrencies: tuple[int, ...]) -> list[Window]:
+    """`server` under the clock, read at the start and end of `seconds` of load at each concurrency; the load
+    runs a second longer on each side, so the window is steady."""
     with tempfile.TemporaryDirectory() as tmp:
-        (Path(tmp) / "body").write_bytes(body)
-        before = batch_totals(port)
-        load = subprocess.Popen(
-            hey.command(url, Path(tmp) / "body", concurrency, seconds + 2), stdout=subprocess.PIPE, text=True
-        )
-        time.sleep(1)
-        out = Path(tmp) / "raw.txt"
-        record = [py_spy, "record", "--pid", str(pid), "--rate", "250", "--duration", str(int(seconds))]
-        record += ["--format", "raw", "--idle", "--nonblocking", "--threads", "-o", str(out)]
-        subprocess.run(record, check=True, capture_output=True)
-        summary = load.communicate()[0]
-        counts = main_thread_stages(out.read_text())
-    rps, mean_ms = hey.requests_per_second(summary), hey.mean_ms(summary)
-    total = sum(counts.values())
-    per_request_us = 1e6 / rps
-    return Sampled(
-        concurrency, rps, mean_ms, mean_batch_since(port, before),
-        {stage: n / total * per_request_us for stage, n in counts.items()},
-    )  # fmt: skip
+        out, body = Path(tmp) / "clock.json", Path(tmp) / "body"
+        body.write_bytes(BODY)
+        with running(clocked(server, table, out)) as live:
+            url = f"http://127.0.0.1:{live.port}/predict"
+            subprocess.run(hey.command(url, body, 1, 1), capture_output=True, check=True)  # warm-up
+            windows = []
+            for concurrency in concurrencies:
+                with _load(hey.command(url, body, concurrency, seconds + 2)):
+                    time.sleep(1)
+                    before, batches = read_clock(live.pid, out), batch_totals(live.port) if table == "service" else None
+                    time.sleep(seconds)
+                    totals = read_clock(live.pid, out).since(before)
+                    mean_batch = mean_batch_since(live.port, batches) if batches else float("nan")
+                windows.append(Window(concurrency, totals, mean_batch))
+            return windows
+
+
+@contextmanager
+def _load(command: list[str]) -> Iterator[None]:
+    load = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    try:
+        yield
+    finally:
+        if load.wait() != 0:
+            raise RuntimeError(f"{command[0]} failed: {load.returncode}")
 
 
 def batch_totals(port: int) -> tuple[float, float]:
@@ -314,8 +361,7 @@ def measure_model_costs(batches: list[int]) -> dict[str, Any]:
 BODY = json.dumps({"image": IMAGE}).encode()
 CACHE_FLUSH_BYTES = 64 * 2**20  # twice this machine's L3
 BARE_CALL = "model call (bare runtime, batch of 2)"
-ROWS = [
-    OUTSIDE,
+APP_STAGES = [
     "body read",
     DECODE,
     "queueing and futures",
@@ -323,106 +369,135 @@ ROWS = [
     "response build and encode",
     "middleware: ids, metrics, logs",
     "routing: Starlette and FastAPI",
-    LOOP,
-    "other Python",
 ]
+ROWS = [PARSING, *APP_STAGES, "the raw app", CALLING, UNCLOCKED]
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What `run` measured: the clocked windows at c=1 and c=16, the same servers' req/s at c=1 and c=16 without
+    the clock, and the micro-benchmarks (`micro`) at the batch the clocked server formed at c=16."""
+
+    ours: list[Window]
+    raw: list[Window]
+    ours_rps: list[float]
+    raw_rps: list[float]
+    micro: dict[str, float]
+    batch: int
 
 
 def run(seconds: float) -> list[str]:
-    """Sample /predict at c=1 and c=16, time the raw limit at c=1 and 16, then the micro-benchmarks: the
-    report's section."""
-    py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    """This service's /predict and the raw limit, each at c=1 and c=16 without the clock and then under it,
+    then the micro-benchmarks: the report's section."""
     by_name = {s.name: s for s in servers(with_peers=False)}
-    with running(by_name[f"{OURS} (/predict)"]) as live:
-        _hey(live.port, 1, 1.0)  # warm-up
-        alone = _hey(live.port, 1, seconds)  # unsampled: what the micro-benchmarks must add up to
-        sampled = [sample(live.pid, live.port, BODY, c, seconds, py_spy) for c in (1, 16)]
-    with running(by_name[RAW_LIMIT]) as live:
-        raw = [_hey(live.port, c, seconds) for c in (1, 16)]
-    batch = formed_batch(sampled[1].mean_batch)
+    ours, raw = by_name[f"{OURS} (/predict)"], by_name[RAW_LIMIT]
+    unclocked = {}
+    for server in (ours, raw):
+        with running(server) as live:
+            _hey(live.port, 1, 1.0)  # warm-up
+            unclocked[server.name] = [_hey(live.port, c, seconds) for c in (1, 16)]
+    ours_windows = clock_windows(ours, "service", seconds, (1, 16))
+    raw_windows = clock_windows(raw, "raw", seconds, (1, 16))
+    batch = formed_batch(ours_windows[1].mean_batch)
     done = subprocess.run(
         [sys.executable, "-m", "bench.budget", str(batch)], cwd=ROOT, capture_output=True, text=True, check=True
     )
-    timed = json.loads(done.stdout.strip().splitlines()[-1])
-    return _table(sampled, alone, raw, timed, batch)
+    micro = json.loads(done.stdout.strip().splitlines()[-1])
+    return table(Budget(ours_windows, raw_windows, unclocked[ours.name], unclocked[raw.name], micro, batch))
 
 
-def _hey(port: int, concurrency: int, seconds: float) -> tuple[float, float]:
-    """(req/s, mean latency in µs) of `hey` against /predict."""
+def _hey(port: int, concurrency: int, seconds: float) -> float:
+    """The req/s of `hey` against /predict."""
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "body").write_bytes(BODY)
         command = hey.command(f"http://127.0.0.1:{port}/predict", Path(tmp) / "body", concurrency, seconds)
         summary = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    return hey.requests_per_second(summary), hey.mean_ms(summary) * 1000
+    return hey.requests_per_second(summary)
 
 
-def _micro_column(timed: dict[str, float], raw_c1: tuple[float, float]) -> dict[str, float]:
-    """The micro-benchmarks, in the table's stages, for one request alone (c=1)."""
-    model = timed["model call, as the batcher makes it"]
-    infer = timed["infer: batcher and model"]
-    own = ("body read", DECODE, "response build and encode", "middleware: ids, metrics, logs")
-    column = {stage: timed[stage] for stage in own}
-    column |= {
-        OUTSIDE: raw_c1[1] - timed["raw ASGI app, in process"],
-        "model call": model,
-        "queueing and futures": infer - model,
-    }
-    column["routing: Starlette and FastAPI"] = timed["whole app, in process"] - sum(column.values()) + column[OUTSIDE]
-    return column
+def micro_column(micro: dict[str, float], raw_us: float) -> dict[str, float]:
+    """The micro-benchmarks in the app's stages for one request alone (c=1), and what is outside the app: the
+    raw limit's time per request (`raw_us`, at c=1) less its app's in-process time."""
+    model = micro["model call, as the batcher makes it"]
+    column = {stage: micro[stage] for stage in ("body read", DECODE, "response build and encode")}
+    column["middleware: ids, metrics, logs"] = micro["middleware: ids, metrics, logs"]
+    column |= {"model call": model, "queueing and futures": micro["infer: batcher and model"] - model}
+    column["routing: Starlette and FastAPI"] = micro["whole app, in process"] - sum(column.values())
+    return column | {OUTSIDE: raw_us - micro["raw ASGI app, in process"]}
 
 
-def _table(
-    sampled: list[Sampled],
-    alone: tuple[float, float],
-    raw: list[tuple[float, float]],
-    timed: dict[str, float],
-    batch: int,
-) -> list[str]:
-    c1, c16 = sampled
-    alone_us = alone[1]
-    micro_c1 = _micro_column(timed, raw[0])
-    # At c=16 one request costs the loop: what it costs uvicorn at saturation (the raw limit's 1/req/s, less
-    # its app), the app's own stages without the model, and the model's cost per row at the mean batch.
-    app_without_model = timed["whole app, in process"] - timed["infer: batcher and model"]
-    row_cost = timed[per_row(batch)]
-    estimate_c16 = 1e6 / raw[1][0] - timed["raw ASGI app, in process"] + app_without_model + row_cost
+def adds_up(ours: Window, raw: Window) -> float:
+    """The clocked stages plus what the raw limit leaves unclocked, as a share of the time a request took."""
+    stages = ours.us_by_stage()
+    return (ours.us_per_request() - stages[UNCLOCKED] + raw.us_by_stage()[UNCLOCKED]) / ours.us_per_request()
+
+
+def table(budget: Budget) -> list[str]:
+    """The report's section: the clocked table, its check, and the micro-benchmarks beside the clock."""
+    ours, raw, micro = budget.ours, budget.raw, budget.micro
     lines = [
         "## Where a request's time goes",
         "",
-        "µs per /predict request, one image, by stage (method: bench/budget.py's docstring). Sampled: py-spy "
-        "on the server's event loop under `hey`; its rows add up to the wall time per request by construction. "
-        "Micro: each stage's code timed alone in-process (median), plus what the raw ASGI limit shows outside "
-        "the app; they are measured apart from the total, so their sum checks it.",
+        "µs per /predict request, one image, by stage, timed in the live server by the stage clock "
+        "(bench/clock.py; the method is in bench/budget.py's docstring), under `hey` at c=1 and c=16; the raw "
+        "ASGI limit under the same clock beside it. Each stage is the time its functions ran, less the "
+        "clocked functions inside them and less any wait at an await. The last row is what no stage holds.",
         "",
-        "| stage | c=1, sampled | c=16, sampled | c=1, micro-benchmarks |",
+        "| stage | c=1 | c=16 | raw limit, c=1 | raw limit, c=16 |",
+        "|---|---|---|---|---|",
+    ]
+    columns = [w.us_by_stage() for w in (*ours, *raw)]
+    for stage in ROWS:
+        cells = (f"{c[stage]:,.0f}" if stage in c else "–" for c in columns)
+        lines.append(f"| {stage} | {' | '.join(cells)} |")
+    lines += [
+        "| **time per request** (1 / req/s) | "
+        + " | ".join(f"{w.us_per_request():,.0f}" for w in (*ours, *raw))
+        + " |",
+        "| req/s under the clock, and without it | "
+        + " | ".join(f"{w.totals.requests_per_second():,.0f}, {rps:,.0f}" for w, rps in zip(
+            (*ours, *raw), (*budget.ours_rps, *budget.raw_rps), strict=True))
+        + " |",
+        "",
+    ]  # fmt: skip
+    for ours_c, raw_c in zip(ours, raw, strict=True):
+        share = adds_up(ours_c, raw_c)
+        verdict = "within" if abs(share - 1) <= 0.10 else "outside"
+        clocked_us = ours_c.us_per_request() - ours_c.us_by_stage()[UNCLOCKED]
+        lines.append(
+            f"- c={ours_c.concurrency}: the clocked stages ({clocked_us:,.0f} µs) plus what the raw limit leaves "
+            f"unclocked ({raw_c.us_by_stage()[UNCLOCKED]:,.0f}) come to {share:.0%} of the time a request took "
+            f"({ours_c.us_per_request():,.0f}): {verdict} the goal of 10%."
+        )
+    lines += [
+        f"- At c=16 the mean batch was {ours[1].mean_batch:.1f} rows. The clock costs two Python calls a clocked "
+        "function; the req/s row shows what it slowed each server by.",
+        "",
+        "The micro-benchmarks beside it: each stage's own code called in-process in a loop (median), the "
+        "routing row the whole app in-process less the other stages, and outside the app the raw limit's time "
+        "per request less its app's. Clocked: the c=1 column above, outside the app being uvicorn's two stages "
+        "and what no stage holds.",
+        "",
+        "| stage | micro-benchmark | clocked, c=1 | clocked / micro |",
         "|---|---|---|---|",
     ]
-    for stage in ROWS:
-        cells = [c1.us_by_stage.get(stage, 0.0), c16.us_by_stage.get(stage, 0.0)]
-        micro = f"{micro_c1[stage]:,.0f}" if stage in micro_c1 else "–"
-        lines.append(f"| {stage} | {cells[0]:,.0f} | {cells[1]:,.0f} | {micro} |")
-    micro_sum = sum(micro_c1.values())
+    micro_c1 = micro_column(micro, 1e6 / budget.raw_rps[0])
+    live = dict(ours[0].us_by_stage())
+    live[OUTSIDE] = sum(live.pop(stage, 0.0) for stage in (PARSING, CALLING, UNCLOCKED))
+    for stage in [*APP_STAGES, OUTSIDE]:
+        ratio = live[stage] / micro_c1[stage]
+        lines.append(f"| {stage} | {micro_c1[stage]:,.0f} | {live[stage]:,.0f} | {ratio:.1f}x |")
+    micro_sum, measured = sum(micro_c1.values()), 1e6 / budget.ours_rps[0]
     lines += [
-        f"| **sum** | {sum(c1.us_by_stage.values()):,.0f} | {sum(c16.us_by_stage.values()):,.0f} | {micro_sum:,.0f} |",
-        f"| **measured** (mean latency at c=1, 1 / req/s at c=16) | {c1.mean_ms * 1000:,.0f} "
-        f"| {1e6 / c16.rps:,.0f} | {alone_us:,.0f} (unsampled) |",
+        f"| **sum** | {micro_sum:,.0f} | {sum(live.values()):,.0f} | |",
         "",
-        f"- At c=1 the micro-benchmarks add up to {micro_sum / alone_us:.0%} of the mean latency `hey` measured "
-        f"without the profiler ({alone[0]:,.0f} req/s). Their routing row is derived: the whole app in-process "
-        "less its measured stages. The sampler slows the server it samples: at c=1 it measured "
-        f"{c1.rps:,.0f} req/s, so read the sampled columns as shares rather than as absolute times.",
-        f"- At c=16 the mean batch was {c16.mean_batch:.1f} rows ({c16.rps:,.0f} req/s). Estimated from the "
-        f"micro-benchmarks, a request costs the loop {estimate_c16:,.0f} µs: uvicorn at saturation "
-        f"{1e6 / raw[1][0] - timed['raw ASGI app, in process']:,.0f} (the raw limit's 1 / req/s, "
-        f"{raw[1][0]:,.0f} req/s, less its app), the app without the model {app_without_model:,.0f}, and the "
-        f"model's {row_cost:,.0f} per row at {batch} rows; that is {estimate_c16 * c16.rps / 1e6:.0%} of the "
-        "measured 1 / req/s.",
+        f"- At c=1 the micro-benchmarks add up to {micro_sum / measured:.0%} of the time a request took without "
+        f"the clock ({measured:,.0f} µs, {budget.ours_rps[0]:,.0f} req/s).",
         f"- The bare model call (the serving runtime's predict on two rows, in-process): "
-        f"{timed[BARE_CALL]:,.0f} µs; as the batcher makes it (padding one row to "
-        f"two, checking the output is finite): {timed['model call, as the batcher makes it']:,.0f} µs. With "
+        f"{micro[BARE_CALL]:,.0f} µs; as the batcher makes it (padding one row to "
+        f"two, checking the output is finite): {micro['model call, as the batcher makes it']:,.0f} µs. With "
         f"{CACHE_FLUSH_BYTES // 2**20} MiB read before each call, so that the weights come from memory again: "
-        f"{timed[BARE_CALL + ', caches flushed']:,.0f} µs. A serving process touches "
-        "other memory between requests, which is why its sampled model call costs more than the warm one.",
+        f"{micro[BARE_CALL + ', caches flushed']:,.0f} µs.",
         "",
     ]
     return lines

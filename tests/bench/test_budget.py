@@ -1,49 +1,66 @@
-"""The bench's own logic: how py-spy's samples are put in stages, and how a swept peer's best is chosen."""
+"""The bench's own logic: the time budget's tables and check, and how a swept peer's best is chosen."""
 
 import math
 
-from bench.budget import BARE_CALL, DECODE, LOOP, OUTSIDE, main_thread_stages, per_row, stage_of
+from bench.budget import (
+    BARE_CALL,
+    CLOCKED,
+    DECODE,
+    OUTSIDE,
+    UNCLOCKED,
+    Budget,
+    Window,
+    adds_up,
+    per_row,
+    table,
+)
+from bench.clock import Totals, code_of
 from bench.lineup import RAW_LIMIT
 from bench.loads import Result
 from bench.report import PREDICT, Measured, composed_limit
 
-ROOT_FRAMES = [
-    "_run_module_as_main (<frozen runpy>:198)",
-    "main (service/__main__.py:33)",
-    "_run_loop (service/server.py:136)",
-    "Runner.run (asyncio/runners.py:118)",
-]
+
+def test_every_function_the_clock_is_told_to_watch_exists():
+    for stages in CLOCKED.values():
+        for targets in stages.values():
+            for target in targets:
+                assert code_of(target).co_name == target.rpartition(".")[2].rpartition(":")[2]
 
 
-def test_the_innermost_frame_a_rule_claims_names_the_stage():
-    endpoint = [
-        "RequestContextMiddleware.__call__ (service/rest/middleware.py:50)",
-        "FastRoute._answer (service/rest/routing.py:42)",
-        "PredictApi.predict (service/rest/predict.py:52)",
-    ]
-    assert stage_of([*ROOT_FRAMES, *endpoint, "parse_json (service/rest/codec.py:43)"]) == DECODE
-    assert stage_of([*ROOT_FRAMES, *endpoint, "predict_integers (service/inputs/__init__.py:73)"]) == DECODE
-    assert stage_of([*endpoint, "_record (service/rest/middleware.py:70)"]) == "middleware: ids, metrics, logs"
-    model = ["DynamicBatcher._compute (service/core/batcher.py:154)", "serve (contract/signature.py:77)"]
-    assert stage_of([*ROOT_FRAMES, "DynamicBatcher._run (service/core/batcher.py:116)", *model]) == "model call"
-    assert stage_of([*ROOT_FRAMES, "HttpToolsProtocol.data_received (uvicorn/protocols/http/h.py:1)"]) == OUTSIDE
+def _window(concurrency: int, requests: int, seconds: float, us_by_stage: dict[str, float]) -> Window:
+    ns = {stage: round(us * 1000 * requests) for stage, us in us_by_stage.items()}
+    return Window(concurrency, Totals(ns, requests, round(seconds * 1e9), 0), mean_batch=float(concurrency))
 
 
-def test_a_stack_of_only_the_loop_runner_is_the_loop_and_a_bare_task_step_is_queueing():
-    assert stage_of(ROOT_FRAMES) == LOOP
-    assert stage_of([*ROOT_FRAMES, "Task.__step (asyncio/tasks.py:293)"]) == "queueing and futures"
-    assert stage_of(["something (elsewhere.py:1)"]) == "other Python"
+def test_the_budget_adds_up_when_the_unclocked_time_is_what_the_raw_limit_leaves_unclocked():
+    # 1,000 requests in 1 s: 1,000 µs each, of which the stages hold 700; the raw limit leaves 300 unclocked.
+    ours = _window(1, 1000, 1.0, {"model call": 500, DECODE: 200})
+    raw = _window(1, 2500, 1.0, {"the raw app": 100})
+    assert ours.us_by_stage()[UNCLOCKED] == 300
+    assert raw.us_by_stage()[UNCLOCKED] == 300
+    assert adds_up(ours, raw) == 1.0
+    # Had the raw limit left only 100 unclocked, 200 µs of this service's would be in no stage: 80%.
+    assert adds_up(ours, _window(1, 5000, 1.0, {"the raw app": 100})) == 0.8
 
 
-def test_only_the_main_threads_samples_are_counted():
-    raw = "\n".join(
-        [
-            "thread (1): MainThread;" + ";".join(ROOT_FRAMES) + " 7",
-            "thread (1): MainThread;parse_json (service/rest/codec.py:43) 3",
-            "thread (2): Thread-1 (_poll_wrapper);Thread.run (threading.py:992) 90",
-        ]
-    )
-    assert main_thread_stages(raw) == {LOOP: 7, DECODE: 3}
+def test_the_section_gives_each_check_its_verdict_and_the_micro_benchmarks_beside_the_clock():
+    stages = {"body read": 10, DECODE: 20, "queueing and futures": 30, "model call": 100}
+    stages |= {"response build and encode": 20, "middleware: ids, metrics, logs": 20}
+    stages |= {"routing: Starlette and FastAPI": 20}
+    ours = [_window(1, 1000, 1.0, stages), _window(16, 2000, 1.0, stages)]  # 1,000 and 500 µs a request
+    raw = [_window(1, 4000, 1.0, {"the raw app": 50}), _window(16, 8000, 1.0, {"the raw app": 25})]
+    micro = {"body read": 5, DECODE: 10, "response build and encode": 10, "middleware: ids, metrics, logs": 10}
+    micro |= {"model call, as the batcher makes it": 80, "infer: batcher and model": 100}
+    micro |= {"whole app, in process": 180, "raw ASGI app, in process": 30, BARE_CALL: 70}
+    micro |= {BARE_CALL + ", caches flushed": 170, per_row(16): 20}
+    text = "\n".join(table(Budget(ours, raw, [900, 1800], [3900, 7900], micro, 16)))
+    # c=1: 220 clocked + the raw limit's 200 unclocked = 420 of 1,000 µs; c=16: 220 + 100 of 500.
+    assert "come to 42% of the time a request took (1,000): outside the goal of 10%." in text
+    assert "come to 64% of the time a request took (500): outside the goal of 10%." in text
+    assert "| model call | 80 | 100 | 1.2x |" in text
+    # Outside the app: the raw limit's 256 µs a request less its app's 30; clocked, all 780 µs unclocked.
+    assert f"| {OUTSIDE} | 226 | 780 | 3.4x |" in text
+    assert "| routing: Starlette and FastAPI | 45 | 20 | 0.4x |" in text  # 180 less the other stages' 135
 
 
 def _result(c: int, rps: float) -> Result:
