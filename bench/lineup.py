@@ -45,7 +45,8 @@ def ours(label: str, load: Load, **env: str) -> Server:
         load,
         "/readyz",
         {**settings, **env},
-        settings="defaults: one worker, batches of up to 64 rows formed while the model is busy, no wait window",
+        settings="defaults: one worker, batches of up to 64 rows formed while the model is busy, no wait window"
+        + "".join(f"; {name}={value}" for name, value in env.items()),
     )
 
 
@@ -115,6 +116,7 @@ def servers(*, with_peers: bool) -> list[Server]:
     table = [
         ours("/predict", single),
         ours(SAVEDMODEL_RUNTIME.format("/predict"), single, MNIST_RUNTIME="savedmodel"),
+        ours("/predict, LiteRT fp32 runtime", single, MNIST_RUNTIME="litert"),
         ours("/predict, model thread", single, MNIST_MODEL_THREAD="true"),
         ours("v2 infer", v2),
         ours("gRPC v2 ModelInfer", Load.grpc("v2")),
