@@ -1,4 +1,4 @@
-"""The bench's own logic: the time budget's tables and check, and how a swept peer's best is chosen."""
+"""The bench's own logic: the time budget's tables and check, the verdicts, and how a swept peer's best is chosen."""
 
 import math
 
@@ -15,9 +15,9 @@ from bench.budget import (
     table,
 )
 from bench.clock import Totals, code_of
-from bench.lineup import RAW_LIMIT
+from bench.lineup import OURS, RAW_LIMIT
 from bench.loads import Result
-from bench.report import PREDICT, Measured, composed_limit
+from bench.report import PREDICT, Measured, composed_limit, grpc_ratios
 
 
 def test_every_function_the_clock_is_told_to_watch_exists():
@@ -99,3 +99,16 @@ def test_a_sweep_keeps_the_mean_batch_of_the_run_it_keeps():
     slow = Measured(5.0, 300.0, [_result(16, 1000)], ["1 ms"], mean_batches=[4.0])
     fast = Measured(4.0, 350.0, [_result(16, 3000)], ["20 ms"], mean_batches=[12.0])
     assert Measured.best([slow, fast]).mean_batches == [12.0]
+
+
+def test_grpc_is_held_to_the_no_op_grpc_servers_req_s_with_a_verdict():
+    runs = {
+        f"{OURS} (gRPC v2 ModelInfer)": Measured(1.0, 1.0, [_result(16, 790), _result(64, 850)], ["", ""]),
+        "no-op grpc.aio server (gRPC limit)": Measured(1.0, 1.0, [_result(16, 1000), _result(64, 1000)], ["", ""]),
+    }
+    rest = Measured(1.0, 1.0, [_result(16, 1000), _result(64, 800)], ["", ""])
+    text = "\n".join(grpc_ratios(runs, rest))
+    assert "at c=16: 79% of /predict's throughput (misses" in text
+    assert "79% of the no-op grpc.aio limit (misses the goal of at least 80%)" in text
+    assert "at c=64: 106% of /predict's throughput (meets" in text
+    assert "85% of the no-op grpc.aio limit (meets the goal of at least 80%)" in text
