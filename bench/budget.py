@@ -150,6 +150,8 @@ def clock_windows(server: Server, table: str, seconds: float, concurrencies: tup
                     before, batches = read_clock(live.pid, out), batch_totals(live.port) if table == "service" else None
                     time.sleep(seconds)
                     totals = read_clock(live.pid, out).since(before)
+                    if totals.unbalanced:  # some clocked frame left unseen: its time went to the wrong stage
+                        raise RuntimeError(f"the stage clock lost track of {totals.unbalanced} exits in {server.name}")
                     mean_batch = mean_batch_since(live.port, batches) if batches else float("nan")
                 windows.append(Window(concurrency, totals, mean_batch))
             return windows

@@ -31,6 +31,8 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Totals:
+    """What a clock has counted since it started, or (`since`) between two readings."""
+
     ns_by_stage: dict[str, int]
     requests: int
     at_ns: int

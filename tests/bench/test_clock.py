@@ -111,3 +111,23 @@ def test_coroutines_are_charged_only_while_they_run_even_interleaved(clock):
     assert taken.at_ns == 4 + 100 + 4000
     assert taken.unbalanced == 0
     assert taken.requests == 0  # the entry is `handle`, the first function named, which did not run
+
+
+@pytest.mark.e2e
+def test_the_clock_times_a_live_server_it_runs_and_counts_its_requests(tmp_path):
+    import httpx
+
+    from bench.budget import BODY, CLOCKED, clocked, read_clock
+    from bench.lineup import RAW_LIMIT, servers
+    from bench.process import running
+
+    raw = next(s for s in servers(with_peers=False) if s.name == RAW_LIMIT)
+    out = tmp_path / "clock.json"
+    with running(clocked(raw, "raw", out)) as live, httpx.Client(base_url=live.url) as client:
+        before = read_clock(live.pid, out)
+        for _ in range(20):
+            client.post("/predict", content=BODY, headers={"content-type": "application/json"}).raise_for_status()
+        taken = read_clock(live.pid, out).since(before)
+    assert taken.requests == 20
+    assert taken.unbalanced == 0
+    assert all(taken.ns_by_stage[stage] > 0 for stage in CLOCKED["raw"]), taken.ns_by_stage
