@@ -267,9 +267,9 @@ async def _serving_core(model_dir: Path) -> AsyncIterator[tuple[Any, Any, Any, A
         await manager.stop()
 
 
-async def micro(model_dir: Path, body: bytes, batch: int) -> dict[str, float]:
-    """µs per call of each stage's own code, and of the whole app, in this process; the bare model
-    call (the runtime that serves, as the default settings choose it) also per row at `batch` rows."""
+async def micro(model_dir: Path, body: bytes) -> dict[str, float]:
+    """µs per call of each stage's own code, and of the whole app, in this process; and the bare model call
+    (the runtime that serves, as the default settings choose it)."""
     from starlette.requests import Request
 
     from bench.servers import raw_asgi
@@ -314,7 +314,7 @@ async def micro(model_dir: Path, body: bytes, batch: int) -> dict[str, float]:
             "whole app, in process": await _amedian_us(lambda: app(scope, _receiver(body), _discard)),
             "raw ASGI app, in process": await _amedian_us(lambda: raw_asgi.app(scope, _receiver(body), _discard)),
         }
-        return stages | _bare_calls(served.runtime, x, [batch])
+        return stages | _bare_calls(served.runtime, x, [])
 
 
 def _bare_calls(runtime: Any, x: Any, batches: list[int]) -> dict[str, float]:
@@ -378,14 +378,13 @@ ROWS = [PARSING, *APP_STAGES, "the raw app", CALLING, UNCLOCKED]
 @dataclass(frozen=True)
 class Budget:
     """What `run` measured: the clocked windows at c=1 and c=16, the same servers' req/s at c=1 and c=16 without
-    the clock, and the micro-benchmarks (`micro`) at the batch the clocked server formed at c=16."""
+    the clock, and the micro-benchmarks (`micro`)."""
 
     ours: list[Window]
     raw: list[Window]
     ours_rps: list[float]
     raw_rps: list[float]
     micro: dict[str, float]
-    batch: int
 
 
 def run(seconds: float) -> list[str]:
@@ -400,12 +399,11 @@ def run(seconds: float) -> list[str]:
             unclocked[server.name] = [_hey(live.port, c, seconds) for c in (1, 16)]
     ours_windows = clock_windows(ours, "service", seconds, (1, 16))
     raw_windows = clock_windows(raw, "raw", seconds, (1, 16))
-    batch = formed_batch(ours_windows[1].mean_batch)
     done = subprocess.run(
-        [sys.executable, "-m", "bench.budget", str(batch)], cwd=ROOT, capture_output=True, text=True, check=True
+        [sys.executable, "-m", "bench.budget", "micro"], cwd=ROOT, capture_output=True, text=True, check=True
     )
     micro = json.loads(done.stdout.strip().splitlines()[-1])
-    return table(Budget(ours_windows, raw_windows, unclocked[ours.name], unclocked[raw.name], micro, batch))
+    return table(Budget(ours_windows, raw_windows, unclocked[ours.name], unclocked[raw.name], micro))
 
 
 def _hey(port: int, concurrency: int, seconds: float) -> float:
@@ -511,14 +509,16 @@ def table(budget: Budget) -> list[str]:
 
 
 def _main() -> None:
-    """`python -m bench.budget BATCH`: the micro-benchmarks on uvloop, as one JSON line;
+    """`python -m bench.budget micro`: the micro-benchmarks on uvloop, as one JSON line;
     `python -m bench.budget costs BATCH...`: the serving runtime's engine and bare calls."""
     import uvloop
 
     if sys.argv[1] == "costs":
         print(json.dumps(uvloop.run(model_costs(ROOT / "models", [int(b) for b in sys.argv[2:]]))))
         return
-    print(json.dumps(uvloop.run(micro(ROOT / "models", BODY, int(sys.argv[1])))))
+    if sys.argv[1:] != ["micro"]:
+        sys.exit(_main.__doc__)
+    print(json.dumps(uvloop.run(micro(ROOT / "models", BODY))))
 
 
 if __name__ == "__main__":
