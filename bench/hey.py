@@ -36,10 +36,6 @@ def requests_per_second(summary: str) -> float:
     return _seconds_or_rate(r"Requests/sec:\s+([\d.]+)", summary)
 
 
-def mean_ms(summary: str) -> float:
-    return _seconds_or_rate(r"Average:\s+([\d.]+) secs", summary) * 1000
-
-
 def _seconds_or_rate(pattern: str, summary: str) -> float:
     match = re.search(pattern, summary)
     if match is None:
